@@ -1,0 +1,1 @@
+"""Export CLIP, CLAP and HAN to ONNX / TensorRT: ``python -m export``."""

@@ -1,0 +1,1 @@
+"""Subcommands of the ``lsld-engine`` CLI (one module each)."""

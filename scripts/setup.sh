@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create .venv and install lsld-engine into it.
+#   scripts/setup.sh          core: metrics, denoising, training (CPU torch, small download)
+#   scripts/setup.sh full     everything the test suite needs: encoders (open_clip, laion_clap),
+#                             media (PyAV), ONNX Runtime, pytest
+# Environment: PYTHON (default python3), LSLD_TORCH overrides the torch requirement, e.g.
+#   LSLD_TORCH="torch torchvision" scripts/setup.sh full     # a CUDA machine: newest CUDA build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-core}"
+py="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$py" -m venv .venv
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+case "$mode" in
+  core)
+    # 2.13.0 has a CPU wheel on this kind of machine; a bare 'torch' would pull a multi-GB CUDA build.
+    "${pip[@]}" ${LSLD_TORCH:-torch==2.13.0}
+    "${pip[@]}" -e .
+    ;;
+  full)
+    # open_clip needs torchvision, and torchvision must match torch exactly.
+    "${pip[@]}" ${LSLD_TORCH:-torch==2.14.1 torchvision==0.29.1}
+    "${pip[@]}" -e ".[all]"
+    # laion_clap pins numpy<2 but runs on numpy 2; its real needs come from the [clap] extra.
+    "${pip[@]}" --no-deps "laion_clap==1.1.7"
+    ;;
+  *) echo "usage: scripts/setup.sh [core|full]" >&2; exit 2 ;;
+esac
+echo "lsld-engine installed in .venv ($mode)" >&2

@@ -1,0 +1,20 @@
+"""Shared test setup: no network, small threads, the real LLP annotations when present."""
+import os
+
+# Nothing may reach for a hub at run time; set before any library import.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from lsld_engine.llp import default_llp_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def llp_dir():
+    """The real LLP annotation folder (``../shared/llp``); skip when absent."""
+    d = default_llp_dir()
+    if d is None:
+        pytest.skip("real LLP annotations not found (../shared/llp or $LSLD_LLP_DIR): skipping")
+    return d
