@@ -10,19 +10,22 @@ cd "$(dirname "$0")/.."
 mode="${1:-core}"
 py="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$py" -m venv .venv
-pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+pip() {
+  # The machine's local package mirror warns about every folder it lacks; keep real errors only.
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
 case "$mode" in
   core)
     # 2.13.0 has a CPU wheel on this kind of machine; a bare 'torch' would pull a multi-GB CUDA build.
-    "${pip[@]}" ${LSLD_TORCH:-torch==2.13.0}
-    "${pip[@]}" -e .
+    pip ${LSLD_TORCH:-torch==2.13.0}
+    pip -e .
     ;;
   full)
     # open_clip needs torchvision, and torchvision must match torch exactly.
-    "${pip[@]}" ${LSLD_TORCH:-torch==2.14.1 torchvision==0.29.1}
-    "${pip[@]}" -e ".[all]"
+    pip ${LSLD_TORCH:-torch==2.14.1 torchvision==0.29.1}
+    pip -e ".[all]"
     # laion_clap pins numpy<2 but runs on numpy 2; its real needs come from the [clap] extra.
-    "${pip[@]}" --no-deps "laion_clap==1.1.7"
+    pip --no-deps "laion_clap==1.1.7"
     ;;
   *) echo "usage: scripts/setup.sh [core|full]" >&2; exit 2 ;;
 esac

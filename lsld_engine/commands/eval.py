@@ -1,0 +1,79 @@
+"""``lsld-engine eval``: score a predictions JSONL against LLP segment annotations (official metrics).
+
+Only the ``audio`` and ``visual`` tracks of each record are scored: the audio-visual track is, by
+the official definition, their product (a file's ``audio_visual`` events are not read).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lsld_engine.events import events_to_masks
+from lsld_engine.llp import EVAL_SPLITS, T, AnnotationError, default_llp_dir, load_split
+from lsld_engine.metrics import evaluate, format_table
+from lsld_engine.writers import PredictionsError, read_predictions
+
+_SHOWN = 20  # ids listed in a missing-videos error before "... and N more"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pred", required=True, type=Path, help="predictions JSONL (one line per video)")
+    parser.add_argument("--annotations", type=Path, default=None,
+                        help="folder with the LLP annotation files (AVVP_*.csv); default: $LSLD_LLP_DIR "
+                             "or ../shared/llp when present")
+    parser.add_argument("--split", choices=EVAL_SPLITS, default="test", help="annotated split to score (default: test)")
+    parser.add_argument("--json", action="store_true", help="print the ten numbers as one JSON object")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="score split videos without a prediction (or with an error line) as empty predictions")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (AnnotationError, PredictionsError, FileNotFoundError) as e:
+        print(f"lsld-engine eval: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    ann = args.annotations or default_llp_dir()
+    if ann is None:
+        print("lsld-engine eval: error: no LLP annotations found; pass --annotations DIR "
+              "(the folder with AVVP_test_pd.csv, AVVP_eval_audio.csv, ...) or set LSLD_LLP_DIR", file=sys.stderr)
+        return 2
+    split = load_split(ann, args.split)
+    preds = read_predictions(args.pred)
+
+    absent = [v for v in split.video_ids if v not in preds]
+    failed = [v for v in split.video_ids if v in preds and preds[v]["status"] != "ok"]
+    if (absent or failed) and not args.allow_missing:
+        print(f"lsld-engine eval: error: {len(absent) + len(failed)} of {len(split)} {args.split} videos "
+              f"have no usable prediction in {args.pred}", file=sys.stderr)
+        for kind, ids in (("no prediction line", absent), ("error line", failed)):
+            if ids:
+                more = f" ... and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else ""
+                print(f"  {kind} ({len(ids)}): {', '.join(ids[:_SHOWN])}{more}", file=sys.stderr)
+        print("  (pass --allow-missing to score them as empty predictions)", file=sys.stderr)
+        return 2
+    if absent or failed:
+        print(f"lsld-engine eval: scoring {len(absent)} missing and {len(failed)} failed videos as empty "
+              "predictions", file=sys.stderr)
+    extra = len(preds) - (len(split) - len(absent))
+    if extra:
+        print(f"lsld-engine eval: ignoring {extra} predictions for videos outside the {args.split} split",
+              file=sys.stderr)
+
+    failed_set = set(failed)
+    usable = [None if v in failed_set else preds.get(v) for v in split.video_ids]
+    tracks = {}
+    for track in ("audio", "visual"):
+        tracks[track] = events_to_masks([r["events"][track] if r else [] for r in usable], num_segments=T)
+    results = evaluate(tracks["audio"], tracks["visual"], split.gt_audio, split.gt_visual)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(f"LLP {args.split} ({len(split)} videos), official metrics, %")
+        print(format_table(results))
+    return 0

@@ -1,0 +1,340 @@
+"""Decode videos in worker processes and hand them to a consumer, never losing one.
+
+``decode_stream(paths, workers=N)`` yields one result per input, a :class:`~lsld_engine.media.DecodedVideo`
+or a :class:`DecodeFailure`, in completion order (or input order with ``ordered=True``).
+
+- Workers are started with the *spawn* method (CUDA and fork do not mix; the consumer may hold a
+  GPU context) and import only numpy / PyAV / PIL.
+- Backpressure: at most ``max_pending`` videos are dispatched and not yet consumed, so memory is
+  bounded however slow the consumer is (each worker holds at most ``prefetch`` tasks, so it never
+  waits on the parent between videos).
+- Arrays travel through one shared-memory file per video (``/dev/shm``, unlinked by the consumer
+  as soon as it is mapped; one copy in the worker, none in the consumer) instead of being pickled
+  through a pipe (``transport="pipe"``, for platforms without ``/dev/shm``).
+- A worker that dies (segfault, OOM kill) or exceeds ``timeout`` seconds on one video fails that
+  video with a :class:`DecodeFailure`, its other queued videos go to other workers, and a fresh
+  worker replaces it. ``workers=0`` decodes in the calling process (tests, debugging).
+- ``decode_fn(path, video_id, **decode_kwargs)`` is the per-video work (default
+  :func:`lsld_engine.media.decode_video`); any top-level function returning a dataclass whose
+  numpy fields are the bulk data can be used (e.g. a raw-plane decoder for GPU preprocessing).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import logging
+import mmap
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from lsld_engine import media
+
+log = logging.getLogger(__name__)
+
+SHM_DIR = "/dev/shm"
+_ALIGN = 64
+
+
+@dataclass
+class DecodeFailure:
+    """A video that could not be decoded; ``error`` says why (for the summary / error entry)."""
+
+    path: str
+    video_id: str
+    error: str
+
+
+def _items(paths: Iterable) -> Iterator[tuple[str, str]]:
+    for p in paths:
+        if isinstance(p, (tuple, list)):
+            yield str(p[0]), str(p[1])
+        else:
+            yield str(p), media.video_id_of(p)
+
+
+def _decode_one(decode_fn: Callable, path: str, video_id: str, kwargs: dict) -> Any:
+    try:
+        return decode_fn(path, video_id, **kwargs)
+    except media.MediaError as e:
+        return DecodeFailure(path, video_id, str(e))
+    except Exception as e:  # a bug or an FFmpeg surprise: report it, keep the run going
+        log.debug("decode of %s failed:\n%s", path, traceback.format_exc())
+        return DecodeFailure(path, video_id, f"{path}: {type(e).__name__}: {e}")
+
+
+# --- transport -------------------------------------------------------------------------------
+
+def _pack(result: Any, shm_name: str | None) -> tuple:
+    """Picklable message for ``result``; with ``shm_name``, its ndarray fields go to one shm file."""
+    if shm_name is None or not dataclasses.is_dataclass(result):
+        return ("obj", result)
+    arrays = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
+              if isinstance(getattr(result, f.name), np.ndarray)}
+    if not arrays:
+        return ("obj", result)
+    layout, offset = [], 0
+    for name, a in arrays.items():
+        layout.append((name, a.dtype.str, a.shape, offset))
+        offset += -(-a.nbytes // _ALIGN) * _ALIGN
+    path = os.path.join(SHM_DIR, shm_name)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        os.ftruncate(fd, max(offset, 1))
+        # pwrite copies straight into the tmpfs pages (no page faults through a mapping)
+        for (name, dt, shape, off), a in zip(layout, arrays.values()):
+            buf = memoryview(np.ascontiguousarray(a)).cast("B")
+            while buf:
+                k = os.pwrite(fd, buf, off)
+                buf, off = buf[k:], off + k
+    finally:
+        os.close(fd)
+    rest = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in arrays}
+    return ("shm", type(result), rest, layout, path, offset)
+
+
+def _unpack(msg: tuple) -> Any:
+    if msg[0] == "obj":
+        return msg[1]
+    _, cls, rest, layout, path, size = msg
+    fd = os.open(path, os.O_RDWR)
+    try:
+        # MAP_POPULATE maps all pages in one call instead of one fault per 4 KiB page
+        # shared + writable: the file is ours alone once unlinked, so the arrays can be written
+        # in place like in-process ones, without the copy-on-write of a private mapping
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        mm = mmap.mmap(fd, max(size, 1), flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)
+        os.unlink(path)  # the mapping lives on until the arrays are garbage-collected
+    arrays = {name: np.ndarray(shape, dt, buffer=mm, offset=off) for name, dt, shape, off in layout}
+    return cls(**rest, **arrays)
+
+
+def _discard(msg: tuple) -> None:
+    if msg[0] == "shm":
+        try:
+            os.unlink(msg[4])
+        except FileNotFoundError:
+            pass
+
+
+# --- worker ----------------------------------------------------------------------------------
+
+def _worker_main(conn, decode_fn: Callable, kwargs: dict, shm_prefix: str | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        idx, path, video_id = task
+        result = _decode_one(decode_fn, path, video_id, kwargs)
+        try:
+            msg = _pack(result, f"{shm_prefix}-{idx}" if shm_prefix else None)
+        except Exception as e:
+            msg = ("obj", DecodeFailure(path, video_id, f"{path}: cannot hand over result: {e}"))
+        conn.send((idx, msg))
+
+
+@dataclass(eq=False)
+class _Worker:
+    proc: Any
+    conn: Any
+    tasks: deque  # idx of tasks sent, oldest first (the oldest is the one being decoded)
+    started: float = 0.0  # when the oldest task started (approximately)
+
+
+class _Pool:
+    def __init__(self, workers: int, decode_fn: Callable, kwargs: dict, transport: str, timeout: float | None):
+        self.ctx = mp.get_context("spawn")
+        self.decode_fn, self.kwargs, self.timeout = decode_fn, kwargs, timeout
+        use_shm = transport == "shm" and os.path.isdir(SHM_DIR)
+        if transport not in ("shm", "pipe"):
+            raise ValueError(f"transport must be 'shm' or 'pipe', not {transport!r}")
+        self.shm_prefix = f"lsld-decode-{os.getpid()}-{uuid.uuid4().hex[:8]}" if use_shm else None
+        self.workers: list[_Worker] = [self._spawn() for _ in range(workers)]
+
+    def _spawn(self) -> _Worker:
+        parent, child = self.ctx.Pipe(duplex=True)
+        p = self.ctx.Process(target=_worker_main, args=(child, self.decode_fn, self.kwargs, self.shm_prefix),
+                             daemon=True, name="lsld-decode")
+        p.start()
+        child.close()
+        return _Worker(p, parent, deque())
+
+    def send(self, w: _Worker, idx: int, path: str, video_id: str) -> None:
+        if not w.tasks:
+            w.started = time.monotonic()
+        w.tasks.append(idx)
+        try:
+            w.conn.send((idx, path, video_id))
+        except OSError:
+            pass  # the worker has died: its sentinel fires and its tasks are failed / resent
+
+    def replace(self, w: _Worker) -> list[int]:
+        """Kill ``w`` and start a fresh worker in its place; returns the tasks it still held."""
+        if w.proc.is_alive():
+            w.proc.kill()
+        w.proc.join(5)
+        w.conn.close()
+        held = list(w.tasks)
+        self.workers[self.workers.index(w)] = self._spawn()
+        return held
+
+    def close(self) -> None:
+        """Stop the workers: idle ones exit on a None task, busy ones (the consumer stopped early)
+        are killed, as their work would be thrown away."""
+        for w in self.workers:
+            if w.tasks:
+                w.proc.kill()
+            else:
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 5
+        for w in self.workers:
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join(5)
+            w.conn.close()
+        if self.shm_prefix:  # results decoded but never consumed
+            for f in glob.glob(os.path.join(SHM_DIR, self.shm_prefix + "-*")):
+                try:
+                    os.unlink(f)
+                except FileNotFoundError:
+                    pass
+
+
+def decode_stream(paths: Iterable, *, workers: int = 2, ordered: bool = False, max_pending: int | None = None,
+                  prefetch: int = 2, timeout: float | None = None, transport: str = "shm",
+                  decode_fn: Callable | None = None, **decode_kwargs) -> Iterator[Any]:
+    """Decode ``paths`` (paths, or ``(path, video_id)`` pairs; consumed lazily) in ``workers`` processes.
+
+    Yields exactly one ``DecodedVideo`` (or ``decode_fn``'s result) or :class:`DecodeFailure` per
+    input. ``max_pending`` (default ``workers * prefetch + 2``) bounds the videos in flight;
+    ``timeout`` (s) fails a video whose decode takes longer; ``decode_kwargs`` go to ``decode_fn``
+    (e.g. ``max_windows``, ``threads``; with workers, ``threads`` defaults to CPUs // workers).
+    """
+    decode_fn = decode_fn or media.decode_video
+    items = _items(paths)
+    if workers <= 0:
+        for path, vid in items:
+            yield _decode_one(decode_fn, path, vid, decode_kwargs)
+        return
+    if decode_fn is media.decode_video:
+        # the processes share the CPUs; FFmpeg threads only fill cores the processes leave idle
+        decode_kwargs.setdefault("threads", max(1, (os.cpu_count() or 1) // workers))
+    max_pending = max_pending or workers * prefetch + 2
+    pool = _Pool(workers, decode_fn, decode_kwargs, transport, timeout)
+    info: dict[int, tuple[str, str]] = {}  # idx -> (path, video_id), dispatched and not yet yielded
+    retry: deque = deque()  # idx of tasks to resend (their worker died before starting them)
+    ready: dict[int, Any] = {}  # finished, waiting for their turn (ordered) or to be yielded
+    done_order: deque = deque()
+    next_idx = 0  # ordered: the next index to yield
+    n_in = 0
+    exhausted = False
+    try:
+        while True:
+            # dispatch while there is room
+            while len(info) < max_pending or retry:
+                w = min(pool.workers, key=lambda w: len(w.tasks))
+                if len(w.tasks) >= prefetch:
+                    break
+                if retry:
+                    idx = retry.popleft()
+                else:
+                    if exhausted:
+                        break
+                    try:
+                        path, vid = next(items)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    idx, n_in = n_in, n_in + 1
+                    info[idx] = (path, vid)
+                pool.send(w, idx, *info[idx])
+            # yield what may be yielded
+            while True:
+                if ordered:
+                    if next_idx not in ready:
+                        break
+                    idx, next_idx = next_idx, next_idx + 1
+                else:
+                    if not done_order:
+                        break
+                    idx = done_order.popleft()
+                res = ready.pop(idx)
+                del info[idx]
+                yield res
+            if exhausted and not info:
+                return
+            if not any(w.tasks for w in pool.workers):
+                continue  # everything dispatched has been yielded; dispatch more
+            _collect(pool, info, ready, done_order, retry)
+    finally:
+        pool.close()
+
+
+def _finish(idx: int, result: Any, info: dict, ready: dict, done_order: deque) -> None:
+    ready[idx] = result
+    done_order.append(idx)
+
+
+def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deque) -> None:
+    """Wait (briefly) for results, worker deaths and timeouts, and record them."""
+    busy = [w for w in pool.workers if w.tasks]
+    by_conn = {w.conn: w for w in busy}
+    by_sentinel = {w.proc.sentinel: w for w in busy}
+    wait_s = 0.5
+    if pool.timeout:
+        now = time.monotonic()
+        wait_s = max(0.01, min(wait_s, min(w.started + pool.timeout - now for w in busy)))
+    for obj in wait(list(by_conn) + list(by_sentinel), timeout=wait_s):
+        w = by_conn.get(obj) or by_sentinel.get(obj)
+        if w not in pool.workers:
+            continue  # already replaced in this round
+        dead = obj in by_sentinel
+        # read everything the worker managed to send (also when it has died since)
+        try:
+            while w.conn.poll():
+                idx, msg = w.conn.recv()
+                w.tasks.remove(idx)
+                w.started = time.monotonic()
+                if idx in info and idx not in ready:
+                    _finish(idx, _unpack(msg), info, ready, done_order)
+                else:
+                    _discard(msg)
+        except (EOFError, OSError):
+            dead = True
+        if dead or not w.proc.is_alive():
+            code = w.proc.exitcode
+            held = pool.replace(w)
+            if held:
+                path, vid = info[held[0]]
+                _finish(held[0], DecodeFailure(path, vid, f"{path}: decoder worker died (exit code {code}) "
+                                               f"while decoding this file"), info, ready, done_order)
+                retry.extend(held[1:])
+    if pool.timeout:
+        now = time.monotonic()
+        for w in list(pool.workers):
+            if w.tasks and now - w.started > pool.timeout:
+                held = pool.replace(w)
+                path, vid = info[held[0]]
+                _finish(held[0], DecodeFailure(path, vid, f"{path}: decoding took longer than {pool.timeout:g} s; "
+                                               f"worker stopped"), info, ready, done_order)
+                retry.extend(held[1:])

@@ -1,0 +1,190 @@
+"""LSLD segment-level label denoising (paper Sec. 3.2-3.4): DeN for audio and visual, ReW for visual.
+
+All functions work on in-memory arrays of the whole training set:
+
+- ``audio``  (N, T, D)  CLAP segment embeddings, used as given;
+- ``frames`` (N, 8*T, D) CLIP frame embeddings (8 fps); segment features are the mean of each 8
+  consecutive frames, taken before normalization -> (N, T, D);
+- ``weak``   (N, C) 0/1 video-level labels;
+- prompt embeddings in a :class:`~lsld_engine.prompts.PromptTable` (texts -> (M, D)).
+
+DeN: per video and modality, the cosine of every prompt with every segment, softmax over the
+prompts; a segment's label is 1 for the classes of its best prompt (first maximum on ties).
+ReW (visual): per class ``c``, ``s`` = cosine of each segment with the class-name embedding;
+"with" = segments whose DeN label for ``c`` is 1, "without" = all others; if both are non-empty and
+``Max_wo > Min_w``, "with" segments with ``s < Max_wo`` get ``clip(alpha*s, 0, 1)`` and "without"
+segments with ``s > Min_w`` get ``clip(beta*s, 0, 1)``.
+
+Vectorization: videos are grouped by label-set size ``k`` (every video of a group has exactly
+``2**k`` prompts, so no padding), the prompt rows are gathered per unique label set, and each group
+is one batched matmul + softmax + argmax. The per-video reference of the same rules is in
+:mod:`lsld_engine._denoise_ref`; both produce identical labels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lsld_engine.llp import CLASSES, NUM_CLASSES
+from lsld_engine.prompts import (DEFAULT_MAX_LABELS, PromptTable, check_label_set, membership,
+                                 prompt_texts)
+
+FRAMES_PER_SEGMENT = 8
+DEFAULT_ALPHA = 4.0
+DEFAULT_BETA = 0.4
+
+
+def segment_features(frames: np.ndarray) -> np.ndarray:
+    """Mean of each 8 consecutive frames: ``(N, 8*T, D)`` any float -> ``(N, T, D)`` float32."""
+    n, f, d = frames.shape
+    if f % FRAMES_PER_SEGMENT:
+        raise ValueError(f"frames: {f} frames per video is not a multiple of {FRAMES_PER_SEGMENT}")
+    g = frames.reshape(n, f // FRAMES_PER_SEGMENT, FRAMES_PER_SEGMENT, d)
+    # Summing 8 strided slices in float32 is one pass per slice; same arithmetic for any batch size.
+    acc = g[:, :, 0].astype(np.float32)
+    for j in range(1, FRAMES_PER_SEGMENT):
+        acc += g[:, :, j]
+    acc *= np.float32(1.0 / FRAMES_PER_SEGMENT)
+    return acc
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows of ``(..., D)`` scaled to unit L2 norm (zero rows stay zero), float32."""
+    x = np.asarray(x, np.float32)
+    n = np.sqrt(np.einsum("...d,...d->...", x, x))
+    return x / np.maximum(n, np.float32(1e-12))[..., None]
+
+
+def softmax_argmax(sims: np.ndarray) -> np.ndarray:
+    """Index of the best prompt after a softmax over the last axis (first maximum on ties)."""
+    z = sims - sims.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    p = e / e.sum(axis=-1, keepdims=True)
+    return p.argmax(axis=-1)
+
+
+def _group_label_sets(weak: np.ndarray, max_labels: int):
+    """Unique label sets: ``(uniq (U, C), inverse (N,), sets list[tuple])``, checking the cap."""
+    weak = np.asarray(weak)
+    if weak.ndim != 2 or weak.shape[1] != NUM_CLASSES:
+        raise ValueError(f"weak labels must be (N, {NUM_CLASSES}), got {weak.shape}")
+    uniq, inverse = np.unique((weak > 0).astype(np.uint8), axis=0, return_inverse=True)
+    sets = [tuple(np.flatnonzero(r).tolist()) for r in uniq]
+    for s in sets:
+        check_label_set(s, max_labels)
+    return uniq, inverse.reshape(-1), sets
+
+
+def den(seg: np.ndarray, weak: np.ndarray, table: PromptTable, modality: str,
+        max_labels: int = DEFAULT_MAX_LABELS) -> np.ndarray:
+    """DeN labels ``(N, T, C)`` float32 from segment features ``seg`` (N, T, D) and ``weak`` (N, C).
+
+    ``table`` must hold every prompt of ``modality`` for the label sets in ``weak``.
+    """
+    n, t, d = seg.shape
+    if len(weak) != n:
+        raise ValueError(f"den: {n} videos of features but {len(weak)} weak-label rows")
+    _, inverse, sets = _group_label_sets(weak, max_labels)
+    if table.dim != d:
+        raise ValueError(f"den: {modality} features have D={d} but prompt embeddings D={table.dim}")
+    emb = l2_normalize(table.embeddings)
+    segn = l2_normalize(seg)
+    out = np.zeros((n, t, NUM_CLASSES), np.float32)
+    sizes = np.array([len(s) for s in sets])
+    for k in np.unique(sizes):
+        k = int(k)
+        set_ids = np.flatnonzero(sizes == k)
+        if k == 0:
+            continue  # only "other": nothing to label
+        # Prompt rows and class ids per unique set of this size: (U_k, 2**k), (U_k, k).
+        rows = np.stack([table.rows(prompt_texts(sets[u], modality, max_labels)) for u in set_ids])
+        cls = np.array([sets[u] for u in set_ids], np.int64)
+        pos = np.full(len(sets), -1)
+        pos[set_ids] = np.arange(len(set_ids))
+        vids = np.flatnonzero(np.isin(inverse, set_ids))
+        local = pos[inverse[vids]]                                 # (n_k,)
+        prompts = emb[rows[local]]                                 # (n_k, P, D)
+        sims = np.matmul(segn[vids], prompts.transpose(0, 2, 1))   # (n_k, T, P)
+        best = softmax_argmax(sims)                                # (n_k, T)
+        on = membership(k)[best]                                   # (n_k, T, k)
+        vi = np.arange(len(vids))[:, None, None]
+        ti = np.arange(t)[None, :, None]
+        block = np.zeros((len(vids), t, NUM_CLASSES), np.float32)
+        block[vi, ti, cls[local][:, None, :]] = on
+        out[vids] = block
+    return out
+
+
+def class_similarity(seg: np.ndarray, names: np.ndarray) -> np.ndarray:
+    """Cosine of every segment ``(N, T, D)`` with every class-name embedding ``(C, D)`` -> ``(N, T, C)``."""
+    n, t, d = seg.shape
+    s = l2_normalize(seg).reshape(n * t, d) @ l2_normalize(names).T
+    return s.reshape(n, t, -1)
+
+
+def rew(den_visual: np.ndarray, sim: np.ndarray, alpha: float = DEFAULT_ALPHA,
+        beta: float = DEFAULT_BETA) -> tuple[np.ndarray, np.ndarray]:
+    """ReW of DeN visual labels ``(N, T, C)`` given class similarities ``sim`` (N, T, C).
+
+    Returns ``(labels (N, T, C) float32, changed (N, T, C) bool)``.
+    """
+    with_ = den_visual > 0.5
+    s = sim.astype(np.float32)
+    c = s.shape[-1]
+    flat_w, flat_s = with_.reshape(-1, c), s.reshape(-1, c)
+    has_w, has_wo = flat_w.any(0), (~flat_w).any(0)
+    min_w = np.where(flat_w, flat_s, np.inf).min(0)        # (C,)
+    max_wo = np.where(~flat_w, flat_s, -np.inf).max(0)     # (C,)
+    active = has_w & has_wo & (max_wo > min_w)
+    down = active & with_ & (s < max_wo)
+    up = active & ~with_ & (s > min_w)
+    out = den_visual.astype(np.float32, copy=True)
+    out[down] = np.clip(np.float32(alpha) * s[down], 0, 1)
+    out[up] = np.clip(np.float32(beta) * s[up], 0, 1)
+    return out, down | up
+
+
+@dataclass
+class DenoiseResult:
+    """Denoised labels, each ``(N, T, C)`` float32, plus per-class counts ``(C,)``."""
+
+    audio: np.ndarray
+    visual_den: np.ndarray
+    visual: np.ndarray
+    removed_audio: np.ndarray      # (C,) weak (video, segment) labels that DeN set to 0, audio
+    removed_visual: np.ndarray     # (C,) same, visual
+    reweighted: np.ndarray         # (C,) visual segments whose value ReW changed
+
+    def summary(self) -> str:
+        """A short per-class table of removed labels and re-weighted segments."""
+        lines = [f"{'class':24s} {'removed_a':>9s} {'removed_v':>9s} {'reweighted':>10s}"]
+        for i, name in enumerate(CLASSES):
+            lines.append(f"{name:24s} {self.removed_audio[i]:9d} {self.removed_visual[i]:9d} {self.reweighted[i]:10d}")
+        lines.append(f"{'total':24s} {self.removed_audio.sum():9d} {self.removed_visual.sum():9d} "
+                     f"{self.reweighted.sum():10d}")
+        return "\n".join(lines)
+
+
+def removed_counts(weak: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per class, weak labels broadcast to segments that ``labels`` (N, T, C) turned off -> ``(C,)``."""
+    t = labels.shape[1]
+    return (weak.astype(np.int64).sum(0) * t - (labels > 0.5).sum((0, 1))).astype(np.int64)
+
+
+def denoise_labels(audio: np.ndarray, frames: np.ndarray, weak: np.ndarray, clap: PromptTable,
+                   clip: PromptTable, class_names: np.ndarray, *, alpha: float = DEFAULT_ALPHA,
+                   beta: float = DEFAULT_BETA, max_labels: int = DEFAULT_MAX_LABELS,
+                   visual_segments: np.ndarray | None = None) -> DenoiseResult:
+    """DeN (audio, visual) and ReW (visual) for the whole training set.
+
+    ``audio`` (N, T, D_a), ``frames`` (N, 8*T, D_v) (or ``visual_segments`` (N, T, D_v) already
+    averaged), ``weak`` (N, C), ``clap`` / ``clip`` prompt tables, ``class_names`` (C, D_v) CLIP
+    embeddings of the class names.
+    """
+    seg_v = segment_features(frames) if visual_segments is None else visual_segments
+    a = den(audio, weak, clap, "audio", max_labels)
+    v = den(seg_v, weak, clip, "visual", max_labels)
+    vr, changed = rew(v, class_similarity(seg_v, class_names), alpha, beta)
+    return DenoiseResult(a, v, vr, removed_counts(weak, a), removed_counts(weak, v),
+                         changed.sum((0, 1)).astype(np.int64))

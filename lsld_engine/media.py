@@ -1,0 +1,361 @@
+"""Media decoding: any video file -> 8-fps CLIP frames and 48 kHz mono audio in 10-second windows.
+
+The data contract (sample rate, frame rate, window length, image size) is named once here and
+imported everywhere else.
+
+Two steps, kept apart so that a GPU path (issue 8) can replace the second one:
+
+1. ``decode_media(path)`` — demux + decode only: picks the frames to show (still as decoded
+   ``av.VideoFrame`` objects, no colour conversion) and the audio as ``(W, 10, 48000)`` float32.
+2. ``clip_pixels(frames)`` — the reference CPU preprocessing for CLIP: RGB (FFmpeg swscale),
+   display rotation, shortest side to 224 with PIL bicubic, centre crop 224, ``uint8``.
+   CLIP's mean/std normalisation is *not* done here: it is the image encoder's job.
+
+``decode_video(path)`` runs both and returns a :class:`DecodedVideo`.
+
+Frame selection rule: output frame ``k`` of window ``w`` stands for time ``t = 10 w + k / 8`` s,
+measured from the first decoded video frame. It is the frame *being displayed* at ``t``: the last
+frame whose presentation time (its pts, so variable frame rate is handled) is ``<= t + 1e-4`` s.
+Times past the end of the video show the last frame (padding repeats the last frame).
+
+Audio: resampled by FFmpeg (``AudioResampler``, fltp, 48 kHz, channel layout kept), then the
+channels are *averaged* here (FFmpeg's own downmix to mono is a sum scaled by 1/sqrt(2)). It is
+aligned to the video's time origin by the pts of its first frame, then trimmed / zero-padded to
+exactly ``W * 10 * 48000`` samples (AAC priming and trailing padding make audio a little longer).
+
+Ids: ``video_id`` is the file stem. A video of ``W`` windows yields ``window_ids(video_id, W)``:
+the plain stem when ``W == 1`` (so LLP's 10-s clips keep LLP's ``filename``), otherwise
+``<stem>@<start_s>`` with ``start_s`` = 0, 10, 20, ...
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lsld_engine.llp import T
+
+#: Audio sample rate fed to CLAP (Hz).
+SAMPLE_RATE: int = 48000
+#: Visual frames per second fed to CLIP.
+FPS: int = 8
+#: Length of one LLP clip / parsing window (s).
+WINDOW_SECONDS: int = 10
+#: Frames per window (80).
+FRAMES_PER_WINDOW: int = FPS * WINDOW_SECONDS
+#: One-second segments per window (LLP's T = 10).
+SEGMENTS_PER_WINDOW: int = T
+#: Audio samples per one-second segment.
+SAMPLES_PER_SEGMENT: int = SAMPLE_RATE * WINDOW_SECONDS // SEGMENTS_PER_WINDOW
+#: CLIP ViT-B/16 input side (pixels).
+IMAGE_SIZE: int = 224
+
+#: Tolerance when comparing a frame's presentation time with a wanted time (s); far below any
+#: real frame interval, above float rounding of pts * time_base.
+TIME_EPS: float = 1e-4
+
+
+class MediaError(RuntimeError):
+    """A video that cannot be decoded; the message names the file and the problem."""
+
+
+@dataclass
+class DecodedMedia:
+    """Output of the decode step (no pixel work done yet).
+
+    ``frames``: ``W * 80`` items in window order, ``frame_fn(av.VideoFrame, rotation)`` of each
+    chosen frame (by default the decoded frame itself); the same object repeats where one source
+    frame covers several wanted times, and for padding.
+    ``audio``: ``(W, 10, 48000)`` float32 mono.
+    ``rotation``: counter-clockwise degrees (multiple of 90) to apply for display.
+    """
+
+    path: str
+    video_id: str
+    duration: float
+    has_audio: bool
+    num_windows: int
+    frames: list
+    audio: np.ndarray
+    rotation: int = 0
+
+
+@dataclass
+class DecodedVideo:
+    """A decoded video ready for the encoders.
+
+    ``frames``: ``(W, 80, 224, 224, 3)`` uint8 RGB, not normalised.
+    ``audio``: ``(W, 10, 48000)`` float32 mono in [-1, 1] (zeros when ``has_audio`` is False).
+    ``duration``: true length of the video stream in seconds (before padding).
+    """
+
+    path: str
+    video_id: str
+    duration: float
+    has_audio: bool
+    frames: np.ndarray
+    audio: np.ndarray
+
+    @property
+    def num_windows(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def window_ids(self) -> list[str]:
+        return window_ids(self.video_id, self.num_windows)
+
+
+def video_id_of(path: str | Path) -> str:
+    """The id of a video file: its stem (LLP's ``filename`` for ``<filename>.mp4``)."""
+    return Path(path).stem
+
+
+def window_ids(video_id: str, num_windows: int) -> list[str]:
+    """Entry ids of a video's windows: ``[video_id]`` for one window, else ``video_id@0``, ``@10``, ..."""
+    if num_windows == 1:
+        return [video_id]
+    return [f"{video_id}@{w * WINDOW_SECONDS}" for w in range(num_windows)]
+
+
+def num_windows_for(duration: float) -> int:
+    """Windows covering ``duration`` seconds (at least one; a partial last window counts)."""
+    return max(1, math.ceil(duration / WINDOW_SECONDS - 1e-6))
+
+
+def _open(path: str):
+    import av
+
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise MediaError(f"{path}: cannot open as media ({type(e).__name__}: {e})") from e
+
+
+def _declared_video_duration(stream) -> float | None:
+    """The video stream's own declared duration (s), or None. Container durations are not used:
+    they include the (often longer) audio."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _select_frames(container, stream, path: str, max_windows: int | None, frame_fn):
+    """Decode and pick the displayed frame for each wanted time.
+
+    Returns ``(chosen, t0, duration, windows, rotation)``; ``chosen`` holds ``frame_fn(frame,
+    rotation)`` for all ``W * 80`` times (the same object repeated where one source frame covers
+    several times). ``frame_fn`` runs once per distinct chosen frame, as soon as it is chosen, so
+    decoded frames are not all kept in memory. Decoding stops once the last wanted time is
+    resolved (one frame past it is decoded) when the stream declares its duration; otherwise it
+    runs to the end of the stream.
+    """
+    import av
+
+    declared = _declared_video_duration(stream)
+    limit_w = None if declared is None else num_windows_for(declared)
+    if max_windows is not None:
+        limit_w = max_windows if limit_w is None else min(limit_w, max_windows)
+    limit = (limit_w or 1 << 40) * FRAMES_PER_WINDOW
+    rate = stream.average_rate or stream.guessed_rate
+    step = 1 / float(rate) if rate else 1 / FPS
+
+    chosen: list = []
+    prev = prev_conv = None  # last decoded frame, and its conversion once chosen
+    prev_t = 0.0  # its time relative to t0
+    t0 = None
+    last_end = 0.0
+    rotation = 0
+    stopped_early = False
+    try:
+        for fr in container.decode(stream):
+            t = fr.time
+            if t is None:  # no timestamps: assume the nominal rate
+                t = 0.0 if t0 is None else t0 + prev_t + step
+            if t0 is None:
+                t0 = t
+                rotation = int(round((fr.rotation or 0) / 90.0)) * 90 % 360
+            rel = t - t0
+            if prev is not None:
+                if rel <= prev_t:  # non-increasing pts (broken stream): keep decode order
+                    rel = prev_t + 1e-6
+                # every wanted time before this frame's time shows the previous frame
+                while len(chosen) < limit and len(chosen) / FPS < rel - TIME_EPS:
+                    if prev_conv is None:
+                        prev_conv = frame_fn(prev, rotation)
+                    chosen.append(prev_conv)
+            prev, prev_conv, prev_t = fr, None, rel
+            last_end = rel + (float(fr.duration * fr.time_base) if fr.duration and fr.time_base else 0.0)
+            if len(chosen) >= limit:
+                stopped_early = True
+                break
+    except av.error.FFmpegError as e:
+        raise MediaError(f"{path}: video decoding failed ({type(e).__name__}: {e})") from e
+    if prev is None:
+        raise MediaError(f"{path}: the video stream has no decodable frames")
+
+    if stopped_early:
+        duration = declared if declared is not None else last_end
+    else:
+        duration = last_end if last_end > prev_t else prev_t + step
+    w = num_windows_for(duration)
+    if max_windows is not None:
+        w = min(w, max_windows)
+    # the remaining wanted times (end of stream, padding) show the last frame
+    if len(chosen) < w * FRAMES_PER_WINDOW:
+        if prev_conv is None:
+            prev_conv = frame_fn(prev, rotation)
+        chosen.extend([prev_conv] * (w * FRAMES_PER_WINDOW - len(chosen)))
+    return chosen[: w * FRAMES_PER_WINDOW], t0, float(duration), w, rotation
+
+
+def _decode_audio(container, stream, path: str, t0: float, num_windows: int) -> np.ndarray:
+    """``(num_windows, 10, 48000)`` float32 mono, aligned to the video time origin ``t0``."""
+    import av
+
+    need = num_windows * WINDOW_SECONDS * SAMPLE_RATE
+    chunks: list[np.ndarray] = []
+    have = 0
+    resampler = None
+    drop = 0  # samples before the video's time origin still to discard
+    try:
+        for fr in container.decode(stream):
+            if resampler is None:
+                start = fr.time if fr.time is not None else t0
+                # keep the channel layout: averaging is done below (FFmpeg's downmix is not a mean)
+                resampler = av.AudioResampler(format="fltp", layout=fr.layout.name, rate=SAMPLE_RATE)
+                skip = int(round((start - t0) * SAMPLE_RATE))
+                if skip > 0:  # audio starts after the first video frame: lead with silence
+                    chunks.append(np.zeros(skip, np.float32))
+                    have += skip
+                drop = max(0, -skip)
+            for out in resampler.resample(fr):
+                x = out.to_ndarray().mean(axis=0, dtype=np.float32) if out.samples else None
+                if x is None:
+                    continue
+                if drop:
+                    cut = min(drop, x.size)
+                    x, drop = x[cut:], drop - cut
+                chunks.append(x)
+                have += x.size
+            if have >= need:
+                break
+        else:
+            if resampler is not None:
+                for out in resampler.resample(None):
+                    if out.samples:
+                        chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+    except av.error.FFmpegError as e:
+        raise MediaError(f"{path}: audio decoding failed ({type(e).__name__}: {e})") from e
+    audio = np.zeros(need, np.float32)
+    if chunks:
+        pcm = np.concatenate(chunks)[:need]
+        audio[: pcm.size] = pcm
+    return audio.reshape(num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT)
+
+
+def _raw_frame(frame, rotation: int):
+    return frame
+
+
+def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
+                 audio: bool = True, threads: int = 0, frame_fn=_raw_frame) -> DecodedMedia:
+    """Decode step: choose the ``W * 80`` frames to show, and decode the audio.
+
+    ``frame_fn(frame, rotation)`` is applied once per distinct chosen ``av.VideoFrame`` as soon as
+    it is chosen (default: keep the decoded frame, pixels untouched in FFmpeg's format; a GPU
+    path can copy raw planes here instead). ``max_windows`` caps the windows decoded (decoding
+    stops early); ``threads`` is the decoder's thread count (0 = FFmpeg's choice).
+    Raises :class:`MediaError` naming the file.
+    """
+    path = str(path)
+    video_id = video_id or video_id_of(path)
+    if not Path(path).is_file():
+        raise MediaError(f"{path}: no such file")
+    with _open(path) as c:
+        if not c.streams.video:
+            raise MediaError(f"{path}: no video stream (streams: {[s.type for s in c.streams]})")
+        vs = c.streams.video[0]
+        vs.thread_type = "AUTO"
+        vs.thread_count = threads
+        frames, t0, duration, w, rotation = _select_frames(c, vs, path, max_windows, frame_fn)
+    has_audio = False
+    pcm = np.zeros((w, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)
+    if audio:
+        with _open(path) as c:
+            if c.streams.audio:
+                has_audio = True
+                pcm = _decode_audio(c, c.streams.audio[0], path, t0, w)
+    return DecodedMedia(path, video_id, duration, has_audio, w, frames, pcm, rotation)
+
+
+def clip_size(width: int, height: int, size: int = IMAGE_SIZE) -> tuple[int, int]:
+    """``(new_w, new_h)`` of torchvision's ``Resize(size)`` (shortest side to ``size``, long side
+    truncated), which open_clip's ViT-B-16 transform uses."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+def rgb_frame(frame, rotation: int = 0) -> np.ndarray:
+    """One decoded frame as ``(H, W, 3)`` uint8 RGB, display rotation applied (counter-clockwise)."""
+    img = frame.to_ndarray(format="rgb24")
+    if rotation:
+        img = np.rot90(img, k=rotation // 90)
+    return img
+
+
+def clip_crop(img: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """``(H, W, 3)`` uint8 -> ``(size, size, 3)``: PIL bicubic shortest side, centre crop (as open_clip)."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    nw, nh = clip_size(w, h, size)
+    pil = Image.fromarray(np.ascontiguousarray(img))
+    if (nw, nh) != (w, h):
+        pil = pil.resize((nw, nh), Image.BICUBIC)
+    out = np.asarray(pil)
+    # torchvision CenterCrop rounding (Python's round, half to even)
+    top = int(round((nh - size) / 2.0))
+    left = int(round((nw - size) / 2.0))
+    return out[top: top + size, left: left + size]
+
+
+def clip_pixels(frames: Sequence, rotation: int = 0, size: int = IMAGE_SIZE,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """Pixel step (CPU reference): ``N`` decoded frames -> ``(N, size, size, 3)`` uint8 RGB.
+
+    A frame object repeated in ``frames`` is converted once. ``out`` may be a preallocated array
+    (e.g. in shared memory) to write into.
+    """
+    if out is None:
+        out = np.empty((len(frames), size, size, 3), np.uint8)
+    done: dict[int, int] = {}
+    for i, fr in enumerate(frames):
+        j = done.get(id(fr))
+        if j is not None:
+            out[i] = out[j]
+            continue
+        out[i] = clip_crop(rgb_frame(fr, rotation), size)
+        done[id(fr)] = i
+    return out
+
+
+def _clip_frame(frame, rotation: int) -> np.ndarray:
+    return clip_crop(rgb_frame(frame, rotation))
+
+
+def decode_video(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
+                 audio: bool = True, threads: int = 0) -> DecodedVideo:
+    """Decode a video file into CLIP frames ``(W, 80, 224, 224, 3)`` uint8 and audio ``(W, 10, 48000)``.
+
+    Pixels are converted as frames are chosen (``decode_media`` with the reference pixel step),
+    so memory stays at the size of the output. Raises :class:`MediaError` for missing, corrupt
+    or video-less files.
+    """
+    m = decode_media(path, video_id, max_windows=max_windows, audio=audio, threads=threads,
+                     frame_fn=_clip_frame)
+    frames = np.stack(m.frames).reshape(m.num_windows, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3)
+    return DecodedVideo(m.path, m.video_id, m.duration, m.has_audio, frames, m.audio)

@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks (synthetic media); not used by the engine at run time."""

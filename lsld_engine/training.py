@@ -1,0 +1,313 @@
+"""Training the HAN from (denoised) labels, validation, testing, and the shared inference rule.
+
+Objectives (``--labels``, paper Table 2):
+
+- ``weak``: the HAN baseline. ``BCE(global_prob, y) + BCE(a_prob, y) + BCE(v_prob, 0.9 y + 0.05)``
+  (label smoothing ``y s + (1 - s) 0.5`` with ``s = 1.0`` for audio, ``0.9`` for visual).
+- ``den``: ``BCE(global_prob, y) + 3.0 BCE(seg_a, audio) + 1.0 BCE(seg_v, visual_den)``.
+- ``den+rew`` (default): as ``den`` with the re-weighted ``visual`` labels.
+
+``y`` ``(B, C)`` is the weak video label; ``audio`` / ``visual_den`` / ``visual`` ``(B, T, C)`` come
+from ``labels.npz`` (:mod:`lsld_engine.denoise`); ``seg_a`` / ``seg_v`` ``(B, T, C)`` are the model's
+segment probabilities. BCE is the mean over all elements, probabilities clamped to ``[1e-7, 1-1e-7]``;
+the whole batch is one tensor expression.
+
+Speed: features live in memory as tensors (the visual stream already averaged per segment, which
+is exact, see :mod:`lsld_engine.model`), a batch is one index-select, and nothing is read from disk
+inside the loop.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lsld_engine.metrics import METRIC_KEYS, evaluate
+from lsld_engine.model import HAN, pool_frames
+
+log = logging.getLogger("lsld_engine.training")
+
+#: ``--labels`` choices and the ``labels.npz`` entry each uses for the visual segment labels.
+OBJECTIVES: dict[str, str | None] = {"weak": None, "den": "visual_den", "den+rew": "visual"}
+EPS: float = 1e-7
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; the defaults are the paper's (Sec. 4.1)."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 2e-4
+    step_size: int = 6
+    gamma: float = 0.25
+    seed: int = 6
+    labels: str = "den+rew"
+    select_metric: str = "evt_a"
+    audio_weight: float = 3.0
+    visual_weight: float = 1.0
+    video_weight: float = 1.0
+    visual_smoothing: float = 0.9      # ``weak`` objective only
+    audio_smoothing: float = 1.0       # ``weak`` objective only
+    eval_batch_size: int = 1024
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.labels not in OBJECTIVES:
+            raise ValueError(f"unknown --labels {self.labels!r}: expected one of {list(OBJECTIVES)}")
+        if self.select_metric not in METRIC_KEYS:
+            raise ValueError(f"unknown selection metric {self.select_metric!r}: expected one of {list(METRIC_KEYS)}")
+
+
+@dataclass
+class TrainSet:
+    """Training tensors: ``audio``, ``visual`` ``(N, T, D)`` float32 (visual = 8-frame means),
+    ``weak`` ``(N, C)`` float32, ``seg_audio`` / ``seg_visual`` ``(N, T, C)`` float32 or None (``weak``)."""
+
+    audio: torch.Tensor
+    visual: torch.Tensor
+    weak: torch.Tensor
+    seg_audio: torch.Tensor | None = None
+    seg_visual: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.audio.shape[0]
+
+    def to(self, device) -> "TrainSet":
+        move = lambda x: None if x is None else x.to(device)  # noqa: E731
+        return TrainSet(move(self.audio), move(self.visual), move(self.weak), move(self.seg_audio), move(self.seg_visual))
+
+
+@dataclass
+class EvalSet:
+    """Evaluation data: ``audio``, ``visual`` ``(N, T, D)`` float32 tensors (visual = 8-frame means),
+    ``gt_audio``, ``gt_visual`` ``(N, T, C)`` uint8 arrays."""
+
+    audio: torch.Tensor
+    visual: torch.Tensor
+    gt_audio: np.ndarray
+    gt_visual: np.ndarray
+
+    def __len__(self) -> int:
+        return self.audio.shape[0]
+
+
+def pooled_visual(frames: np.ndarray, chunk: int = 2048) -> torch.Tensor:
+    """``(N, 8 T, D)`` float16/32 frames -> ``(N, T, D)`` float32 segment means, chunked to bound memory."""
+    out = torch.empty((frames.shape[0], frames.shape[1] // 8, frames.shape[2]), dtype=torch.float32)
+    for s in range(0, frames.shape[0], chunk):
+        out[s:s + chunk] = pool_frames(torch.from_numpy(np.ascontiguousarray(frames[s:s + chunk])))
+    return out
+
+
+def make_train_set(audio: np.ndarray, frames: np.ndarray, weak: np.ndarray, labels: dict | None,
+                   objective: str) -> TrainSet:
+    """A :class:`TrainSet` from features ``audio (N, T, D)``, ``frames (N, 8T, D)``, ``weak (N, C)`` and
+    the ``labels.npz`` arrays (needed unless ``objective == "weak"``)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}: expected one of {list(OBJECTIVES)}")
+    seg_a = seg_v = None
+    if objective != "weak":
+        if labels is None:
+            raise ValueError(f"objective {objective!r} needs denoised labels (labels.npz)")
+        key = OBJECTIVES[objective]
+        for k in ("audio", key):
+            if k not in labels:
+                raise KeyError(f"labels.npz lacks {k!r} (needed by --labels {objective})")
+            if labels[k].shape[0] != weak.shape[0] or labels[k].shape[2] != weak.shape[1]:
+                raise ValueError(f"labels.npz {k!r} has shape {labels[k].shape}, expected ({weak.shape[0]}, T, {weak.shape[1]})")
+        seg_a = torch.as_tensor(np.asarray(labels["audio"], np.float32))
+        seg_v = torch.as_tensor(np.asarray(labels[key], np.float32))
+    return TrainSet(torch.as_tensor(np.asarray(audio, np.float32)), pooled_visual(frames),
+                    torch.as_tensor(np.asarray(weak, np.float32)), seg_a, seg_v)
+
+
+def make_eval_set(audio: np.ndarray, frames: np.ndarray, gt_audio: np.ndarray, gt_visual: np.ndarray) -> EvalSet:
+    """An :class:`EvalSet` from features and ``(N, T, C)`` segment ground truth."""
+    return EvalSet(torch.as_tensor(np.asarray(audio, np.float32)), pooled_visual(frames),
+                   np.asarray(gt_audio, np.uint8), np.asarray(gt_visual, np.uint8))
+
+
+def bce(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy with ``prob`` clamped to ``[1e-7, 1 - 1e-7]``."""
+    return F.binary_cross_entropy(prob.clamp(EPS, 1 - EPS), target)
+
+
+def compute_loss(outputs, weak: torch.Tensor, seg_audio: torch.Tensor | None, seg_visual: torch.Tensor | None,
+                 cfg: TrainConfig) -> torch.Tensor:
+    """The ``cfg.labels`` objective (module docstring) for one batch.
+
+    ``outputs`` = HAN ``(global_prob (B, C), a_prob (B, C), v_prob (B, C), seg_prob (B, T, 2, C))``.
+    """
+    global_prob, a_prob, v_prob, seg_prob = outputs
+    loss = cfg.video_weight * bce(global_prob, weak)
+    if cfg.labels == "weak":
+        smooth = lambda y, s: y * s + (1.0 - s) * 0.5  # noqa: E731
+        return (loss + bce(a_prob, smooth(weak, cfg.audio_smoothing))
+                + bce(v_prob, smooth(weak, cfg.visual_smoothing)))
+    return (loss + cfg.audio_weight * bce(seg_prob[:, :, 0], seg_audio)
+            + cfg.visual_weight * bce(seg_prob[:, :, 1], seg_visual))
+
+
+def predict_masks(seg_prob, a_prob, v_prob, seg_threshold: float = 0.5, video_threshold: float = 0.5):
+    """The inference rule: segment ``t`` is positive for class ``c`` in a modality when its segment
+    probability ``>= seg_threshold`` and that modality's video-level probability ``>= video_threshold``.
+
+    ``seg_prob`` ``(N, T, 2, C)`` (modality 0 audio, 1 visual), ``a_prob`` / ``v_prob`` ``(N, C)``
+    (numpy or torch) -> ``pred_a``, ``pred_v`` ``(N, T, C)`` uint8 numpy arrays.
+    """
+    as_np = lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # noqa: E731
+    seg, a, v = as_np(seg_prob), as_np(a_prob), as_np(v_prob)
+    if seg.ndim != 4 or seg.shape[2] != 2 or a.shape != (seg.shape[0], seg.shape[3]) or v.shape != a.shape:
+        raise ValueError(f"expected seg_prob (N, T, 2, C) and a_prob, v_prob (N, C); got {seg.shape}, {a.shape}, {v.shape}")
+    pred_a = (seg[:, :, 0] >= seg_threshold) & (a[:, None, :] >= video_threshold)
+    pred_v = (seg[:, :, 1] >= seg_threshold) & (v[:, None, :] >= video_threshold)
+    return pred_a.astype(np.uint8), pred_v.astype(np.uint8)
+
+
+@torch.no_grad()
+def predict(model: HAN, audio: torch.Tensor, visual: torch.Tensor, batch_size: int = 1024):
+    """Eval-mode forward over all videos: ``(seg_prob (N, T, 2, C), a_prob (N, C), v_prob (N, C))`` numpy."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    segs, aps, vps = [], [], []
+    for s in range(0, audio.shape[0], batch_size):
+        _, a_prob, v_prob, seg = model.forward_pooled(audio[s:s + batch_size].to(device),
+                                                      visual[s:s + batch_size].to(device))
+        segs.append(seg.cpu())
+        aps.append(a_prob.cpu())
+        vps.append(v_prob.cpu())
+    model.train(was_training)
+    return torch.cat(segs).numpy(), torch.cat(aps).numpy(), torch.cat(vps).numpy()
+
+
+def evaluate_model(model: HAN, data: EvalSet, batch_size: int = 1024) -> dict[str, float]:
+    """The ten LLP metrics of ``model`` on ``data`` (percent)."""
+    pred_a, pred_v = predict_masks(*predict(model, data.audio, data.visual, batch_size))
+    return evaluate(pred_a, pred_v, data.gt_audio, data.gt_visual)
+
+
+@dataclass
+class FitResult:
+    """``history``: one dict per epoch (``epoch``, ``loss``, ``lr``, ``seconds`` and the ten metrics);
+    ``initial``: validation before training; ``best_epoch`` (1-based); ``best_state`` (CPU tensors)."""
+
+    history: list[dict] = field(default_factory=list)
+    initial: dict | None = None
+    best_epoch: int = 0
+    best_state: dict | None = None
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) and numpy; model init and dropout draw from these."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def fit(model: HAN, train: TrainSet, val: EvalSet, cfg: TrainConfig, *, progress: bool = True,
+        evaluate_initial: bool = True) -> FitResult:
+    """Train ``model`` for ``cfg.epochs`` epochs, validating after each; keeps the best epoch by
+    ``cfg.select_metric``. Deterministic on CPU for a given ``cfg.seed`` (and model init)."""
+    from tqdm import tqdm
+
+    device = torch.device(cfg.device)
+    model.to(device)
+    train = train.to(device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    opt_kwargs = {"fused": True} if device.type == "cuda" else {}
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, **opt_kwargs)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    result = FitResult()
+    t_start = time.perf_counter()
+    if evaluate_initial:
+        result.initial = evaluate_model(model, val, cfg.eval_batch_size)
+        log.info("epoch 0 (untrained): val %s %.2f", cfg.select_metric, result.initial[cfg.select_metric])
+    n = len(train)
+    best = -float("inf")
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=gen).to(device)
+        total = torch.zeros((), device=device)
+        steps = range(0, n, cfg.batch_size)
+        bar = tqdm(steps, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not progress, file=sys.stderr)
+        for s in bar:
+            idx = order[s:s + cfg.batch_size]
+            seg_a = None if train.seg_audio is None else train.seg_audio[idx]
+            seg_v = None if train.seg_visual is None else train.seg_visual[idx]
+            out = model.forward_pooled(train.audio[idx], train.visual[idx])
+            loss = compute_loss(out, train.weak[idx], seg_a, seg_v, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * idx.shape[0]
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        metrics = evaluate_model(model, val, cfg.eval_batch_size)
+        row = {"epoch": epoch, "loss": float(total) / n, "lr": lr, "seconds": time.perf_counter() - t0, **metrics}
+        result.history.append(row)
+        score = metrics[cfg.select_metric]
+        if score > best:
+            best = score
+            result.best_epoch = epoch
+            result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        log.info("epoch %d/%d  loss %.4f  lr %.2e  val seg_a %.2f seg_v %.2f evt_a %.2f evt_v %.2f evt_av %.2f  "
+                 "(%s best %.2f @ %d)  %.1fs", epoch, cfg.epochs, row["loss"], lr, metrics["seg_a"],
+                 metrics["seg_v"], metrics["evt_a"], metrics["evt_v"], metrics["evt_av"],
+                 cfg.select_metric, best, result.best_epoch, row["seconds"])
+    result.seconds = time.perf_counter() - t_start
+    if result.best_state is None:  # zero epochs: the initial model is the best we have
+        result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return result
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as indented JSON (atomically: temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    tmp.replace(path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def metrics_record(result: FitResult, test: dict | None) -> dict:
+    """The run folder's ``metrics.json``: ``{"val": [...], "best_epoch": k, "test": {...}}``."""
+    return {"val": result.history, "val_initial": result.initial, "best_epoch": result.best_epoch,
+            "test": test, "train_seconds": result.seconds}
+
+
+def config_record(cfg: TrainConfig, model: HAN, **extra) -> dict:
+    """The resolved configuration written to the run folder's ``config.json``."""
+    return {"train": asdict(cfg), "model": model.config.to_dict(), **extra}
+
+
+def load_best(model: HAN, result: FitResult) -> HAN:
+    """``model`` with the best epoch's weights (a copy; ``model`` itself is left as trained)."""
+    best = copy.deepcopy(model).to("cpu")
+    best.load_state_dict(result.best_state, strict=True)
+    return best.eval()
+
+
+__all__ = ["EvalSet", "FitResult", "OBJECTIVES", "TrainConfig", "TrainSet", "bce", "compute_loss",
+           "config_record", "evaluate_model", "fit", "load_best", "make_eval_set", "make_train_set",
+           "metrics_record", "predict", "predict_masks", "pooled_visual", "seed_everything", "write_json"]

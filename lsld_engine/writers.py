@@ -1,0 +1,202 @@
+"""Prediction files: writers chosen by format name, and the reader of the predictions JSONL.
+
+``jsonl`` (the canonical format, read back by ``lsld-engine eval``): one JSON object per line, one
+line per video, written and flushed as soon as the video is done::
+
+    {"video_id": "4YdbENYcIyE_23_33", "status": "ok", "duration": 10.0, "segments": 10,
+     "events": {"audio":  [{"label": "Speech", "onset": 0.0, "offset": 4.0, "score": 0.93}],
+                "visual": [...], "audio_visual": [...]}}
+    {"video_id": "broken_clip", "status": "error", "error": "no video stream"}
+
+- ``video_id``: the file stem; unique within a file.
+- ``status``: ``"ok"`` or ``"error"``; an error line carries ``"error"`` (a message) and no events.
+- ``duration``: seconds of media; ``segments``: number of one-second segments parsed.
+- ``events``: the three tracks ``audio``, ``visual``, ``audio_visual``, each a list of events with
+  ``label`` (an LLP class name), ``onset`` < ``offset`` in seconds on segment boundaries, and
+  ``score`` (mean segment probability, optional when reading).
+
+``csv``: one row per event (``video_id,status,track,label,onset,offset,score,error``); a video
+with no event, or a failed one, still gets one row with the event fields empty.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import IO
+
+from lsld_engine.events import TRACKS
+from lsld_engine.llp import CLASS_INDEX
+
+
+class PredictionsError(ValueError):
+    """A malformed predictions file; the message names the file and line."""
+
+
+def ok_record(video_id: str, events: dict[str, list[dict]], duration: float, segments: int) -> dict:
+    """The record of a parsed video (``events`` holds the three tracks)."""
+    return {"video_id": video_id, "status": "ok", "duration": float(duration), "segments": int(segments),
+            "events": {k: list(events.get(k, [])) for k in TRACKS}}
+
+
+def error_record(video_id: str, error: str) -> dict:
+    """The record of a video that could not be parsed."""
+    return {"video_id": video_id, "status": "error", "error": str(error)}
+
+
+class _Writer:
+    """Base: opens ``path`` (or takes an open text file), writes records, flushes each one."""
+
+    format: str = ""
+    suffix: str = ""
+
+    def __init__(self, path: str | os.PathLike | IO[str], append: bool = False):
+        if isinstance(path, (str, os.PathLike)):
+            self.path = Path(path)
+            self._file = open(self.path, "a" if append else "w", encoding="utf-8", newline="")
+            self._owns = True
+        else:
+            self.path, self._file, self._owns = None, path, False
+
+    def write(self, record: dict) -> None:
+        self._write(record)
+        # One flush per video: a crash or a kill leaves every finished video on disk.
+        self._file.flush()
+
+    def _write(self, record: dict) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._owns and not self._file.closed:
+            self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class JsonlWriter(_Writer):
+    """One JSON object per line (the predictions format read by :func:`read_predictions`)."""
+
+    format, suffix = "jsonl", ".jsonl"
+
+    def _write(self, record: dict) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+class CsvEventsWriter(_Writer):
+    """One row per event; videos without events (or failed ones) get one row with empty event fields."""
+
+    format, suffix = "csv", ".csv"
+    FIELDS = ("video_id", "status", "track", "label", "onset", "offset", "score", "error")
+
+    def __init__(self, path, append: bool = False):
+        super().__init__(path, append)
+        self._csv = csv.writer(self._file, lineterminator="\n")
+        at_start = not append or self._file.tell() == 0
+        if at_start:
+            self._csv.writerow(self.FIELDS)
+
+    def _write(self, record: dict) -> None:
+        vid, status = record["video_id"], record["status"]
+        rows = [[vid, status, track, e["label"], e["onset"], e["offset"], e.get("score", ""), ""]
+                for track in TRACKS for e in record.get("events", {}).get(track, [])]
+        self._csv.writerows(rows or [[vid, status, "", "", "", "", "", record.get("error", "")]])
+
+
+#: Writers by format name; the CLI's ``--format`` choices are exactly these keys.
+WRITERS: dict[str, type[_Writer]] = {w.format: w for w in (JsonlWriter, CsvEventsWriter)}
+
+
+def get_writer(fmt: str, path: str | os.PathLike | IO[str], append: bool = False) -> _Writer:
+    """A writer of format ``fmt`` (one of :data:`WRITERS`) on ``path``."""
+    if fmt not in WRITERS:
+        raise ValueError(f"unknown output format {fmt!r}: expected one of {', '.join(WRITERS)}")
+    return WRITERS[fmt](path, append=append)
+
+
+def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
+    """Read a predictions JSONL into ``{video_id: record}`` (file order), validating every line.
+
+    Blank lines are skipped. A malformed line or a repeated ``video_id`` raises
+    :class:`PredictionsError` naming the file and line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file not found: {path}")
+    records: dict[str, dict] = {}
+    first_line: dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PredictionsError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+            _check_record(rec, where)
+            vid = rec["video_id"]
+            if vid in records:
+                raise PredictionsError(f"{where}: duplicate video_id {vid!r} (first on line {first_line[vid]}); "
+                                       "keep one line per video")
+            records[vid] = rec
+            first_line[vid] = lineno
+    return records
+
+
+def _check_record(rec, where: str) -> None:
+    if not isinstance(rec, dict):
+        raise PredictionsError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    vid = rec.get("video_id")
+    if not isinstance(vid, str) or not vid:
+        raise PredictionsError(f"{where}: missing or empty \"video_id\" (a string)")
+    status = rec.get("status")
+    if status == "error":
+        if not isinstance(rec.get("error"), str):
+            raise PredictionsError(f"{where}: video {vid!r} has status \"error\" but no \"error\" message")
+        return
+    if status != "ok":
+        raise PredictionsError(f"{where}: video {vid!r}: \"status\" must be \"ok\" or \"error\", got {status!r}")
+    events = rec.get("events")
+    if not isinstance(events, dict):
+        raise PredictionsError(f"{where}: video {vid!r}: missing \"events\" object with tracks {', '.join(TRACKS)}")
+    unknown = sorted(set(events) - set(TRACKS))
+    if unknown:
+        raise PredictionsError(f"{where}: video {vid!r}: unknown event track(s) {unknown}; expected {list(TRACKS)}")
+    for track in TRACKS:
+        lst = events.get(track)
+        if not isinstance(lst, list):
+            raise PredictionsError(f"{where}: video {vid!r}: events[{track!r}] must be a list")
+        for k, e in enumerate(lst):
+            _check_event(e, f"{where}: video {vid!r}: events[{track!r}][{k}]")
+
+
+def _check_event(e, where: str) -> None:
+    if not isinstance(e, dict):
+        raise PredictionsError(f"{where}: expected an object with label, onset, offset")
+    if e.get("label") not in CLASS_INDEX:
+        raise PredictionsError(f"{where}: unknown class {e.get('label')!r} (expected one of the 25 LLP classes)")
+    on, off = e.get("onset"), e.get("offset")
+    if not (_is_number(on) and _is_number(off)):
+        raise PredictionsError(f"{where}: onset and offset must be numbers (seconds), got {on!r}, {off!r}")
+    if not 0 <= on < off:
+        raise PredictionsError(f"{where}: need 0 <= onset < offset, got onset {on}, offset {off}")
+    if "score" in e and not _is_number(e["score"]):
+        raise PredictionsError(f"{where}: score must be a number, got {e['score']!r}")
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def dumps_record(record: dict, fmt: str = "jsonl") -> str:
+    """A record as the text its writer would emit (handy for logs and tests)."""
+    buf = io.StringIO()
+    get_writer(fmt, buf).write(record)
+    return buf.getvalue()

@@ -1,0 +1,287 @@
+"""Media decoding (lsld_engine.media) and the decode pool, on synthetic videos made with PyAV."""
+import glob
+import multiprocessing
+import os
+import time
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+
+from lsld_engine import media  # noqa: E402
+from lsld_engine.decode_pool import DecodeFailure, decode_stream  # noqa: E402
+from lsld_engine.llp import T  # noqa: E402
+from lsld_engine.media import (FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE, SAMPLES_PER_SEGMENT,  # noqa: E402
+                               SEGMENTS_PER_WINDOW, WINDOW_SECONDS, MediaError, decode_media, decode_video,
+                               window_ids)
+from lsld_engine.testing.videos import (STANDARD_SPECS, VideoSpec, frame_times, make_video,  # noqa: E402
+                                        make_videos, read_frame_index)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    return make_videos(tmp_path_factory.mktemp("videos"))
+
+
+@pytest.fixture(scope="module")
+def decoded(videos):
+    """Every standard video decoded once (in-process)."""
+    return {name: decode_video(videos[name]) for name in STANDARD_SPECS}
+
+
+def shown_indices(d, spec):
+    """Index encoded in each output frame, ``(W * 80,)``; rotation undone for reading."""
+    imgs = d.frames.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)
+    return np.array([read_frame_index(np.rot90(im, -spec.rotation // 90)) for im in imgs])
+
+
+def expected_indices(spec, num_windows):
+    """The frame displayed at 10 w + k / 8 s: the last one with pts <= that time."""
+    times = np.arange(num_windows * FRAMES_PER_WINDOW) / FPS
+    return np.searchsorted(frame_times(spec), times + 1e-4, side="right") - 1
+
+
+def test_contract_constants():
+    assert (SAMPLE_RATE, FPS, WINDOW_SECONDS, IMAGE_SIZE) == (48000, 8, 10, 224)
+    assert FRAMES_PER_WINDOW == 80 and SEGMENTS_PER_WINDOW == T == 10
+    assert SAMPLES_PER_SEGMENT * SEGMENTS_PER_WINDOW == SAMPLE_RATE * WINDOW_SECONDS
+
+
+@pytest.mark.parametrize("name", list(STANDARD_SPECS))
+def test_shapes_and_frame_timing(decoded, name):
+    spec, d = STANDARD_SPECS[name], decoded[name]
+    w = max(1, int(np.ceil(spec.duration / WINDOW_SECONDS)))
+    assert d.frames.shape == (w, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3) and d.frames.dtype == np.uint8
+    assert d.audio.shape == (w, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT) and d.audio.dtype == np.float32
+    np.testing.assert_array_equal(shown_indices(d, spec), expected_indices(spec, w))
+    step = 1 / float(spec.fps)
+    assert abs(d.duration - spec.duration) <= 1.5 * step
+    assert d.video_id == name and d.has_audio == (spec.acodec is not None)
+
+
+def test_frame_choice_is_not_nearest(tmp_path):
+    """At 3 fps, t = 0.25 s shows frame 0 (pts 0, displayed until 0.333 s), not nearest frame 1."""
+    spec = VideoSpec(fps=3, duration=2.0, acodec=None)
+    d = decode_video(make_video(tmp_path / "f3.mp4", spec))
+    got = shown_indices(d, spec)
+    assert got[2] == 0 and got[3] == 1  # 0.25 s -> frame 0; 0.375 s -> frame 1 (pts 1/3)
+
+
+def test_rotation_is_applied(decoded):
+    """The rotated video's source bands (horizontal) must come out vertical (portrait display)."""
+    img = decoded["h264_rotated"].frames[0, 40].astype(np.float32).mean(axis=2)
+    assert img.std(axis=1).mean() > 5 * img.std(axis=0).mean()  # varies along width, not height
+    plain = decoded["h264_noaudio"].frames[0, 40].astype(np.float32).mean(axis=2)
+    assert plain.std(axis=0).mean() > 5 * plain.std(axis=1).mean()
+
+
+def test_short_video_is_padded(decoded):
+    spec, d = STANDARD_SPECS["mpeg4_pcm51_short"], decoded["mpeg4_pcm51_short"]
+    assert d.duration == pytest.approx(3.0, abs=1e-3)
+    frames = d.frames.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)
+    n_real = int(3.0 * FPS)
+    last = len(frame_times(spec)) - 1
+    assert all(read_frame_index(f) == last for f in frames[n_real:])
+    assert (frames[n_real:] == frames[n_real]).all()  # padding repeats the last frame exactly
+    pcm = d.audio.reshape(-1)
+    assert np.abs(pcm[int(3.0 * SAMPLE_RATE) + 10:]).max() == 0  # zero audio after the end
+    assert np.abs(pcm[int(2.5 * SAMPLE_RATE): int(2.9 * SAMPLE_RATE)]).max() > 0.2
+
+
+def test_long_video_windows(decoded):
+    d = decoded["h264_aac_2997_long"]
+    assert d.num_windows == 3 and d.duration == pytest.approx(749 * 1001 / 30000, abs=1e-3)
+    assert d.window_ids == ["h264_aac_2997_long@0", "h264_aac_2997_long@10", "h264_aac_2997_long@20"]
+    pcm = d.audio.reshape(-1)
+    assert np.abs(pcm[int(25.1 * SAMPLE_RATE):]).max() == 0  # last window padded with silence
+    assert np.abs(pcm[int(24.0 * SAMPLE_RATE): int(24.9 * SAMPLE_RATE)]).max() > 0.3
+
+
+def test_window_ids():
+    assert window_ids("abc", 1) == ["abc"]
+    assert window_ids("abc", 3) == ["abc@0", "abc@10", "abc@20"]
+
+
+def test_max_windows_stops_early_and_keeps_true_duration(videos, decoded):
+    d = decode_video(videos["h264_aac_2997_long"], max_windows=1)
+    full = decoded["h264_aac_2997_long"]
+    assert d.num_windows == 1 and d.duration == pytest.approx(full.duration)
+    np.testing.assert_array_equal(d.frames[0], full.frames[0])
+    np.testing.assert_array_equal(d.audio[0], full.audio[0])
+
+
+def test_no_audio_is_silence(decoded):
+    d = decoded["h264_noaudio"]
+    assert d.has_audio is False and d.audio.shape == (1, 10, SAMPLES_PER_SEGMENT) and not d.audio.any()
+
+
+@pytest.mark.parametrize("name,needle", [("truncated", "cannot open"), ("garbage", "cannot open"),
+                                         ("audio_only", "no video stream")])
+def test_broken_files_raise_media_error(videos, name, needle):
+    with pytest.raises(MediaError, match=needle) as e:
+        decode_video(videos[name])
+    assert str(videos[name]) in str(e.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(MediaError, match="no such file"):
+        decode_video(tmp_path / "nope.mp4")
+
+
+@pytest.mark.parametrize("name,amplitude", [("h264_flac_vfr", 0.4), ("mpeg4_pcm51_short", 0.25),
+                                            ("h264_aac_25fps", 0.375)])
+def test_channels_are_averaged(decoded, name, amplitude):
+    """Mean of the channels (0.6/0.2 stereo -> 0.4; 5.1 -> 0.25), not FFmpeg's sum / sqrt(2)."""
+    seg = decoded[name].audio.reshape(-1)[int(1.5 * SAMPLE_RATE): int(2.5 * SAMPLE_RATE)]
+    tol = 0.01 if name != "h264_aac_25fps" else 0.03  # AAC is lossy
+    assert np.sqrt(2) * seg.std() == pytest.approx(amplitude, rel=tol)
+
+
+@pytest.mark.parametrize("name", ["mjpeg_pcm16k_avi", "h264_aac_25fps", "vp9_opus_webm"])
+def test_resampled_to_48k(decoded, name):
+    """A 440 Hz tone at 16 / 44.1 / 48 kHz comes out as a 440 Hz tone at 48 kHz."""
+    seg = decoded[name].audio[0, 1]  # second 1..2, one second at 48 kHz
+    spectrum = np.abs(np.fft.rfft(seg))
+    assert np.argmax(spectrum) == pytest.approx(440, abs=1)  # 1 Hz bins
+
+
+@pytest.mark.parametrize("name,onset", [("h264_aac_2997_long", 2.0), ("mpeg4_pcm51_short", 1.0)])
+def test_audio_aligned_to_video(decoded, name, onset):
+    pcm = decoded[name].audio.reshape(-1)
+    first = np.argmax(np.abs(pcm) > 0.05) / SAMPLE_RATE
+    assert first == pytest.approx(onset, abs=0.005)
+
+
+def test_decode_step_and_pixel_step_compose(videos, decoded):
+    """decode_media (raw frames) + clip_pixels gives exactly decode_video's frames."""
+    m = decode_media(videos["h264_flac_vfr"])
+    assert isinstance(m.frames[0], av.VideoFrame) and len(m.frames) == FRAMES_PER_WINDOW
+    np.testing.assert_array_equal(media.clip_pixels(m.frames, m.rotation),
+                                  decoded["h264_flac_vfr"].frames[0])
+
+
+@pytest.mark.parametrize("hw", [(170, 301), (301, 170), (224, 224), (225, 401), (100, 60)])
+def test_clip_crop_matches_open_clip_transform(hw):
+    """Same pixels as open_clip's ViT-B-16 eval transform (Resize + CenterCrop on a PIL image)."""
+    open_clip = pytest.importorskip("open_clip")
+    from PIL import Image
+
+    tr = open_clip.image_transform(IMAGE_SIZE, is_train=False)
+    img = np.random.default_rng(sum(hw)).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    ref = Image.fromarray(img)
+    for t in tr.transforms[:2]:  # Resize(224, bicubic), CenterCrop(224); the rest is tensor + normalise
+        ref = t(ref)
+    np.testing.assert_array_equal(media.clip_crop(img), np.asarray(ref))
+
+
+# --- decode pool -----------------------------------------------------------------------------
+
+def crash_on_garbage(path, video_id, **kw):
+    """decode_fn for tests: the worker process dies on 'garbage'."""
+    if "garbage" in path:
+        os._exit(3)
+    return decode_video(path, video_id, **kw)
+
+
+def hang_on_truncated(path, video_id, **kw):
+    if "truncated" in path:
+        time.sleep(60)
+    return decode_video(path, video_id, **kw)
+
+
+def _ids(results):
+    return sorted(r.video_id for r in results)
+
+
+def test_pool_in_process_reports_failures(videos):
+    paths = [videos[n] for n in ("h264_noaudio", "garbage", "h264_rotated")]
+    out = list(decode_stream(paths, workers=0))
+    assert [type(r).__name__ for r in out] == ["DecodedVideo", "DecodeFailure", "DecodedVideo"]
+    assert "garbage.mp4" in out[1].error and out[1].video_id == "garbage"
+
+
+@pytest.mark.parametrize("transport", ["shm", "pipe"])
+def test_pool_matches_in_process_and_keeps_order(videos, decoded, transport):
+    names = ["h264_aac_25fps", "garbage", "h264_noaudio", "mjpeg_pcm16k_avi", "truncated", "h264_rotated"]
+    out = list(decode_stream([videos[n] for n in names], workers=2, ordered=True, transport=transport))
+    assert [r.video_id for r in out] == names
+    for r in out:
+        if r.video_id in decoded:
+            np.testing.assert_array_equal(r.frames, decoded[r.video_id].frames)
+            np.testing.assert_array_equal(r.audio, decoded[r.video_id].audio)
+        else:
+            assert isinstance(r, DecodeFailure) and r.video_id in r.error
+    assert not glob.glob("/dev/shm/lsld-decode-*")  # every shared-memory block unlinked
+
+
+def test_pool_survives_worker_crash(videos):
+    names = ["h264_noaudio", "garbage", "h264_rotated", "mpeg4_pcm51_short"]
+    out = list(decode_stream([(videos[n], n) for n in names], workers=2, decode_fn=crash_on_garbage))
+    assert _ids(out) == sorted(names)  # nothing lost, nothing duplicated
+    fail = [r for r in out if isinstance(r, DecodeFailure)]
+    assert [f.video_id for f in fail] == ["garbage"] and "died" in fail[0].error
+
+
+def test_pool_times_out_hung_decode(videos):
+    names = ["truncated", "h264_rotated", "h264_noaudio"]
+    t = time.monotonic()
+    out = list(decode_stream([videos[n] for n in names], workers=1, timeout=3, decode_fn=hang_on_truncated))
+    assert time.monotonic() - t < 30
+    assert _ids(out) == sorted(names)
+    fail = [r for r in out if isinstance(r, DecodeFailure)]
+    assert [f.video_id for f in fail] == ["truncated"] and "longer than" in fail[0].error
+
+
+def test_pool_input_is_consumed_lazily_and_bounded(videos):
+    pulled = []
+
+    def gen():
+        for i in range(12):
+            pulled.append(i)
+            yield videos["h264_rotated"], f"v{i}"
+
+    it = decode_stream(gen(), workers=1, max_pending=3, prefetch=2)
+    first = next(it)
+    assert len(pulled) <= 4  # at most max_pending dispatched (+1 peeked) before the first result
+    rest = list(it)
+    assert sorted([first.video_id] + [r.video_id for r in rest]) == sorted(f"v{i}" for i in range(12))
+
+
+@pytest.mark.parametrize("name,max_windows,n_decoded", [
+    ("h264_aac_25fps", None, 248),  # declared 10 s: last wanted 9.875 s -> frame 246 (9.84), +1 to confirm
+    ("h264_aac_2997_long", 1, 297),  # 9.875 s -> frame 295 (9.843), frame 296 (9.877) confirms
+])
+def test_decoding_stops_after_last_needed_frame(videos, monkeypatch, name, max_windows, n_decoded):
+    counted = []
+    real_open = media._open
+
+    class Counting:
+        def __init__(self, c):
+            self.c = c
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.c.close()
+
+        def __getattr__(self, k):
+            return getattr(self.c, k)
+
+        def decode(self, *a, **k):
+            for f in self.c.decode(*a, **k):
+                counted.append(f)
+                yield f
+
+    monkeypatch.setattr(media, "_open", lambda p: Counting(real_open(p)))
+    decode_media(videos[name], max_windows=max_windows, audio=False)
+    assert len(counted) == n_decoded
+
+
+def test_pool_closed_early_stops_workers_and_cleans_up(videos):
+    it = decode_stream([videos["h264_aac_25fps"]] * 6, workers=2)
+    next(it)
+    it.close()  # consumer gives up: busy workers are stopped, pending shared memory removed
+    assert not glob.glob("/dev/shm/lsld-decode-*")
+    assert not [p for p in multiprocessing.active_children() if p.name == "lsld-decode"]

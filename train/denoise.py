@@ -1,0 +1,120 @@
+"""Stage ``python -m train.lsld denoise --data ROOT --out labels.npz``: LSLD segment-level labels.
+
+Reads the train split's weak labels and CLIP/CLAP features from a dataset root, embeds the prompts
+(cache first, then the text towers when checkpoints are given), runs DeN (audio, visual) and ReW
+(visual) and writes ``labels.npz``: ``video_ids`` (N,) str, ``audio`` / ``visual_den`` / ``visual``
+(N, T, C) float32 in ``AVVP_train.csv`` order, plus per-class counts ``removed_audio``,
+``removed_visual``, ``reweighted`` (C,) int64. Also runnable as ``python -m train.denoise``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
+from lsld_engine.denoise import DEFAULT_ALPHA, DEFAULT_BETA, denoise_labels
+from lsld_engine.llp import CLASSES
+from lsld_engine.prompts import (DEFAULT_MAX_LABELS, PromptError, PromptTable, TextEncoder,
+                                 class_name_texts, load_prompt_cache, required_prompts,
+                                 resolve_prompts, save_prompt_cache)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="dataset root (AVVP_*.csv, feats/clip_16, feats/clap_audioset, prompts/)")
+    p.add_argument("--out", default="labels.npz", help="output labels file (default: labels.npz)")
+    p.add_argument("--clip-dir", help="CLIP frame features folder (default ROOT/feats/clip_16)")
+    p.add_argument("--clap-dir", help="CLAP audio features folder (default ROOT/feats/clap_audioset)")
+    p.add_argument("--prompts-dir", help="prompt-embedding caches clip.npz / clap.npz (default ROOT/prompts)")
+    p.add_argument("--clip-checkpoint", help="open_clip ViT-B-16 checkpoint for prompts missing from the cache")
+    p.add_argument("--clap-checkpoint", help="laion_clap 630k-audioset-best.pt for prompts missing from the cache")
+    p.add_argument("--clap-text-dir", help="local RoBERTa tokenizer folder for the CLAP text tower")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="ReW weight for 'with' segments (default 4)")
+    p.add_argument("--beta", type=float, default=DEFAULT_BETA, help="ReW weight for 'without' segments (default 0.4)")
+    p.add_argument("--max-labels", type=int, default=DEFAULT_MAX_LABELS,
+                   help="refuse videos with more labels (2**k prompts each; default 8)")
+    p.add_argument("--write-prompt-cache", action="store_true",
+                   help="write the prompt embeddings used to the prompts dir (merged with the cache)")
+    p.add_argument("--class-names", default="raw",
+                   help="class-name texts for ReW: raw (LLP names, default), phrases, or a file of 25 lines")
+    p.add_argument("--workers", type=int, help="feature-reading threads")
+
+
+def _text_tower(kind: str, args) -> TextEncoder | None:
+    """The text tower's ``encode_texts`` when its checkpoint is given (imported lazily)."""
+    ckpt = args.clip_checkpoint if kind == "clip" else args.clap_checkpoint
+    if not ckpt:
+        return None
+    try:
+        if kind == "clip":
+            from lsld_engine.encoders.clip import build_clip_text_encoder
+            return build_clip_text_encoder(ckpt).encode_texts
+        from lsld_engine.encoders.clap import build_clap_text_encoder
+        return build_clap_text_encoder(ckpt, args.clap_text_dir).encode_texts
+    except ImportError as e:
+        raise SystemExit(f"denoise: text tower not available ({e}); install the encoder extras "
+                         f"(scripts/setup.sh full) or supply the prompt cache") from None
+
+
+def _table(kind: str, path: Path, texts: list[str], args) -> tuple[PromptTable, PromptTable | None]:
+    """``(table for texts, cache as loaded or None)``."""
+    cache = load_prompt_cache(path) if path.is_file() else None
+    flag = "--clip-checkpoint" if kind == "clip" else "--clap-checkpoint"
+    hint = f" (cache {path}{'' if cache else ' absent'}; give {flag} to embed them)"
+    tower = None
+    if cache is None or any(t not in cache for t in texts):
+        tower = _text_tower(kind, args)
+    return resolve_prompts(texts, cache, tower, what=kind.upper(), hint=hint), cache
+
+
+def run(args) -> int:
+    if not args.data:
+        raise SystemExit("denoise: --data ROOT is required (make a synthetic one: python -m lsld_engine.synth make --out ROOT)")
+    t0 = time.perf_counter()
+    paths = dataset_paths(args.data, args.clip_dir, args.clap_dir, args.prompts_dir)
+    split = load_split_labels(paths, "train")
+    print(f"[denoise] {len(split)} training videos from {paths.root}", file=sys.stderr)
+    try:
+        names = class_name_texts(args.class_names)
+        clap, clap_cache = _table("clap", paths.clap_cache, required_prompts(split.weak, "audio", args.max_labels), args)
+        clip, clip_cache = _table("clip", paths.clip_cache,
+                                  required_prompts(split.weak, "visual", args.max_labels) + names, args)
+    except PromptError as e:
+        raise SystemExit(f"denoise: {e}") from None
+    t1 = time.perf_counter()
+    feats = load_features(paths, split.video_ids, workers=args.workers)
+    t2 = time.perf_counter()
+    print(f"[denoise] features loaded in {t2 - t1:.1f}s", file=sys.stderr)
+    try:
+        res = denoise_labels(feats.audio, feats.frames, split.weak, clap, clip, clip.lookup(names),
+                             alpha=args.alpha, beta=args.beta, max_labels=args.max_labels)
+    except PromptError as e:
+        raise SystemExit(f"denoise: {e}") from None
+    t3 = time.perf_counter()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(tmp, video_ids=np.array(split.video_ids, dtype=str), audio=res.audio, visual_den=res.visual_den,
+             visual=res.visual, removed_audio=res.removed_audio, removed_visual=res.removed_visual,
+             reweighted=res.reweighted, classes=np.array(CLASSES, dtype=str))
+    tmp.replace(out)
+    if args.write_prompt_cache:
+        for table, cache, path in ((clap, clap_cache, paths.clap_cache), (clip, clip_cache, paths.clip_cache)):
+            save_prompt_cache(path, cache.merged(table) if cache is not None else table)
+        print(f"[denoise] prompt caches written to {paths.prompts_dir}", file=sys.stderr)
+    print(res.summary(), file=sys.stderr)
+    print(f"[denoise] wrote {out} (denoise {t3 - t2:.2f}s, total {time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.denoise", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

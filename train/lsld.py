@@ -1,0 +1,304 @@
+"""``python -m train.lsld``: LSLD training on a dataset root (or the built-in synthetic world).
+
+Stages (each also runs alone):
+
+    python -m train.lsld [--data ROOT] --run-dir DIR [options]     denoise -> train -> test
+    python -m train.lsld denoise --data ROOT --out labels.npz      segment labels (train/denoise.py)
+    python -m train.lsld train --data ROOT --run-dir DIR           train + validate (needs labels.npz)
+    python -m train.lsld test --data ROOT --checkpoint F [--json]  the ten test numbers (also LSLD.pt)
+    python -m train.lsld ablation [--data ROOT] --run-dir DIR      Table 2: weak / den / den+rew
+
+Without ``--data`` the built-in synthetic LLP world (:mod:`lsld_engine.synth`) is generated once
+into ``--world-dir`` (default ``DIR/synth_world``) and reused. See docs/training.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("train.lsld")
+
+STAGES = ("all", "denoise", "train", "test", "ablation")
+#: The built-in synthetic world of the README's main job (sized for < 10 min on a 2-core CPU).
+DEFAULT_WORLD = {"n_train": 1200, "n_val": 300, "n_test": 300, "seed": 0}
+
+
+# ----------------------------------------------------------------------------------------- args
+def _add_data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--data", type=Path, required=required,
+                   help="dataset root (annotation CSVs + feats/); default: the built-in synthetic world")
+    p.add_argument("--clip-dir", type=Path, help="CLIP frame features folder (default ROOT/feats/clip_16)")
+    p.add_argument("--clap-dir", type=Path, help="CLAP audio features folder (default ROOT/feats/clap_audioset)")
+    p.add_argument("--workers", type=int, default=None, help="feature-loading threads")
+
+
+def _add_world_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--world-dir", type=Path, help="where the synthetic world lives (default RUN_DIR/synth_world)")
+    p.add_argument("--world-train", type=int, default=DEFAULT_WORLD["n_train"], help="synthetic train videos")
+    p.add_argument("--world-val", type=int, default=DEFAULT_WORLD["n_val"], help="synthetic val videos")
+    p.add_argument("--world-test", type=int, default=DEFAULT_WORLD["n_test"], help="synthetic test videos")
+    p.add_argument("--world-seed", type=int, default=DEFAULT_WORLD["seed"], help="synthetic world seed")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from lsld_engine.training import OBJECTIVES, TrainConfig
+    from lsld_engine.metrics import METRIC_KEYS
+
+    d = TrainConfig()
+    p.add_argument("--run-dir", type=Path, required=True, help="run folder (checkpoint, metrics.json, config.json)")
+    p.add_argument("--labels", choices=list(OBJECTIVES), default=d.labels,
+                   help="training objective (Table 2): weak = HAN baseline, den = DeN labels, den+rew = DeN + ReW")
+    p.add_argument("--labels-file", type=Path, help="labels.npz (default RUN_DIR/labels.npz)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--step-size", type=int, default=d.step_size, help="StepLR period in epochs")
+    p.add_argument("--gamma", type=float, default=d.gamma, help="StepLR factor")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--num-layers", type=int, default=4, help="HAN layers")
+    p.add_argument("--select-metric", choices=list(METRIC_KEYS), default=d.select_metric,
+                   help="validation metric that picks the best epoch")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+
+
+def build_parser(stage: str) -> argparse.ArgumentParser:
+    prog = "python -m train.lsld" + ("" if stage == "all" else f" {stage}")
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    if stage == "denoise":
+        from train import denoise as denoise_stage
+        denoise_stage.add_arguments(p)
+        return p
+    if stage == "test":
+        _add_data_args(p, required=True)
+        p.add_argument("--checkpoint", type=Path, required=True,
+                       help="our .safetensors checkpoint, the official LSLD.pt, or a weights-only torch file")
+        p.add_argument("--split", default="test", choices=["val", "test"])
+        p.add_argument("--json", action="store_true", help="print the ten numbers as one JSON object")
+        p.add_argument("--num-layers", type=int, help="override the layer count read from the checkpoint")
+        return p
+    _add_data_args(p, required=(stage == "train"))
+    if stage in ("all", "ablation"):
+        _add_world_args(p)
+    _add_train_args(p)
+    return p
+
+
+# ------------------------------------------------------------------------------------- helpers
+def _paths(args):
+    from lsld_engine.dataset import dataset_paths
+    return dataset_paths(args.data, clip_dir=args.clip_dir, clap_dir=args.clap_dir)
+
+
+def ensure_world(args) -> Path:
+    """The dataset root: ``--data``, or the synthetic world (generated on first use)."""
+    if args.data is not None:
+        return args.data
+    from lsld_engine import synth
+
+    root = args.world_dir or (args.run_dir / "synth_world")
+    size = dict(n_train=args.world_train, n_val=args.world_val, n_test=args.world_test, seed=args.world_seed)
+    marker = root / "world.json"
+    if marker.is_file() and json.loads(marker.read_text()) == size:
+        log.info("using the synthetic world in %s", root)
+    else:
+        log.info("building the synthetic world in %s (%s)", root, size)
+        t0 = time.perf_counter()
+        synth.make_world(root, **size)
+        marker.write_text(json.dumps(size) + "\n")
+        log.info("synthetic world ready in %.1fs", time.perf_counter() - t0)
+    args.data = root
+    return root
+
+
+def read_labels(path: Path, video_ids: list[str]) -> dict[str, np.ndarray]:
+    """``labels.npz`` arrays, checked to be aligned with ``video_ids`` (the ``AVVP_train.csv`` order)."""
+    if not path.is_file():
+        raise SystemExit(f"labels file not found: {path}; run `python -m train.lsld denoise --data ROOT "
+                         f"--out {path}` first (or pass --labels weak)")
+    with np.load(path, allow_pickle=False) as z:
+        labels = {k: z[k] for k in z.files}
+    ids = [str(v) for v in labels.get("video_ids", [])]
+    if ids != list(video_ids):
+        first = next((i for i, (a, b) in enumerate(zip(ids, video_ids)) if a != b), min(len(ids), len(video_ids)))
+        raise SystemExit(f"{path}: video_ids do not match AVVP_train.csv ({len(ids)} vs {len(video_ids)} videos; "
+                         f"first difference at row {first}); re-run the denoise stage on this dataset")
+    return labels
+
+
+def _load_eval(paths, split: str, workers, progress: bool):
+    from lsld_engine.dataset import load_features, load_split_labels
+    from lsld_engine.training import make_eval_set
+
+    sp = load_split_labels(paths, split)
+    feats = load_features(paths, sp.video_ids, workers=workers, progress=progress)
+    return make_eval_set(feats.audio, feats.frames, sp.gt_audio, sp.gt_visual)
+
+
+# -------------------------------------------------------------------------------------- stages
+def stage_denoise(root: Path, out: Path, extra: list[str] | None = None) -> int:
+    """Run ``train/denoise.py`` as ``denoise --data ROOT --out OUT``."""
+    from train import denoise as denoise_stage
+
+    p = argparse.ArgumentParser(prog="python -m train.lsld denoise")
+    denoise_stage.add_arguments(p)
+    dargs = p.parse_args(["--data", str(root), "--out", str(out), *(extra or [])])
+    return int(denoise_stage.run(dargs) or 0)
+
+
+def stage_train(args) -> dict:
+    """Train + validate into ``args.run_dir``; returns the metrics record (test still ``None``)."""
+    from lsld_engine.checkpoint import save_han
+    from lsld_engine.dataset import load_features, load_split_labels
+    from lsld_engine.model import build_han
+    from lsld_engine.training import (TrainConfig, config_record, fit, make_train_set, metrics_record,
+                                      seed_everything, write_json)
+
+    progress = not args.no_progress
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, step_size=args.step_size,
+                      gamma=args.gamma, seed=args.seed, labels=args.labels, select_metric=args.select_metric,
+                      device=args.device)
+    run = Path(args.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    paths = _paths(args)
+    train_split = load_split_labels(paths, "train")
+    labels_file = args.labels_file or run / "labels.npz"
+    labels = read_labels(labels_file, train_split.video_ids) if cfg.labels != "weak" else None
+    t0 = time.perf_counter()
+    feats = load_features(paths, train_split.video_ids, workers=args.workers, progress=progress)
+    train_set = make_train_set(feats.audio, feats.frames, train_split.weak, labels, cfg.labels)
+    del feats
+    val_set = _load_eval(paths, "val", args.workers, progress)
+    log.info("loaded %d train / %d val videos in %.1fs", len(train_set), len(val_set), time.perf_counter() - t0)
+
+    seed_everything(cfg.seed)
+    model = build_han(num_layers=args.num_layers)
+    result = fit(model, train_set, val_set, cfg, progress=progress)
+    model.load_state_dict(result.best_state)
+    ckpt = save_han(model, run / "best.safetensors", extra={"best_epoch": result.best_epoch,
+                                                            "val": result.history[result.best_epoch - 1]
+                                                            if result.best_epoch else result.initial})
+    record = metrics_record(result, None)
+    write_json(run / "metrics.json", record)
+    labels_ref = None
+    if labels is not None:
+        labels_ref = str(labels_file.resolve())
+    write_json(run / "config.json", config_record(cfg, model, data=str(Path(args.data).resolve()),
+                                                  labels_file=labels_ref, checkpoint=ckpt.name))
+    log.info("best epoch %d (val %s %.2f); checkpoint %s", result.best_epoch, cfg.select_metric,
+             result.history[result.best_epoch - 1][cfg.select_metric] if result.best_epoch else float("nan"), ckpt)
+    return record
+
+
+def stage_test(data: Path, checkpoint: Path, *, split: str = "test", clip_dir=None, clap_dir=None,
+               workers=None, progress: bool = True, num_layers: int | None = None) -> dict[str, float]:
+    """The ten metrics of a checkpoint on ``split`` of the dataset root ``data``."""
+    from lsld_engine.checkpoint import load_han
+    from lsld_engine.dataset import dataset_paths
+    from lsld_engine.training import evaluate_model
+
+    overrides = {"num_layers": num_layers} if num_layers else {}
+    model = load_han(checkpoint, **overrides)
+    paths = dataset_paths(data, clip_dir=clip_dir, clap_dir=clap_dir)
+    return evaluate_model(model, _load_eval(paths, split, workers, progress))
+
+
+def _test_run(args, record: dict) -> dict:
+    """Test the run's best checkpoint and fill ``metrics.json``'s ``test``."""
+    from lsld_engine.metrics import format_table
+    from lsld_engine.training import write_json
+
+    run = Path(args.run_dir)
+    test = stage_test(args.data, run / "best.safetensors", clip_dir=args.clip_dir, clap_dir=args.clap_dir,
+                      workers=args.workers, progress=not args.no_progress)
+    record["test"] = test
+    write_json(run / "metrics.json", record)
+    print(f"test ({args.labels}, best epoch {record['best_epoch']}):\n{format_table(test)}", flush=True)
+    return test
+
+
+def ablation_table(rows: dict[str, dict[str, float]]) -> str:
+    """Table 2 layout: one row per objective, the ten numbers (segment level, then event level)."""
+    from lsld_engine.metrics import METRIC_KEYS
+
+    names = {"weak": "HAN (weak labels)", "den": "+ DeN", "den+rew": "+ DeN + ReW"}
+    head = ["A", "V", "AV", "Type", "Event"]
+    lines = ["| Method | " + " | ".join(f"Seg {h}" for h in head) + " | " + " | ".join(f"Evt {h}" for h in head) + " |",
+             "|---" * 11 + "|"]
+    for key, res in rows.items():
+        lines.append(f"| {names.get(key, key)} | " + " | ".join(f"{res[k]:.2f}" for k in METRIC_KEYS) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stage = argv[0] if argv and argv[0] in STAGES else "all"
+    rest = argv[1:] if argv and argv[0] in STAGES else argv
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    args = build_parser(stage).parse_args(rest)
+
+    if stage == "denoise":
+        from train import denoise as denoise_stage
+        return int(denoise_stage.run(args) or 0)
+
+    if stage == "test":
+        from lsld_engine.metrics import format_table
+        res = stage_test(args.data, args.checkpoint, split=args.split, clip_dir=args.clip_dir,
+                         clap_dir=args.clap_dir, workers=args.workers, progress=not args.json,
+                         num_layers=args.num_layers)
+        print(json.dumps(res) if args.json else format_table(res), flush=True)
+        return 0
+
+    if stage == "train":
+        stage_train(args)
+        return 0
+
+    t_start = time.perf_counter()
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    root = ensure_world(args)
+    labels_file = args.labels_file or args.run_dir / "labels.npz"
+    if args.labels_file is None:  # denoise into the run folder
+        log.info("stage denoise -> %s", labels_file)
+        rc = stage_denoise(root, labels_file)
+        if rc:
+            return rc
+    args.labels_file = labels_file
+
+    if stage == "all":
+        log.info("stage train (%s)", args.labels)
+        record = stage_train(args)
+        log.info("stage test")
+        _test_run(args, record)
+        log.info("done in %.1fs: %s", time.perf_counter() - t_start, args.run_dir)
+        return 0
+
+    # ablation: the three objectives on the same data and labels, each in its own folder.
+    from lsld_engine.training import write_json
+    base = args.run_dir
+    rows, seconds = {}, {}
+    for objective in ("weak", "den", "den+rew"):
+        t0 = time.perf_counter()
+        args.labels, args.run_dir = objective, base / objective.replace("+", "_")
+        log.info("ablation: training %s in %s", objective, args.run_dir)
+        rows[objective] = _test_run(args, stage_train(args))
+        seconds[objective] = time.perf_counter() - t0
+    table = ablation_table(rows)
+    total = time.perf_counter() - t_start
+    write_json(base / "ablation.json", {"test": rows, "seconds": seconds, "total_seconds": total,
+                                        "data": str(Path(args.data).resolve())})
+    (base / "ablation.md").write_text(table + "\n")
+    print(table, flush=True)
+    print(f"total {total:.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
