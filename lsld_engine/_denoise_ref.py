@@ -24,7 +24,7 @@ def den_reference(seg: np.ndarray, weak: np.ndarray, table: PromptTable, modalit
         subsets = prompt_subsets(label_set, max_labels)
         emb = l2_normalize(table.lookup(prompt_texts(label_set, modality, max_labels)))  # (P, D)
         x = l2_normalize(seg[i])                                                      # (T, D)
-        sims = x @ emb.T                                                               # (T, P)
+        sims = np.einsum("td,pd->tp", x, emb)                                          # (T, P)
         best = softmax_argmax(sims)
         for j in range(t):
             for c in subsets[best[j]]:

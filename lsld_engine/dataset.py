@@ -7,18 +7,22 @@ ROOT/feats/clap_audioset/<video_id>.npy  (10, 512)  LAION-CLAP embeddings, one p
 ROOT/prompts/clip.npz  ROOT/prompts/clap.npz   optional prompt-embedding caches
 ```
 
-:func:`load_features` reads every file once, with a thread pool (file reads release the GIL),
-straight into one preallocated contiguous array per modality; training then indexes memory only.
+:func:`load_features` reads every file once, with a thread pool (file reads release the GIL; the
+``.npy`` header is parsed once per distinct header, not per file), into one preallocated contiguous
+array per modality; training then indexes memory only. No packed copy is written: the per-video
+files are the store, so a dataset root can stay read-only.
 Audio is kept as float32 (small); frames keep the dtype of the files (float16 files stay float16,
 halving memory: 0.8 GB instead of 1.6 GB for the 10,000 LLP training videos), and segment
 averaging upcasts to float32.
 """
 from __future__ import annotations
 
+import ast
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -87,18 +91,49 @@ class Features:
         return len(self.video_ids)
 
 
+@lru_cache(maxsize=64)
+def _parse_npy_header(header: str) -> tuple[np.dtype, bool, tuple[int, ...]] | None:
+    """``(dtype, fortran_order, shape)`` of an ``.npy`` v1 header (cached: all files share a few)."""
+    try:
+        d = ast.literal_eval(header)
+        return np.dtype(d["descr"]), bool(d["fortran_order"]), tuple(d["shape"])
+    except Exception:  # noqa: BLE001 - odd headers go through np.load
+        return None
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """One ``.npy`` file; plain v1 files are read with one ``readinto`` (GIL released), others by np.load."""
+    with open(path, "rb") as fh:
+        head = fh.read(10)
+        if len(head) == 10 and head[:6] == b"\x93NUMPY" and head[6] == 1:
+            meta = _parse_npy_header(fh.read(int.from_bytes(head[8:10], "little")).decode("latin1"))
+            if meta is not None and not meta[1] and meta[0].kind == "f" and meta[0].isnative:
+                arr = np.empty(meta[2], meta[0])
+                if fh.readinto(memoryview(arr).cast("B")) != arr.nbytes:
+                    raise ValueError(f"file is truncated (expected {arr.nbytes} data bytes)")
+                return arr
+    return np.load(path, allow_pickle=False)
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    if arr.dtype == np.float16:
+        # Exponent bits all set = inf/NaN; 3x faster than np.isfinite on float16.
+        return not ((arr.view(np.uint16) & 0x7C00) == 0x7C00).any()
+    return bool(np.isfinite(arr).all())
+
+
 def _read_one(path: Path, video_id: str, shape: tuple[int, int]) -> np.ndarray:
     if not path.is_file():
         raise FeatureError(f"video {video_id}: feature file not found: {path}")
     try:
-        arr = np.load(path, allow_pickle=False, mmap_mode=None)
+        arr = _read_npy(path)
     except Exception as e:  # noqa: BLE001 - any decode failure is reported with the file name
         raise FeatureError(f"video {video_id}: cannot read {path}: {e}") from None
     if arr.shape != shape:
         raise FeatureError(f"video {video_id}: {path} has shape {arr.shape}, expected {shape}")
     if arr.dtype not in (np.float16, np.float32):
         raise FeatureError(f"video {video_id}: {path} has dtype {arr.dtype}, expected float16 or float32")
-    if not np.isfinite(arr).all():
+    if not _all_finite(arr):
         raise FeatureError(f"video {video_id}: {path} holds non-finite values (NaN/inf); re-extract it")
     return arr
 
@@ -116,9 +151,10 @@ def _load_modality(paths: DatasetPaths, modality: str, video_ids: Sequence[str],
 
     def work(i: int) -> None:
         arr = _read_one(files[i], video_ids[i], shape)
+        if dt == np.float16 and arr.dtype != np.float16 and np.abs(arr).max() > np.finfo(np.float16).max:
+            raise FeatureError(f"video {video_ids[i]}: {files[i]} overflows float16 (the store's dtype, "
+                               f"taken from the first file); load with frames_dtype=float32")
         out[i] = arr
-        if dt == np.float16 and arr.dtype != np.float16 and not np.isfinite(out[i]).all():
-            raise FeatureError(f"video {video_ids[i]}: {files[i]} overflows float16; load with float32")
 
     bar = None
     if progress:

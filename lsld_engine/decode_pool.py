@@ -33,7 +33,6 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np

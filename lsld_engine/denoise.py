@@ -15,9 +15,9 @@ ReW (visual): per class ``c``, ``s`` = cosine of each segment with the class-nam
 ``Max_wo > Min_w``, "with" segments with ``s < Max_wo`` get ``clip(alpha*s, 0, 1)`` and "without"
 segments with ``s > Min_w`` get ``clip(beta*s, 0, 1)``.
 
-Vectorization: videos are grouped by label-set size ``k`` (every video of a group has exactly
-``2**k`` prompts, so no padding), the prompt rows are gathered per unique label set, and each group
-is one batched matmul + softmax + argmax. The per-video reference of the same rules is in
+Vectorization: videos are grouped by their label set (every video of a group has the same
+``2**k`` prompts, so no padding); each group is one matmul + softmax + argmax over all its
+segments, and the 8-frame averaging is one parallel Numba pass. The per-video reference of the same rules is in
 :mod:`lsld_engine._denoise_ref`; both produce identical labels.
 """
 from __future__ import annotations
@@ -36,17 +36,24 @@ DEFAULT_BETA = 0.4
 
 
 def segment_features(frames: np.ndarray) -> np.ndarray:
-    """Mean of each 8 consecutive frames: ``(N, 8*T, D)`` any float -> ``(N, T, D)`` float32."""
+    """Mean of each 8 consecutive frames: ``(N, 8*T, D)`` float16/float32 -> ``(N, T, D)`` float32.
+
+    Frames are summed in float32 in frame order and scaled by 1/8, so the result is the same
+    (bit for bit) whatever the batch; a parallel Numba kernel does it in one pass (float16 bits are
+    widened through an exact 65536-entry table).
+    """
     n, f, d = frames.shape
     if f % FRAMES_PER_SEGMENT:
         raise ValueError(f"frames: {f} frames per video is not a multiple of {FRAMES_PER_SEGMENT}")
-    g = frames.reshape(n, f // FRAMES_PER_SEGMENT, FRAMES_PER_SEGMENT, d)
-    # Summing 8 strided slices in float32 is one pass per slice; same arithmetic for any batch size.
-    acc = g[:, :, 0].astype(np.float32)
-    for j in range(1, FRAMES_PER_SEGMENT):
-        acc += g[:, :, j]
-    acc *= np.float32(1.0 / FRAMES_PER_SEGMENT)
-    return acc
+    out = np.empty((n, f // FRAMES_PER_SEGMENT, d), np.float32)
+    if n == 0:
+        return out
+    from lsld_engine import _denoise_kernels as k
+    if frames.dtype == np.float16:
+        k.segment_mean_f16(np.ascontiguousarray(frames).view(np.uint16), k.f16_table(), out)
+    else:
+        k.segment_mean_f32(np.ascontiguousarray(frames, np.float32), out)
+    return out
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -69,7 +76,10 @@ def _group_label_sets(weak: np.ndarray, max_labels: int):
     weak = np.asarray(weak)
     if weak.ndim != 2 or weak.shape[1] != NUM_CLASSES:
         raise ValueError(f"weak labels must be (N, {NUM_CLASSES}), got {weak.shape}")
-    uniq, inverse = np.unique((weak > 0).astype(np.uint8), axis=0, return_inverse=True)
+    # One int64 code per row (bit c = class c) makes the grouping a plain 1-D unique.
+    codes = (weak > 0).astype(np.int64) @ (np.int64(1) << np.arange(NUM_CLASSES, dtype=np.int64))
+    ucodes, inverse = np.unique(codes, return_inverse=True)
+    uniq = ((ucodes[:, None] >> np.arange(NUM_CLASSES)) & 1).astype(np.uint8)
     sets = [tuple(np.flatnonzero(r).tolist()) for r in uniq]
     for s in sets:
         check_label_set(s, max_labels)
@@ -77,10 +87,11 @@ def _group_label_sets(weak: np.ndarray, max_labels: int):
 
 
 def den(seg: np.ndarray, weak: np.ndarray, table: PromptTable, modality: str,
-        max_labels: int = DEFAULT_MAX_LABELS) -> np.ndarray:
+        max_labels: int = DEFAULT_MAX_LABELS, *, normalized: bool = False) -> np.ndarray:
     """DeN labels ``(N, T, C)`` float32 from segment features ``seg`` (N, T, D) and ``weak`` (N, C).
 
-    ``table`` must hold every prompt of ``modality`` for the label sets in ``weak``.
+    ``table`` must hold every prompt of ``modality`` for the label sets in ``weak``;
+    ``normalized=True`` says ``seg`` is already :func:`l2_normalize`-d.
     """
     n, t, d = seg.shape
     if len(weak) != n:
@@ -89,37 +100,30 @@ def den(seg: np.ndarray, weak: np.ndarray, table: PromptTable, modality: str,
     if table.dim != d:
         raise ValueError(f"den: {modality} features have D={d} but prompt embeddings D={table.dim}")
     emb = l2_normalize(table.embeddings)
-    segn = l2_normalize(seg)
+    segn = seg if normalized else l2_normalize(seg)
     out = np.zeros((n, t, NUM_CLASSES), np.float32)
-    sizes = np.array([len(s) for s in sets])
-    for k in np.unique(sizes):
-        k = int(k)
-        set_ids = np.flatnonzero(sizes == k)
-        if k == 0:
+    # Videos grouped by label set: one (n_u*T, D) @ (D, 2**k) matmul per distinct set (LLP train
+    # has 117), so the Python loop runs over label sets, never over videos.
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(sets) + 1))
+    for u, label_set in enumerate(sets):
+        k = len(label_set)
+        vids = order[bounds[u]:bounds[u + 1]]
+        if k == 0 or len(vids) == 0:
             continue  # only "other": nothing to label
-        # Prompt rows and class ids per unique set of this size: (U_k, 2**k), (U_k, k).
-        rows = np.stack([table.rows(prompt_texts(sets[u], modality, max_labels)) for u in set_ids])
-        cls = np.array([sets[u] for u in set_ids], np.int64)
-        pos = np.full(len(sets), -1)
-        pos[set_ids] = np.arange(len(set_ids))
-        vids = np.flatnonzero(np.isin(inverse, set_ids))
-        local = pos[inverse[vids]]                                 # (n_k,)
-        prompts = emb[rows[local]]                                 # (n_k, P, D)
-        sims = np.matmul(segn[vids], prompts.transpose(0, 2, 1))   # (n_k, T, P)
-        best = softmax_argmax(sims)                                # (n_k, T)
-        on = membership(k)[best]                                   # (n_k, T, k)
-        vi = np.arange(len(vids))[:, None, None]
-        ti = np.arange(t)[None, :, None]
-        block = np.zeros((len(vids), t, NUM_CLASSES), np.float32)
-        block[vi, ti, cls[local][:, None, :]] = on
-        out[vids] = block
+        prompts = emb[table.rows(prompt_texts(label_set, modality, max_labels))]  # (P, D)
+        # numpy's own einsum, not BLAS: 117 small products would each wake BLAS threads.
+        sims = np.einsum("nd,pd->np", segn[vids].reshape(-1, d), prompts)         # (n_u*T, P)
+        best = softmax_argmax(sims).reshape(len(vids), t)                         # (n_u, T)
+        on = membership(k)[best].astype(np.float32)                               # (n_u, T, k)
+        out[vids[:, None, None], np.arange(t)[None, :, None], np.array(label_set)] = on
     return out
 
 
-def class_similarity(seg: np.ndarray, names: np.ndarray) -> np.ndarray:
+def class_similarity(seg: np.ndarray, names: np.ndarray, *, normalized: bool = False) -> np.ndarray:
     """Cosine of every segment ``(N, T, D)`` with every class-name embedding ``(C, D)`` -> ``(N, T, C)``."""
     n, t, d = seg.shape
-    s = l2_normalize(seg).reshape(n * t, d) @ l2_normalize(names).T
+    s = (seg if normalized else l2_normalize(seg)).reshape(n * t, d) @ l2_normalize(names).T
     return s.reshape(n, t, -1)
 
 
@@ -127,7 +131,8 @@ def rew(den_visual: np.ndarray, sim: np.ndarray, alpha: float = DEFAULT_ALPHA,
         beta: float = DEFAULT_BETA) -> tuple[np.ndarray, np.ndarray]:
     """ReW of DeN visual labels ``(N, T, C)`` given class similarities ``sim`` (N, T, C).
 
-    Returns ``(labels (N, T, C) float32, changed (N, T, C) bool)``.
+    Returns ``(labels (N, T, C) float32, changed (N, T, C) bool)``; ``changed`` marks values that
+    differ from DeN.
     """
     with_ = den_visual > 0.5
     s = sim.astype(np.float32)
@@ -142,7 +147,8 @@ def rew(den_visual: np.ndarray, sim: np.ndarray, alpha: float = DEFAULT_ALPHA,
     out = den_visual.astype(np.float32, copy=True)
     out[down] = np.clip(np.float32(alpha) * s[down], 0, 1)
     out[up] = np.clip(np.float32(beta) * s[up], 0, 1)
-    return out, down | up
+    # "Re-weighted" counts values that moved (a rule that yields 1 for a "with" segment is no change).
+    return out, out != den_visual
 
 
 @dataclass
@@ -154,7 +160,7 @@ class DenoiseResult:
     visual: np.ndarray
     removed_audio: np.ndarray      # (C,) weak (video, segment) labels that DeN set to 0, audio
     removed_visual: np.ndarray     # (C,) same, visual
-    reweighted: np.ndarray         # (C,) visual segments whose value ReW changed
+    reweighted: np.ndarray         # (C,) visual segments whose value ReW changed (DeN+ReW != DeN)
 
     def summary(self) -> str:
         """A short per-class table of removed labels and re-weighted segments."""
@@ -182,9 +188,9 @@ def denoise_labels(audio: np.ndarray, frames: np.ndarray, weak: np.ndarray, clap
     averaged), ``weak`` (N, C), ``clap`` / ``clip`` prompt tables, ``class_names`` (C, D_v) CLIP
     embeddings of the class names.
     """
-    seg_v = segment_features(frames) if visual_segments is None else visual_segments
+    seg_v = l2_normalize(segment_features(frames) if visual_segments is None else visual_segments)
     a = den(audio, weak, clap, "audio", max_labels)
-    v = den(seg_v, weak, clip, "visual", max_labels)
-    vr, changed = rew(v, class_similarity(seg_v, class_names), alpha, beta)
+    v = den(seg_v, weak, clip, "visual", max_labels, normalized=True)
+    vr, changed = rew(v, class_similarity(seg_v, class_names, normalized=True), alpha, beta)
     return DenoiseResult(a, v, vr, removed_counts(weak, a), removed_counts(weak, v),
                          changed.sum((0, 1)).astype(np.int64))

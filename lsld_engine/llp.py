@@ -46,9 +46,13 @@ class AnnotationError(ValueError):
 def default_llp_dir() -> Path | None:
     """The real LLP annotations, if present: ``$LSLD_LLP_DIR`` or ``../shared/llp`` near the repo."""
     env = os.environ.get("LSLD_LLP_DIR")
-    candidates = [Path(env)] if env else []
+    if env:
+        # A folder the user names explicitly is never silently replaced by another one.
+        if not (Path(env) / WEAK_FILES["test"]).is_file():
+            raise FileNotFoundError(f"LSLD_LLP_DIR={env!r} does not hold {WEAK_FILES['test']}")
+        return Path(env)
     here = Path(__file__).resolve().parent.parent
-    candidates += [here.parent / "shared" / "llp", Path.cwd().parent / "shared" / "llp"]
+    candidates = [here.parent / "shared" / "llp", Path.cwd().parent / "shared" / "llp"]
     for c in candidates:
         if (c / WEAK_FILES["test"]).is_file():
             return c

@@ -196,8 +196,10 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
     if prev is None:
         raise MediaError(f"{path}: the video stream has no decodable frames")
 
-    if stopped_early:
-        duration = declared if declared is not None else last_end
+    if stopped_early:  # the stream's end was not seen: trust its declared duration
+        duration = declared
+        if duration is None:  # only max_windows stopped us: the container's (includes audio)
+            duration = container.duration / 1e6 if container.duration else last_end
     else:
         duration = last_end if last_end > prev_t else prev_t + step
     w = num_windows_for(duration)

@@ -114,14 +114,15 @@ class HANLayer(nn.Module):
         Each half attends to itself (self-attention) and to the other half (cross-modal attention),
         exactly as the official layer applied once to audio and once to visual.
         """
-        d = x.shape[-1]
+        b2, t, d = x.shape
         w = torch.cat([self.cm_attn.in_proj_weight, self.self_attn.in_proj_weight])      # (6D, D)
         bias = torch.cat([self.cm_attn.in_proj_bias, self.self_attn.in_proj_bias])      # (6D,)
-        p = F.linear(x, w, bias)                                                        # (2B, T, 6D)
-        half = x.shape[0] // 2
-        other = torch.cat([p[half:], p[:half]])  # the other modality's projections, row-aligned
-        cm = self._attend(p[..., :d], other[..., d:2 * d], other[..., 2 * d:3 * d])
-        sa = self._attend(p[..., 3 * d:4 * d], p[..., 4 * d:5 * d], p[..., 5 * d:])
+        # unbind (not slicing) keeps the backward to one stack instead of six zero-filled buffers
+        q_cm, k_cm, v_cm, q_sa, k_sa, v_sa = F.linear(x, w, bias).view(b2, t, 6, d).unbind(2)
+        half = b2 // 2
+        swap = lambda z: torch.cat([z[half:], z[:half]])  # noqa: E731 - the other modality, row-aligned
+        cm = self._attend(q_cm, swap(k_cm), swap(v_cm))
+        sa = self._attend(q_sa, k_sa, v_sa)
         cm = self.cm_attn.out_proj(cm)
         sa = self.self_attn.out_proj(sa)
         x = self.norm1(x + self.dropout11(cm) + self.dropout12(sa))
@@ -186,9 +187,10 @@ class HAN(nn.Module):
         w = torch.cat([self.fc_prob.weight, self.fc_frame_att.weight, self.fc_av_att.weight])
         b = torch.cat([self.fc_prob.bias, self.fc_frame_att.bias, self.fc_av_att.bias])
         logits = F.linear(x, w, b)                                          # (B, T, 2, 3C)
-        seg_prob = torch.sigmoid(logits[..., :c])
-        frame_att = torch.softmax(logits[..., c:2 * c], dim=1)             # over time
-        av_att = torch.softmax(logits[..., 2 * c:], dim=2)                 # over the 2 modalities
+        prob_logit, frame_logit, av_logit = logits.split(c, dim=-1)
+        seg_prob = torch.sigmoid(prob_logit)
+        frame_att = torch.softmax(frame_logit, dim=1)                      # over time
+        av_att = torch.softmax(av_logit, dim=2)                            # over the 2 modalities
         temporal = frame_att * seg_prob
         global_prob = (temporal * av_att).sum(dim=(1, 2))
         a_prob = temporal[:, :, 0].sum(dim=1)

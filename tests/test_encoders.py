@@ -220,7 +220,7 @@ def openai_archive(tmp_path_factory, clip_reference):
 def test_torchscript_reader_equals_jit_state_dict(openai_archive):
     """The restricted unpickler yields exactly the tensors torch.jit.load's state_dict has."""
     assert ckpt.is_torchscript_archive(openai_archive)
-    with pytest.raises(Exception):  # the trap: weights_only refuses these archives
+    with pytest.raises(Exception), pytest.warns(UserWarning):  # the trap: weights_only refuses these archives
         torch.load(openai_archive, weights_only=True)
     ours, meta = ckpt.read_state_dict(openai_archive)
     ref = torch.jit.load(str(openai_archive), map_location="cpu").state_dict()  # reference only, in tests
@@ -316,7 +316,7 @@ def test_clip_rejects_wrong_image_shape():
 
 # === CLAP audio =====================================================================================
 
-@pytest.mark.parametrize("length", [48000, 47000, 30000, 480000, 1])
+@pytest.mark.parametrize("length", [48000, 47000, 30000, 480000, 7])
 def test_prepare_audio_matches_laion_clap(laion_prep, length):
     """int16 round trip + repeatpad are bit-identical to laion_clap's for any length <= 10 s."""
     wave = (RNG.standard_normal(length) * 0.7).astype(np.float32)  # some samples beyond [-1, 1]
@@ -343,12 +343,12 @@ def test_repeat_pad_refuses_more_than_10_s():
 
 
 def test_clap_audio_shape_norm_deterministic(clap_audio):
-    x = segments(5)
+    x = segments(3)
     a = clap_audio.embed(x, batch_size=2)
-    assert a.shape == (5, 512) and a.dtype == np.float32
+    assert a.shape == (3, 512) and a.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(a, clap_audio.embed(x, batch_size=2))
-    np.testing.assert_allclose(a, clap_audio.embed(x, batch_size=5), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a, clap_audio.embed(x, batch_size=3), rtol=1e-4, atol=1e-5)
 
 
 def test_clap_forward_equals_laion_htsat_forward(clap_audio):

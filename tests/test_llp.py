@@ -124,3 +124,17 @@ def test_load_split_train_has_no_segment_truth(llp_dir):
     assert len(s) == 10000 and s.gt_audio is None and s.gt_visual is None
     with pytest.raises(ValueError, match="unknown split"):
         load_split(llp_dir, "dev")
+
+
+def test_llp_dir_env_names_a_missing_folder(tmp_path, monkeypatch):
+    from lsld_engine.llp import default_llp_dir
+    monkeypatch.setenv("LSLD_LLP_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="LSLD_LLP_DIR"):
+        default_llp_dir()
+
+
+def test_llp_dir_env_wins_when_valid(tmp_path, monkeypatch):
+    from lsld_engine.llp import default_llp_dir
+    (tmp_path / "AVVP_test_pd.csv").write_text("filename\tevent_labels\n")
+    monkeypatch.setenv("LSLD_LLP_DIR", str(tmp_path))
+    assert default_llp_dir() == tmp_path

@@ -13,6 +13,12 @@ into ``--world-dir`` (default ``DIR/synth_world``) and reused. See docs/training
 """
 from __future__ import annotations
 
+import os
+
+# Under CPU contention (a shared CI box), spinning OpenMP workers slow torch several-fold; let
+# them sleep instead. Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import logging
@@ -55,12 +61,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", choices=list(OBJECTIVES), default=d.labels,
                    help="training objective (Table 2): weak = HAN baseline, den = DeN labels, den+rew = DeN + ReW")
     p.add_argument("--labels-file", type=Path, help="labels.npz (default RUN_DIR/labels.npz)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="videos per batch")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--step-size", type=int, default=d.step_size, help="StepLR period in epochs")
     p.add_argument("--gamma", type=float, default=d.gamma, help="StepLR factor")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of init, shuffling and dropout")
     p.add_argument("--num-layers", type=int, default=4, help="HAN layers")
     p.add_argument("--select-metric", choices=list(METRIC_KEYS), default=d.select_metric,
                    help="validation metric that picks the best epoch")
@@ -68,10 +74,14 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring verbatim, and defaults in the option help."""
+
+
 def build_parser(stage: str) -> argparse.ArgumentParser:
     prog = "python -m train.lsld" + ("" if stage == "all" else f" {stage}")
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__ if stage == "all" else __doc__.splitlines()[0],
+                                formatter_class=_HelpFormatter)
     if stage == "denoise":
         from train import denoise as denoise_stage
         denoise_stage.add_arguments(p)
@@ -80,7 +90,7 @@ def build_parser(stage: str) -> argparse.ArgumentParser:
         _add_data_args(p, required=True)
         p.add_argument("--checkpoint", type=Path, required=True,
                        help="our .safetensors checkpoint, the official LSLD.pt, or a weights-only torch file")
-        p.add_argument("--split", default="test", choices=["val", "test"])
+        p.add_argument("--split", default="test", choices=["val", "test"], help="split to score")
         p.add_argument("--json", action="store_true", help="print the ten numbers as one JSON object")
         p.add_argument("--num-layers", type=int, help="override the layer count read from the checkpoint")
         return p
@@ -267,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     labels_file = args.labels_file or args.run_dir / "labels.npz"
     if args.labels_file is None:  # denoise into the run folder
         log.info("stage denoise -> %s", labels_file)
-        rc = stage_denoise(root, labels_file)
+        extra = []
+        for flag, value in (("--clip-dir", args.clip_dir), ("--clap-dir", args.clap_dir), ("--workers", args.workers)):
+            if value is not None:
+                extra += [flag, str(value)]
+        rc = stage_denoise(root, labels_file, extra)
         if rc:
             return rc
     args.labels_file = labels_file

@@ -83,6 +83,10 @@ def session_options(*, precision: str = "fp32", on_cpu: bool = True, threads: in
     so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if precision == "fp16" and on_cpu
                                    else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     so.log_severity_level = 3
+    # ORT's idle pool threads spin by default: they steal the cores that decoding workers (and torch)
+    # share with us; the latency gained by spinning is small next to a model call.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return so
 
 

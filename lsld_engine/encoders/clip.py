@@ -67,6 +67,7 @@ class ClipTextEncoder(nn.Module):
         super().__init__()
         self.text = text
         self.context_length = int(context_length)
+        self._tokenizer = None
         self.device = torch.device("cpu")
         self.precision = "fp32"
 
@@ -79,7 +80,9 @@ class ClipTextEncoder(nn.Module):
 
         if isinstance(texts, str):
             raise TypeError("encode_texts takes a list of strings, not one string")
-        return SimpleTokenizer(context_length=self.context_length)(list(texts))
+        if self._tokenizer is None:  # reads the bundled BPE merges once
+            self._tokenizer = SimpleTokenizer(context_length=self.context_length)
+        return self._tokenizer(list(texts))
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """``M`` strings -> ``(M, 512)`` float32 numpy."""

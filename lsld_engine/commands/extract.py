@@ -1,0 +1,143 @@
+"""``lsld-engine extract VIDEOS --out ROOT``: decode videos and write CLIP / CLAP features (dataset layout).
+
+Also holds the encoder / decoding options shared with ``lsld-engine parse``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("lsld_engine")
+
+
+# --- options shared with `parse` ----------------------------------------------------------------
+
+def add_input_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="*", type=Path,
+                   help="video files and/or folders (walked recursively for common video extensions)")
+    p.add_argument("--list", dest="list_file", type=Path, default=None,
+                   help="a text file with one video path per line (relative to the file's folder)")
+    p.add_argument("--limit", type=int, default=None, help="process at most this many (not yet done) videos")
+
+
+def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clip-checkpoint", help="CLIP ViT-B/16 weights (OpenAI ViT-B-16.pt, open_clip .bin/.safetensors)")
+    p.add_argument("--clap-checkpoint", help="LAION-CLAP weights (630k-audioset-best.pt or a converted .safetensors)")
+    p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available, else cpu)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
+                   help="encoder precision (default: fp16 on cuda, fp32 on cpu; autocast, weights stay fp32)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding processes (default: CPUs - 1 with cuda, CPUs / 2 on cpu; 0 = no processes)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="CLIP images per encoder batch (default: 256 on cuda, 64 on cpu); CLAP segments use a "
+                        "quarter of it")
+    p.add_argument("--random-weights", action="store_true",
+                   help="random-weight networks where no checkpoint is given (demos, tests, benchmarks only)")
+    p.add_argument("--small", action="store_true", help="with --random-weights: the small test architectures")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def setup_logging(args) -> None:
+    level = logging.WARNING if args.quiet else (logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)  # results go to files; everything else to stderr
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("lsld_engine")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def resolve_device(args) -> tuple[str, str]:
+    """``(device, precision)`` from the flags and what is available."""
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    precision = args.precision or ("fp16" if device.startswith("cuda") else "fp32")
+    return device, precision
+
+
+def default_workers(device: str) -> int:
+    n = os.cpu_count() or 1
+    # on a GPU the CPUs only decode; on CPU the encoder needs cores too
+    return max(1, n - 1) if device.startswith("cuda") else max(1, n // 2)
+
+
+def backend_options(args, device: str, precision: str) -> dict:
+    opts = {"clip_checkpoint": args.clip_checkpoint, "clap_checkpoint": args.clap_checkpoint,
+            "model": getattr(args, "model", None), "device": device, "precision": precision}
+    if args.batch_size:
+        opts["batch_sizes"] = {"images": args.batch_size, "audio": max(1, args.batch_size // 4)}
+    if args.random_weights:
+        opts["random_weights"] = True
+        opts["size"] = "small" if args.small else "real"
+    if getattr(args, "engine_dir", None):
+        opts["engine_dir"] = str(args.engine_dir)
+    return opts
+
+
+def collect(args, prog: str):
+    """The inputs of ``args`` (sorted, unique ids), or SystemExit with a message."""
+    from lsld_engine.inputs import collect_inputs
+
+    if not args.inputs and args.list_file is None:
+        raise SystemExit(f"{prog}: error: give video files / folders, or --list FILE")
+    try:
+        items = collect_inputs(args.inputs, args.list_file)
+    except FileNotFoundError as e:
+        raise SystemExit(f"{prog}: error: {e}")
+    if not items:
+        raise SystemExit(f"{prog}: error: no video files found in {', '.join(map(str, args.inputs))}")
+    return items
+
+
+# --- extract --------------------------------------------------------------------------------------
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_input_arguments(p)
+    p.add_argument("--out", required=True, type=Path, help="dataset root (writes ROOT/feats/...)")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="feature file dtype")
+    add_encoder_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lsld_engine.backends import create_backend
+    from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
+    from lsld_engine.extract import FeatureStore, extract_features, pending
+
+    prog = "lsld-engine extract"
+    setup_logging(args)
+    items = collect(args, prog)
+    device, precision = resolve_device(args)
+    opts = backend_options(args, device, precision)
+    try:
+        check_weights(["clip-image", "clap-audio"], **opts)
+    except MissingWeightsError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    store = FeatureStore(args.out, args.dtype)
+    todo, skipped = pending(items, store)
+    if args.limit is not None:
+        todo = todo[: args.limit]
+    from lsld_engine.parse import Summary
+
+    summary = Summary(total=len(items), skipped=skipped)
+    log.info("%d videos: %d to extract, %d already done (%s)", len(items), len(todo), skipped, store.root)
+    if todo:
+        backend = create_backend("torch", **opts)
+        if hasattr(backend, "warm_up"):
+            backend.warm_up(("clip-image", "clap-audio"))
+        workers = default_workers(device) if args.workers is None else args.workers
+        try:
+            extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary)
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted; finished videos are kept, run again to resume\n"
+                  + summary.format("extracted"), file=sys.stderr)
+            return 130
+        finally:
+            backend.close()
+    print(summary.format("extracted"), file=sys.stderr)
+    return 1 if summary.failed else 0

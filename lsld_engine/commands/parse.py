@@ -1,0 +1,97 @@
+"""``lsld-engine parse VIDEOS --out results.jsonl``: every audio, visual and audio-visual event of each video."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from lsld_engine.commands.extract import (add_encoder_arguments, add_input_arguments, backend_options, collect,
+                                          default_workers, resolve_device, setup_logging)
+
+log = logging.getLogger("lsld_engine")
+PROG = "lsld-engine parse"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_input_arguments(p)
+    p.add_argument("--out", required=True, type=Path, help="predictions JSONL (one line per video)")
+    p.add_argument("--model", help="HAN checkpoint: from `python -m train.lsld` (.safetensors) or the official LSLD.pt")
+    p.add_argument("--backend", choices=("torch", "onnx", "tensorrt"), default="torch",
+                   help="inference backend (onnx / tensorrt run the files of `lsld-engine export`)")
+    p.add_argument("--engine-dir", type=Path, default=None, help="onnx / tensorrt: the `lsld-engine export --out` folder")
+    p.add_argument("--seg-threshold", type=float, default=0.5, help="segment probability threshold (default 0.5)")
+    p.add_argument("--video-threshold", type=float, default=0.5,
+                   help="modality video-level probability threshold, per 10-s window (default 0.5)")
+    p.add_argument("--save-probs", action="store_true", help="add per-segment and per-window probabilities to each line")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip videos already in --out (default); --no-resume overwrites --out")
+    p.add_argument("--ordered", action="store_true",
+                   help="write lines in path order (default: completion order, which is faster)")
+    add_encoder_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lsld_engine.inputs import read_records
+    from lsld_engine.parse import Summary, Thresholds, parse_videos
+    from lsld_engine.writers import JsonlWriter
+
+    setup_logging(args)
+    items = collect(args, PROG)
+    device, precision = resolve_device(args)
+    opts = backend_options(args, device, precision)
+    if args.backend == "torch":
+        from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
+
+        try:
+            check_weights(["clip-image", "clap-audio", "han"], **opts)
+        except MissingWeightsError as e:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+            return 2
+    elif args.engine_dir is None:
+        print(f"{PROG}: error: --backend {args.backend} needs --engine-dir (the folder of `lsld-engine export`)",
+              file=sys.stderr)
+        return 2
+
+    done: dict = {}
+    if args.out.exists() and args.resume:
+        try:
+            done = read_records(args.out)
+        except ValueError as e:
+            print(f"{PROG}: error: cannot resume: {e}", file=sys.stderr)
+            return 2
+    todo = [i for i in items if i.video_id not in done]
+    if args.limit is not None:
+        todo = todo[: args.limit]
+    summary = Summary(total=len(items), skipped=len(items) - len(todo) if args.limit is None
+                      else sum(i.video_id in done for i in items))
+    if done:
+        log.info("resuming %s: %d of %d videos already there", args.out, summary.skipped, len(items))
+    if not todo:
+        print(summary.format(), file=sys.stderr)
+        return 0
+
+    from lsld_engine.backends import create_backend
+
+    try:
+        backend = create_backend(args.backend, **opts)
+        if hasattr(backend, "warm_up"):
+            backend.warm_up()
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    workers = default_workers(device) if args.workers is None else args.workers
+    thresholds = Thresholds(args.seg_threshold, args.video_threshold)
+    try:
+        with JsonlWriter(args.out, append=args.resume) as writer:
+            parse_videos(todo, backend, writer, workers=workers, ordered=args.ordered, thresholds=thresholds,
+                         save_probs=args.save_probs, progress=not args.quiet, summary=summary)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; finished videos are in {args.out}, run again to resume\n"
+              + summary.format(), file=sys.stderr)
+        return 130
+    finally:
+        backend.close()
+    print(summary.format(), file=sys.stderr)
+    return 1 if summary.failed else 0

@@ -1,0 +1,137 @@
+"""The extract pipeline: video files -> the dataset layout training reads.
+
+::
+
+    decode (worker processes) -> embed (batched across videos; lsld_engine.embed) -> write
+    ROOT/feats/clip_16/<id>.npy        (80, 512)  CLIP ViT-B/16 frame embeddings (float16 by default)
+    ROOT/feats/clap_audioset/<id>.npy  (10, 512)  LAION-CLAP 1-s segment embeddings
+    ROOT/feats/extract_log.jsonl       one line per video: ok (duration, has_audio, windows) or error
+
+Ids: a 10-s clip keeps its file stem (LLP's ``filename``); a longer video gives one entry per 10-s
+window, ``<stem>@0``, ``<stem>@10``, ... (:func:`lsld_engine.media.window_ids`).
+
+Nothing half-written survives a kill: every ``.npy`` is written under a temporary name and renamed
+into place, and the video's log line is appended only after all its files are in place. A video
+is skipped (resume) when its last log line is ``ok`` and all its window files exist, or, without a
+log line, when ``<stem>.npy`` exists in both folders (features made elsewhere). Failed videos are
+retried by the next run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from lsld_engine.dataset import CLAP_SUBDIR, CLIP_SUBDIR
+from lsld_engine.decode_pool import DecodeFailure, decode_stream
+from lsld_engine.embed import EmbeddedVideo, embed_stream
+from lsld_engine.inputs import VideoInput, read_records
+from lsld_engine.parse import Summary
+
+log = logging.getLogger(__name__)
+
+LOG_NAME = "feats/extract_log.jsonl"
+
+
+class FeatureStore:
+    """Where a dataset root keeps features, and how they are written (atomically)."""
+
+    def __init__(self, root: str | os.PathLike, dtype: str = "float16"):
+        self.root = Path(root)
+        self.clip_dir = self.root / CLIP_SUBDIR
+        self.clap_dir = self.root / CLAP_SUBDIR
+        self.log_path = self.root / LOG_NAME
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float16, np.float32):
+            raise ValueError(f"feature dtype must be float16 or float32, not {dtype!r}")
+        self.clip_dir.mkdir(parents=True, exist_ok=True)
+        self.clap_dir.mkdir(parents=True, exist_ok=True)
+
+    def files(self, entry_id: str) -> tuple[Path, Path]:
+        return self.clip_dir / f"{entry_id}.npy", self.clap_dir / f"{entry_id}.npy"
+
+    def is_done(self, video: VideoInput, logged: dict | None) -> bool:
+        if logged is not None:
+            return logged.get("status") == "ok" and all(
+                f.is_file() for wid in logged.get("windows", []) for f in self.files(wid))
+        return all(f.is_file() for f in self.files(video.video_id))
+
+    def write(self, video: EmbeddedVideo) -> None:
+        """Write each window's ``(80, D)`` CLIP and ``(10, D)`` CLAP arrays."""
+        for wid, frames, audio in zip(video.window_ids, video.frames, video.audio):
+            clip_path, clap_path = self.files(wid)
+            save_atomic(clip_path, frames.astype(self.dtype))
+            save_atomic(clap_path, audio.astype(self.dtype))
+
+
+def save_atomic(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to a temporary name beside ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def log_record(video: EmbeddedVideo | DecodeFailure) -> dict:
+    """The extract log line of one video."""
+    if isinstance(video, DecodeFailure):
+        return {"video_id": video.video_id, "path": video.path, "status": "error", "error": video.error}
+    return {"video_id": video.video_id, "path": video.path, "status": "ok", "duration": video.duration,
+            "has_audio": video.has_audio, "windows": video.window_ids}
+
+
+def pending(inputs: Iterable[VideoInput], store: FeatureStore) -> tuple[list[VideoInput], int]:
+    """Inputs still to extract, and how many were skipped as done."""
+    logged = read_records(store.log_path) if store.log_path.is_file() else {}
+    todo, skipped = [], 0
+    for vi in inputs:
+        if store.is_done(vi, logged.get(vi.video_id)):
+            skipped += 1
+        else:
+            todo.append(vi)
+    return todo, skipped
+
+
+def extract_features(inputs: Iterable[VideoInput], backend, store: FeatureStore, *, workers: int = 2,
+                     progress: bool = True, max_frames: int | None = None, decode_timeout: float | None = None,
+                     summary: Summary | None = None) -> Summary:
+    """Decode, embed and write ``inputs`` (all of them: filter with :func:`pending` first)."""
+    from tqdm import tqdm
+
+    summary = summary or Summary()
+    inputs = list(inputs)
+    t0 = time.perf_counter()
+    decoded = decode_stream(((i.path, i.video_id) for i in inputs), workers=workers, timeout=decode_timeout)
+    bar = tqdm(total=len(inputs), unit="video", file=sys.stderr, disable=not progress, dynamic_ncols=True,
+               smoothing=0.1)
+    try:
+        with open(store.log_path, "a", encoding="utf-8") as logf:
+            for item in embed_stream(decoded, backend, max_frames=max_frames):
+                if isinstance(item, DecodeFailure):
+                    log.warning("failed: %s", item.error)
+                    summary.failed.append((item.video_id, item.error))
+                else:
+                    store.write(item)
+                    summary.done += 1
+                    summary.windows += item.num_windows
+                # after the files: a line "ok" means every file of the video is in place
+                logf.write(json.dumps(log_record(item), ensure_ascii=False) + "\n")
+                logf.flush()
+                bar.update(1)
+                if summary.failed:
+                    bar.set_postfix(failed=len(summary.failed), refresh=False)
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - t0
+    return summary
