@@ -99,15 +99,15 @@ def build_module(name: str, *, checkpoint: str | None = None, small: bool = Fals
                  seed: int = 0) -> nn.Module:
     """The eval-mode torch module of ``name`` whose ``forward(*inputs)`` matches :data:`IO`.
 
-    ``checkpoint=None`` builds random weights (``small``: the test-size config); a checkpoint path
-    loads real weights (missing files fail fast, naming the file)."""
+    ``checkpoint=None`` builds random weights; a checkpoint path loads weights (missing files fail
+    fast, naming the file). ``small``: the test-size architectures (the HAN: 1 layer)."""
     check_network(name)
     torch.manual_seed(seed)
     if name == "han":
         from lsld_engine.checkpoint import load_han
         from lsld_engine.model import build_han
         if checkpoint:
-            return load_han(checkpoint).eval()
+            return load_han(checkpoint).eval()  # the architecture comes from the file
         return build_han(num_layers=1 if small else 4).eval()
     if name == "clip_image":
         from lsld_engine.encoders.clip import build_clip_image_encoder

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsld_engine.denoise import l2_normalize, segment_features, softmax_argmax
+from lsld_engine.denoise import class_similarity, l2_normalize, segment_features, softmax_argmax
 from lsld_engine.llp import NUM_CLASSES
 from lsld_engine.prompts import DEFAULT_MAX_LABELS, PromptTable, prompt_subsets, prompt_texts
 
@@ -61,6 +61,9 @@ def denoise_reference(audio, frames, weak, clap: PromptTable, clip: PromptTable,
     seg_v = np.stack([segment_features(frames[i:i + 1])[0] for i in range(len(frames))])
     a = den_reference(audio, weak, clap, "audio", max_labels)
     v = den_reference(seg_v, weak, clip, "visual", max_labels)
-    names = l2_normalize(class_names)
-    sim = np.stack([l2_normalize(seg_v[i]) @ names.T for i in range(len(seg_v))])
+    # ReW's s is one (N*T, C) matrix over the whole training set; it comes from the same function as
+    # in the vectorized path, because a per-video BLAS product may round differently in the last
+    # bit, and a Min_w / Max_wo threshold sitting inside the dense part of the s distribution
+    # then flips a segment or two at LLP scale. The rule logic below is what this checks.
+    sim = class_similarity(seg_v, class_names)
     return a, v, rew_reference(v, sim, alpha, beta)

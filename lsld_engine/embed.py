@@ -182,22 +182,30 @@ def embed_groups(decoded: Iterable[Any], backend, *, max_frames: int | None = No
     try:
         ended = False
         while not ended:
-            group: list = []
-            frames = 0
-            try:
-                group.append(feeder.get(block=True))
-                frames += _frames_of(group[-1])
-                while frames < max_frames:
-                    group.append(feeder.get(block=False))  # only what is already decoded
-                    frames += _frames_of(group[-1])
-            except queue.Empty:
-                pass
-            except StopIteration:
-                ended = True
+            group, ended = take_ready(feeder.get, max_frames)
             if group:
                 yield _embed_group(group, backend, max_frames)
     finally:
         feeder.close()
+
+
+def take_ready(get, max_frames: int) -> tuple[list, bool]:
+    """One encode round: block for the first item, then take the items already waiting (``get(block=
+    False)`` raising ``queue.Empty`` = none ready) until ``max_frames`` CLIP frames are gathered.
+    Returns ``(items, ended)``; ``ended`` when ``get`` raised ``StopIteration``."""
+    group: list = []
+    frames = 0
+    try:
+        group.append(get(block=True))
+        frames += _frames_of(group[-1])
+        while frames < max_frames:
+            group.append(get(block=False))
+            frames += _frames_of(group[-1])
+    except queue.Empty:
+        pass
+    except StopIteration:
+        return group, True
+    return group, False
 
 
 def _frames_of(item) -> int:

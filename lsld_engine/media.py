@@ -263,13 +263,17 @@ def _raw_frame(frame, rotation: int):
 
 
 def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
-                 audio: bool = True, threads: int = 0, frame_fn=_raw_frame) -> DecodedMedia:
+                 audio: bool = True, threads: int = 0, frame_fn=_raw_frame,
+                 skip_nonref: bool = False) -> DecodedMedia:
     """Decode step: choose the ``W * 80`` frames to show, and decode the audio.
 
     ``frame_fn(frame, rotation)`` is applied once per distinct chosen ``av.VideoFrame`` as soon as
     it is chosen (default: keep the decoded frame, pixels untouched in FFmpeg's format; a GPU
     path can copy raw planes here instead). ``max_windows`` caps the windows decoded (decoding
     stops early); ``threads`` is the decoder's thread count (0 = FFmpeg's choice).
+    ``skip_nonref``: let the decoder drop non-reference frames (``skip_frame = "NONREF"``): less
+    decoding, but a wanted time that falls on a dropped frame shows the previous decoded frame
+    (see docs/pixels.md for the measured saving and timing error). Off by default.
     Raises :class:`MediaError` naming the file.
     """
     path = str(path)
@@ -282,6 +286,8 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
         vs = c.streams.video[0]
         vs.thread_type = "AUTO"
         vs.thread_count = threads
+        if skip_nonref:
+            vs.codec_context.skip_frame = "NONREF"
         frames, t0, duration, w, rotation = _select_frames(c, vs, path, max_windows, frame_fn)
     has_audio = False
     pcm = np.zeros((w, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)

@@ -60,8 +60,11 @@ class TrainConfig:
     audio_smoothing: float = 1.0       # ``weak`` objective only
     eval_batch_size: int = 1024
     device: str = "cpu"
+    precision: str = "fp32"            # or "bf16": autocast matmuls (not bit-exact with fp32)
 
     def __post_init__(self):
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {self.precision!r}: expected fp32 or bf16")
         if self.labels not in OBJECTIVES:
             raise ValueError(f"unknown --labels {self.labels!r}: expected one of {list(OBJECTIVES)}")
         if self.select_metric not in METRIC_KEYS:
@@ -249,7 +252,10 @@ def fit(model: HAN, train: TrainSet, val: EvalSet, cfg: TrainConfig, *, progress
             idx = order[s:s + cfg.batch_size]
             seg_a = None if train.seg_audio is None else train.seg_audio[idx]
             seg_v = None if train.seg_visual is None else train.seg_visual[idx]
-            out = model.forward_pooled(train.audio[idx], train.visual[idx])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                out = model.forward_pooled(train.audio[idx], train.visual[idx])
+            if cfg.precision == "bf16":  # BCE is not autocast-safe: score in float32
+                out = tuple(o.float() for o in out)
             loss = compute_loss(out, train.weak[idx], seg_a, seg_v, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()

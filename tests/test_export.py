@@ -23,12 +23,28 @@ assert EXPORT_BATCH not in OTHER_BATCHES
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def checkpoints(tmp_path_factory):
+    """Random-weight checkpoint files: small CLIP and CLAP, full-size HAN (shared with the torch backend)."""
+    from lsld_engine.checkpoint import save_han
+    from lsld_engine.encoders.clap import random_clap_state_dict
+    from lsld_engine.encoders.clip import random_clip_state_dict
+    from lsld_engine.model import build_han
+
+    d = tmp_path_factory.mktemp("ckpt")
+    torch.save(random_clip_state_dict("small", seed=1), d / "clip.pt")
+    torch.save({"state_dict": random_clap_state_dict("small", text=False, seed=2)}, d / "clap.pt")
+    torch.manual_seed(3)
+    save_han(build_han(), d / "han.safetensors")
+    return {"clip_image": str(d / "clip.pt"), "clap_audio": str(d / "clap.pt"), "han": str(d / "han.safetensors")}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, checkpoints):
     """``{network: (torch module, {precision: path})}`` for the small configs (HAN at full size)."""
     out = tmp_path_factory.mktemp("engines")
     result = {}
     for net in NETS:
-        module = build_module(net, small=net != "han", seed=1)
+        module = build_module(net, checkpoint=checkpoints[net], small=True)
         with contextlib.redirect_stdout(sys.stderr):
             p32 = export_onnx(net, module, out / onnx_filename(net, "fp32"))
             p16 = convert_fp16(p32, out / onnx_filename(net, "fp16"), fp32_before=FP32_FRONT_END.get(net))
@@ -156,7 +172,7 @@ def test_onnx_backend_matches_torch(exported, engine_dir):
     from lsld_engine.backends.onnx_backend import OnnxBackend
     from lsld_engine.training import predict_masks
 
-    be = OnnxBackend(engine_dir=engine_dir, device="cpu", max_batch={"han": 4, "clip_image": 2})
+    be = OnnxBackend(engine_dir=engine_dir, device="cpu", batch_sizes={"windows": 4, "images": 2})
     han = exported["han"][0]
     audio, frames = example_inputs("han", 9, seed=3)  # 9 > max_batch: chunked
     out = be.parse(audio, frames.astype(np.float16))
@@ -349,19 +365,27 @@ def test_cli_missing_checkpoint_names_the_file(tmp_path):
 
 # --- parse engine integration ---------------------------------------------------------------------
 
-def test_create_backend_onnx_matches_torch_backend(engine_dir, exported, tmp_path):
-    backends = pytest.importorskip("lsld_engine.backends")
-    if not hasattr(backends, "create_backend"):
-        pytest.skip("lsld_engine.backends.create_backend not available yet")
-    from lsld_engine.checkpoint import save_han
+def test_create_backend_onnx_matches_torch_backend(engine_dir, checkpoints):
+    from lsld_engine.backends import create_backend
+    from lsld_engine.training import predict_masks
 
-    ckpt = save_han(exported["han"][0], tmp_path / "han.safetensors")
-    onnx_be = backends.create_backend("onnx", engine_dir=str(engine_dir), device="cpu")
-    torch_be = backends.create_backend("torch", model=str(ckpt), device="cpu")
+    opts = dict(clip_checkpoint=checkpoints["clip_image"], clap_checkpoint=checkpoints["clap_audio"],
+                model=checkpoints["han"], device="cpu", precision="fp32")
+    onnx_be = create_backend("onnx", engine_dir=str(engine_dir), **opts)
+    torch_be = create_backend("torch", size="small", **opts)
     audio, frames = example_inputs("han", 5, seed=12)
     a, b = onnx_be.parse(audio, frames), torch_be.parse(audio, frames)
     for k in ("seg_prob", "a_prob", "v_prob", "global_prob"):
         np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-5)
+    for x, y in zip(predict_masks(a["seg_prob"], a["a_prob"], a["v_prob"]),
+                    predict_masks(b["seg_prob"], b["a_prob"], b["v_prob"])):
+        np.testing.assert_array_equal(x, y)
+    (images,) = example_inputs("clip_image", 2, seed=13)
+    x, y = onnx_be.embed_images(images), torch_be.embed_images(images)
+    assert np.abs(x - y).max() <= FP32_REL_BOUND * np.abs(y).max()
+    (segments,) = example_inputs("clap_audio", 2, seed=14)
+    x, y = onnx_be.embed_audio(segments), torch_be.embed_audio(segments)
+    assert np.abs(x - y).max() <= FP32_REL_BOUND * np.abs(y).max()
 
 
 @pytest.mark.slow

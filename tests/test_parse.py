@@ -8,6 +8,7 @@ random-weight small CLIP / CLAP towers.
 from __future__ import annotations
 
 import json
+import queue
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from lsld_engine import backends
 from lsld_engine.cli import main
 from lsld_engine.decode_pool import DecodeFailure
-from lsld_engine.embed import EmbeddedVideo, embed_groups
+from lsld_engine.embed import EmbeddedVideo, embed_groups, embed_videos, take_ready
 from lsld_engine.inputs import assign_ids, collect_inputs
 from lsld_engine.llp import CLASSES, NUM_CLASSES
 from lsld_engine.media import decode_video
@@ -57,9 +58,10 @@ def videos(tmp_path_factory):
 
 
 @pytest.fixture
-def toy(monkeypatch, han_ckpt):
+def toy(monkeypatch, _model_flag):
     """Patch the CLI's backend factory with a ToyBackend on the module's HAN; returns the instances."""
     made = []
+    # (--model defaults to the module's HAN checkpoint through _model_flag)
 
     def create(name, **options):
         be = ToyBackend(model=options.get("model"))
@@ -72,6 +74,19 @@ def toy(monkeypatch, han_ckpt):
 
 def run_parse(videos, out, *extra):
     return main(["parse", str(videos), "--out", str(out), "--random-weights", "--quiet", "--workers", "0", *extra])
+
+
+@pytest.fixture
+def _model_flag(monkeypatch, han_ckpt):
+    # every command line in this module uses the module's HAN checkpoint unless it names another
+    import lsld_engine.commands.parse as cmd
+
+    real = cmd.add_arguments
+
+    def add(p):
+        real(p)
+        p.set_defaults(model=han_ckpt)
+    monkeypatch.setattr(cmd, "add_arguments", add)
 
 
 def lines(path) -> list[str]:
@@ -107,8 +122,8 @@ def test_parse_writes_one_line_per_video_and_an_error_line(videos, tmp_path, toy
         r = preds[vid]
         assert r["status"] == "ok" and r["segments"] == 10 and r["duration"] == pytest.approx(10.0)
         assert set(r["events"]) == {"audio", "visual", "audio_visual"}
-    # the HAN ran on windows of several videos at once
-    assert max(b for what, b in toy[0].calls if what == "windows") > 3
+    # every window of the 4 good videos went through the HAN once (10-s clips: 1 window, long: 3)
+    assert sum(b for what, b in toy[0].calls if what == "windows") == 3 + 3
 
 
 def test_long_video_is_parsed_in_windows_with_absolute_times(videos, tmp_path, toy):
@@ -151,12 +166,16 @@ def test_resume_after_kill_gives_the_same_lines_and_no_duplicates(videos, tmp_pa
     text = full.read_text().splitlines(keepends=True)
     killed = tmp_path / "killed.jsonl"
     killed.write_text("".join(text[:2]) + text[2][: len(text[2]) // 2])
+    kept = {json.loads(x)["video_id"] for x in text[:2]}
     toy.clear()
-    assert run_parse(videos, killed) == 1
+    # the exit code and summary are this run's: 1 only if the broken video was still to do
+    assert run_parse(videos, killed) == (0 if "broken" in kept else 1)
     assert set(lines(killed)) == want and len(lines(killed)) == len(want)
     read_predictions(killed)  # no duplicate ids, every line valid
-    # only the missing videos were decoded and embedded: (5 - 2) videos, 1 long (3 windows)
-    assert sum(b for what, b in toy[0].calls if what == "windows") == 2 + 3
+    # only the missing videos went through the HAN (a 10-s clip is 1 window, the long video 3)
+    windows = {"broken": 0, "long_video": 3, **{c: 1 for c in CLIPS}}
+    assert sum(b for what, b in toy[0].calls if what == "windows") == sum(
+        n for vid, n in windows.items() if vid not in kept)
     # a third run has nothing to do
     toy.clear()
     assert run_parse(videos, killed) == 0
@@ -207,16 +226,45 @@ def test_no_videos_is_an_error(tmp_path):
 
 # --- the encode stage ------------------------------------------------------------------------------------
 
-def test_embed_groups_batch_across_videos_and_keep_order(videos):
+class _Ready:
+    """A fake feeder: ``ready`` items are waiting, then none is (queue.Empty), then the end."""
+
+    def __init__(self, items, ready):
+        self.items, self.ready = list(items), ready
+
+    def get(self, block=True):
+        if not self.items:
+            raise StopIteration
+        if not block and self.ready <= 0:
+            self.ready = len(self.items)  # more arrive while the encoder works
+            raise queue.Empty
+        self.ready -= 1
+        return self.items.pop(0)
+
+
+def test_an_encode_round_takes_every_ready_video_up_to_max_frames():
+    vids = [EmbeddedVideo("p", f"v{i}", 10.0, True, np.zeros((1, 80, 1)), np.zeros((1, 10, 1))) for i in range(5)]
+    long = EmbeddedVideo("p", "long", 30.0, True, np.zeros((3, 80, 1)), np.zeros((3, 10, 1)))
+    fail = DecodeFailure("b.mp4", "b", "boom")
+    feeder = _Ready([vids[0], fail, vids[1], vids[2], long, vids[3], vids[4]], ready=3)
+    rounds = []
+    ended = False
+    while not ended:
+        group, ended = take_ready(feeder.get, max_frames=320)
+        rounds.append([g.video_id for g in group])
+    # 3 ready; then 4 ready but 320 frames reached after `long` (80 + 240); then the rest
+    assert rounds == [["v0", "b", "v1"], ["v2", "long"], ["v3", "v4"], []] or \
+        rounds == [["v0", "b", "v1"], ["v2", "long"], ["v3", "v4"]]
+
+
+def test_embed_groups_keep_order_and_pass_failures(videos):
     decoded = [decode_video(videos / f"{n}.mp4") for n in CLIPS]
     fail = DecodeFailure("b.mp4", "b", "boom")
     be = ToyBackend()
-    groups = list(embed_groups([decoded[0], fail, decoded[1], decoded[2]], be))
+    groups = list(embed_groups(iter([decoded[0], fail, decoded[1], decoded[2]]), be))
     flat = [x for g in groups for x in g]
     assert [x.video_id for x in flat] == ["clipA_0_10", "b", "clipB_5_15", "clipC_2_12"]
     assert flat[1] is fail
-    # one image call spans several videos (240 frames in batches of up to 4 x 64)
-    assert max(b for what, b in be.calls if what == "images") > 80
     for v, d in zip([flat[0], flat[2], flat[3]], decoded):
         assert v.frames.shape == (1, 80, 512) and v.audio.shape == (1, 10, 512)
         np.testing.assert_array_equal(v.frames[0], be.embed_images(d.frames[0]))
@@ -224,6 +272,17 @@ def test_embed_groups_batch_across_videos_and_keep_order(videos):
 
 
 # --- the torch backend -------------------------------------------------------------------------------------
+
+def test_embed_videos_batch_across_videos(videos):
+    decoded = [decode_video(videos / f"{n}.mp4") for n in CLIPS]
+    be = ToyBackend()
+    out = embed_videos(decoded, be, max_batch=200)
+    # 240 frames of 3 videos in calls of 200 + 40 rows (not one call per video)
+    assert [b for what, b in be.calls if what == "images"] == [200, 40]
+    assert [b for what, b in be.calls if what == "audio"] == [30]
+    for v, d in zip(out, decoded):
+        np.testing.assert_array_equal(v.frames[0], be.embed_images(d.frames[0]))
+
 
 def test_torch_backend_loads_checkpoints_and_matches_the_towers(tmp_path, han_ckpt):
     from lsld_engine import registry

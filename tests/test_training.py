@@ -215,3 +215,15 @@ def test_cli_denoise_stage_and_label_alignment(tiny_world, tmp_path):
     with pytest.raises(SystemExit, match="do not match AVVP_train.csv"):
         main(["train", "--data", str(tiny_world), "--run-dir", str(tmp_path / "r"), "--labels-file", str(bad),
               "--epochs", "1", "--num-layers", "1", "--no-progress"])
+
+
+def test_bf16_precision_trains():
+    train, val = _data()
+    seed_everything(6)
+    model = HAN(config=SMALL)
+    res = fit(model, train, val, TrainConfig(epochs=1, batch_size=32, lr=1e-3, precision="bf16"), progress=False,
+              evaluate_initial=False)
+    assert math.isfinite(res.history[0]["loss"])
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, weights stay fp32
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp8")

@@ -71,6 +71,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select-metric", choices=list(METRIC_KEYS), default=d.select_metric,
                    help="validation metric that picks the best epoch")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16 autocasts the training matmuls (faster on CPUs with AVX512-BF16/AMX and on GPUs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
 
 
@@ -174,7 +176,7 @@ def stage_train(args) -> dict:
     progress = not args.no_progress
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, step_size=args.step_size,
                       gamma=args.gamma, seed=args.seed, labels=args.labels, select_metric=args.select_metric,
-                      device=args.device)
+                      device=args.device, precision=args.precision)
     run = Path(args.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     paths = _paths(args)

@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 #: Preference order; the first available ones are used.
 PROVIDER_ORDER: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 _GPU_PROVIDERS = PROVIDER_ORDER[:2]
-#: Largest batch per session call (bounds activation memory; ViT-B/16 at 256 is ~2.5 GB fp32).
-DEFAULT_MAX_BATCH = {"clip_image": 256, "clap_audio": 64, "han": 4096}
+#: ``batch_sizes`` keys of :func:`lsld_engine.backends.base.default_batch_sizes` -> network.
+BATCH_KEYS = {"images": "clip_image", "audio": "clap_audio", "windows": "han"}
 _NETWORK_INPUTS = {"clip_image": ("images",), "clap_audio": ("segments",), "han": ("audio", "frames")}
 _HAN_OUTPUTS = ("global_prob", "a_prob", "v_prob", "seg_prob")
 
@@ -151,15 +151,19 @@ class OnnxBackend:
 
     ``engine_dir``: folder of exported files (``lsld-engine export --out DIR``). The checkpoint options
     are accepted for a uniform interface; the weights are those baked into the files (a warning is
-    logged when a file records a different checkpoint)."""
+    logged when a file records a different checkpoint). ``batch_sizes``: largest batch per session
+    call (``images``/``audio``/``windows``, defaults from ``base.default_batch_sizes``); larger
+    inputs are run in chunks. ``providers``, ``threads``, ``io_binding``: see the module docstring."""
 
     name = "onnx"
 
     def __init__(self, *, engine_dir: str | os.PathLike | None = None, device: str = "cpu",
                  precision: str = "fp32", clip_checkpoint: str | None = None, clap_checkpoint: str | None = None,
                  model: str | None = None, providers: Sequence[str] | None = None, threads: int | None = None,
-                 io_binding: bool | None = None, max_batch: dict[str, int] | None = None, **ignored):
+                 io_binding: bool | None = None, batch_sizes: dict[str, int] | None = None, **ignored):
         import onnxruntime as ort
+
+        from lsld_engine.backends.base import default_batch_sizes
 
         if engine_dir is None:
             raise ValueError("the onnx backend runs exported files: pass engine_dir (create it with "
@@ -178,7 +182,8 @@ class OnnxBackend:
         self.device_id = int(self.device.split(":")[1]) if ":" in self.device else 0
         self.threads = threads
         self.io_binding = io_binding
-        self.max_batch = {**DEFAULT_MAX_BATCH, **(max_batch or {})}
+        sizes = {**default_batch_sizes(self.device), **(batch_sizes or {})}
+        self.max_batch = {BATCH_KEYS[k]: int(v) for k, v in sizes.items() if k in BATCH_KEYS}
         self._checkpoints = {"clip_image": clip_checkpoint, "clap_audio": clap_checkpoint, "han": model}
         self._sessions: dict[str, _Session] = {}
 

@@ -86,13 +86,14 @@ class TensorRTBackend:
     """TensorRT implementation of the backend contract (see ``docs/CONTRACTS.md``).
 
     ``engine_dir``: the folder of ``lsld-engine export`` (ONNX files; engines cached under
-    ``tensorrt/``). ``precision``: ``fp16`` (default) or ``fp32``."""
+    ``tensorrt/``). ``precision``: ``fp16`` (default) or ``fp32``. Checkpoint options are accepted
+    and unused: the weights are those of the exported files."""
 
     name = "tensorrt"
 
     def __init__(self, *, engine_dir: str | os.PathLike | None = None, device: str = "cuda",
                  precision: str = "fp16", clip_checkpoint: str | None = None, clap_checkpoint: str | None = None,
-                 model: str | None = None, max_batch: dict[str, int] | None = None, **ignored):
+                 model: str | None = None, batch_sizes: dict[str, int] | None = None, **ignored):
         require_tensorrt()
         import torch
 
@@ -107,7 +108,12 @@ class TensorRTBackend:
         self.device = str(device)
         self._torch_device = torch.device(self.device)
         self.precision = precision
-        self.max_batch = {**DEFAULT_MAX_BATCH, **(max_batch or {})}
+        from lsld_engine.backends.onnx_backend import BATCH_KEYS
+
+        # batch_sizes (images/audio/windows) set the profile of engines built here; existing
+        # engines keep the profile they were built with
+        self.max_batch = {**DEFAULT_MAX_BATCH,
+                          **{BATCH_KEYS[k]: int(v) for k, v in (batch_sizes or {}).items() if k in BATCH_KEYS}}
         self._engines: dict[str, _Engine] = {}
 
     def engine(self, network: str) -> _Engine:

@@ -64,7 +64,7 @@ class TorchBackend:
     Options: ``clip_checkpoint``, ``clap_checkpoint``, ``model`` (paths), ``device`` (``cpu`` /
     ``cuda[:N]``), ``precision`` (``fp32``/``fp16``/``bf16``), ``random_weights`` (build networks
     without a checkpoint from :data:`RANDOM_SEED`; tests, demos, benchmarks), ``size`` (``"real"``
-    or ``"small"`` architectures for random weights), ``batch_sizes`` (overrides of
+    or ``"small"`` test architectures of the towers; a HAN checkpoint carries its own size), ``batch_sizes`` (overrides of
     :func:`~lsld_engine.backends.base.default_batch_sizes`), ``threads`` (CPU intra-op threads).
     """
 
@@ -104,7 +104,7 @@ class TorchBackend:
         key, _ = WEIGHT_OPTIONS[name]
         path = self.options[key]
         check_weights([name], random_weights=self.random_weights, **self.options)
-        size = self.size if path is None else "real"
+        size = self.size
         if path is not None:
             return self._construct(registry, name, path, size)
         log.warning("%s: random weights (%s size) — outputs are meaningless; for tests and demos only", name, size)

@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also build TensorRT engines (fp16 with --fp16, else fp32); needs tensorrt and a GPU")
     p.add_argument("--random-weights", action="store_true",
                    help="use random weights for networks without a checkpoint (tests, benchmarks)")
-    p.add_argument("--small", action="store_true", help="with --random-weights: the small test configs")
+    p.add_argument("--small", action="store_true",
+                   help="the small test architectures (random weights or test checkpoints of that size)")
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
 
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     for net in args.networks:
         ckpt = getattr(args, _CHECKPOINT_FLAG[net])
         t0 = time.perf_counter()
-        module = build_module(net, checkpoint=ckpt, small=args.small and not ckpt)
+        module = build_module(net, checkpoint=ckpt, small=args.small)
         source = str(Path(ckpt).resolve()) if ckpt else ("random-small" if args.small else "random")
         files = {"fp32": out / onnx_filename(net, "fp32")}
         # the exporter prints progress to stdout; keep stdout for results

@@ -34,9 +34,11 @@ def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="CLIP images per encoder batch (default: 256 on cuda, 64 on cpu); CLAP segments use a "
                         "quarter of it")
+    p.add_argument("--decode-timeout", type=float, default=None,
+                   help="seconds after which one video's decoding is abandoned (error line; default: no limit)")
     p.add_argument("--random-weights", action="store_true",
                    help="random-weight networks where no checkpoint is given (demos, tests, benchmarks only)")
-    p.add_argument("--small", action="store_true", help="with --random-weights: the small test architectures")
+    p.add_argument("--small", action="store_true", help="the small test architectures of the CLIP / CLAP towers (tests, demos)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
     p.add_argument("--verbose", action="store_true", help="debug logging")
 
@@ -73,7 +75,8 @@ def backend_options(args, device: str, precision: str) -> dict:
         opts["batch_sizes"] = {"images": args.batch_size, "audio": max(1, args.batch_size // 4)}
     if args.random_weights:
         opts["random_weights"] = True
-        opts["size"] = "small" if args.small else "real"
+    if args.small:
+        opts["size"] = "small"
     if getattr(args, "engine_dir", None):
         opts["engine_dir"] = str(args.engine_dir)
     return opts
@@ -132,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
             backend.warm_up(("clip-image", "clap-audio"))
         workers = default_workers(device) if args.workers is None else args.workers
         try:
-            extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary)
+            extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary,
+                             decode_timeout=args.decode_timeout)
         except KeyboardInterrupt:
             print(f"{prog}: interrupted; finished videos are kept, run again to resume\n"
                   + summary.format("extracted"), file=sys.stderr)

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with JsonlWriter(args.out, append=args.resume) as writer:
             parse_videos(todo, backend, writer, workers=workers, ordered=args.ordered, thresholds=thresholds,
-                         save_probs=args.save_probs, progress=not args.quiet, summary=summary)
+                         save_probs=args.save_probs, progress=not args.quiet, summary=summary,
+                         decode_timeout=args.decode_timeout)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; finished videos are in {args.out}, run again to resume\n"
               + summary.format(), file=sys.stderr)

@@ -1,0 +1,130 @@
+"""`lsld-engine extract`: the dataset layout, window ids, the log, resume and atomic writes.
+
+The command runs with :class:`lsld_engine.testing.backends.ToyBackend` patched in (cheap,
+deterministic encoders), so file contents can be checked against the encoders exactly; the real
+small towers go through `extract` in tests/test_parse.py's consistency test.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lsld_engine import backends
+from lsld_engine.cli import main
+from lsld_engine.media import decode_video
+from lsld_engine.testing.backends import ToyBackend
+from lsld_engine.testing.videos import VideoSpec, make_video
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("videos")
+    make_video(d / "clip_0_10.mp4", VideoSpec())
+    make_video(d / "long.mp4", VideoSpec(duration=25.0, freq=880.0))
+    make_video(d / "silent.mp4", VideoSpec(acodec=None, duration=5.0))
+    (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 500)
+    return d
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    made = []
+
+    def create(name, **options):
+        assert name == "torch"
+        made.append(ToyBackend())
+        return made[-1]
+
+    monkeypatch.setattr(backends, "create_backend", create)
+    return made
+
+
+def extract(videos, root, *extra):
+    return main(["extract", str(videos), "--out", str(root), "--random-weights", "--quiet", "--workers", "0", *extra])
+
+
+def log_lines(root):
+    return [json.loads(x) for x in (root / "feats" / "extract_log.jsonl").read_text().splitlines()]
+
+
+def test_extract_writes_the_dataset_layout(videos, tmp_path, toy, capsys):
+    root = tmp_path / "root"
+    assert extract(videos, root) == 1  # corrupt.mp4 failed
+    err = capsys.readouterr().err
+    assert "extracted 3 videos (5 windows), failed 1" in err and "corrupt" in err
+    clip, clap = root / "feats" / "clip_16", root / "feats" / "clap_audioset"
+    ids = ["clip_0_10", "long@0", "long@10", "long@20", "silent"]
+    assert sorted(p.stem for p in clip.glob("*.npy")) == ids
+    assert sorted(p.stem for p in clap.glob("*.npy")) == ids
+    assert not list(root.rglob(".*tmp*"))  # no temporary files left
+    a = np.load(clip / "clip_0_10.npy")
+    assert a.shape == (80, 512) and a.dtype == np.float16
+    assert np.load(clap / "long@20.npy").shape == (10, 512)
+    # the files hold the encoder's outputs for the right window
+    be = ToyBackend()
+    d = decode_video(videos / "long.mp4")
+    np.testing.assert_array_equal(np.load(clip / "long@10.npy"), be.embed_images(d.frames[1]).astype(np.float16))
+    np.testing.assert_array_equal(np.load(clap / "long@20.npy"), be.embed_audio(d.audio[2]).astype(np.float16))
+    log = {r["video_id"]: r for r in log_lines(root)}
+    assert log["long"]["windows"] == ["long@0", "long@10", "long@20"]
+    assert log["long"]["duration"] == pytest.approx(25.0, abs=0.05) and log["long"]["has_audio"] is True
+    assert log["silent"]["has_audio"] is False and log["silent"]["duration"] == pytest.approx(5.0, abs=0.05)
+    assert log["corrupt"]["status"] == "error" and "corrupt.mp4" in log["corrupt"]["error"]
+
+
+def test_float32_and_limit(videos, tmp_path, toy):
+    root = tmp_path / "root"
+    assert extract(videos, root, "--dtype", "float32", "--limit", "2") == 1  # corrupt sorts first
+    assert np.load(root / "feats" / "clip_16" / "clip_0_10.npy").dtype == np.float32
+    assert len(log_lines(root)) == 2
+
+
+def test_resume_skips_done_videos_and_redoes_incomplete_ones(videos, tmp_path, toy, capsys):
+    root = tmp_path / "root"
+    extract(videos, root)
+    capsys.readouterr()
+    toy.clear()
+    assert extract(videos, root) == 1  # only the corrupt video is tried again
+    assert "skipped 3 already done" in capsys.readouterr().err
+    assert sum(b for what, b in toy[0].calls if what == "images") == 0
+    # a window file lost (or never renamed into place by a killed run): that video is redone
+    (root / "feats" / "clap_audioset" / "long@10.npy").unlink()
+    toy.clear()
+    extract(videos, root)
+    assert sum(b for what, b in toy[0].calls if what == "images") == 3 * 80
+    assert (root / "feats" / "clap_audioset" / "long@10.npy").is_file()
+
+
+def test_a_kill_while_writing_leaves_no_partial_file(videos, tmp_path, toy, monkeypatch):
+    import lsld_engine.extract as ex
+
+    root = tmp_path / "root"
+    real_save = np.save
+    calls = []
+
+    def dying_save(f, arr, **kw):
+        calls.append(1)
+        if len(calls) == 3:  # the third file: write half, then die
+            f.write(b"\x93NUMPY partial")
+            raise KeyboardInterrupt
+        real_save(f, arr, **kw)
+
+    monkeypatch.setattr(ex.np, "save", dying_save)
+    assert extract(videos, root) == 130
+    monkeypatch.setattr(ex.np, "save", real_save)
+    # in path order: corrupt fails, clip_0_10 writes its 2 files, long dies on its first file
+    files = sorted(f.name for f in (root / "feats").rglob("*.npy"))
+    assert files == ["clip_0_10.npy", "clip_0_10.npy"]
+    assert not list(root.rglob(".*tmp*"))
+    # the interrupted video has no "ok" log line, so the next run redoes it
+    assert {r["video_id"] for r in log_lines(root) if r["status"] == "ok"} == {"clip_0_10"}
+    assert extract(videos, root) == 1
+    assert len(list((root / "feats" / "clip_16").glob("*.npy"))) == 5
+
+
+def test_missing_weights_name_the_flags(videos, tmp_path, capsys):
+    assert main(["extract", str(videos), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--clip-checkpoint" in err and "--clap-checkpoint" in err and "--model" not in err
