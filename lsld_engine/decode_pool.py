@@ -92,6 +92,8 @@ def _pack(result: Any, shm_name: str | None) -> tuple:
         os.ftruncate(fd, max(offset, 1))
         # pwrite copies straight into the tmpfs pages (no page faults through a mapping)
         for (name, dt, shape, off), a in zip(layout, arrays.values()):
+            if a.nbytes == 0:  # e.g. the empty planes of a fallback video (memoryview cannot cast them)
+                continue
             buf = memoryview(np.ascontiguousarray(a)).cast("B")
             while buf:
                 k = os.pwrite(fd, buf, off)

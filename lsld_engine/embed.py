@@ -31,8 +31,6 @@ from lsld_engine.media import FRAMES_PER_WINDOW, SAMPLES_PER_SEGMENT, SEGMENTS_P
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
-
 
 @dataclass
 class EmbeddedVideo:

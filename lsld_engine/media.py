@@ -125,10 +125,12 @@ def num_windows_for(duration: float) -> int:
     return max(1, math.ceil(duration / WINDOW_SECONDS - 1e-6))
 
 
-def _open(path: str):
+def _open(path: str, hwaccel=None):
     import av
 
     try:
+        if hwaccel is not None:
+            return av.open(path, metadata_errors="ignore", hwaccel=hwaccel)
         return av.open(path, metadata_errors="ignore")
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise MediaError(f"{path}: cannot open as media ({type(e).__name__}: {e})") from e
@@ -264,7 +266,7 @@ def _raw_frame(frame, rotation: int):
 
 def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
                  audio: bool = True, threads: int = 0, frame_fn=_raw_frame,
-                 skip_nonref: bool = False) -> DecodedMedia:
+                 skip_nonref: bool = False, hwaccel=None) -> DecodedMedia:
     """Decode step: choose the ``W * 80`` frames to show, and decode the audio.
 
     ``frame_fn(frame, rotation)`` is applied once per distinct chosen ``av.VideoFrame`` as soon as
@@ -274,13 +276,14 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
     ``skip_nonref``: let the decoder drop non-reference frames (``skip_frame = "NONREF"``): less
     decoding, but a wanted time that falls on a dropped frame shows the previous decoded frame
     (see docs/pixels.md for the measured saving and timing error). Off by default.
+    ``hwaccel``: an ``av.codec.hwaccel.HWAccel`` for the video (NVDEC, :mod:`lsld_engine.nvdec`).
     Raises :class:`MediaError` naming the file.
     """
     path = str(path)
     video_id = video_id or video_id_of(path)
     if not Path(path).is_file():
         raise MediaError(f"{path}: no such file")
-    with _open(path) as c:
+    with _open(path, hwaccel) as c:
         if not c.streams.video:
             raise MediaError(f"{path}: no video stream (streams: {[s.type for s in c.streams]})")
         vs = c.streams.video[0]

@@ -257,8 +257,9 @@ def _q(x: torch.Tensor) -> torch.Tensor:
 
 
 def resize_crop(rgb: torch.Tensor, size: int = IMAGE_SIZE, method: str = "auto") -> torch.Tensor:
-    """``(N, 3, H, W)`` RGB (uint8 or float 0..255) -> ``(N, 3, size, size)`` float 0..255, integer
-    valued: shortest side to ``size`` with PIL's bicubic, centre crop.
+    """``(N, 3, H, W)`` RGB (uint8 or float 0..255) -> ``(N, 3, size, size)`` integer-valued 0..255
+    (uint8 for ``method="uint8"``, else float): shortest side to ``size`` with PIL's bicubic,
+    centre crop.
 
     Like PIL, the horizontal pass runs first and its result is rounded and clipped to 0..255
     before the vertical pass. ``method``: ``"uint8"`` (torch's uint8 channels-last antialiased
@@ -276,7 +277,7 @@ def resize_crop(rgb: torch.Tensor, size: int = IMAGE_SIZE, method: str = "auto")
         x = x.contiguous(memory_format=torch.channels_last)
         if (nh, nw) != (h, w):
             x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
-        return x[:, :, top:top + size, left:left + size].float()
+        return x[:, :, top:top + size, left:left + size]
     x = rgb.float()
     if method == "interpolate":
         if nw != w:
@@ -317,19 +318,22 @@ def clip_input(y: torch.Tensor | np.ndarray, u: torch.Tensor | np.ndarray | None
                v: torch.Tensor | np.ndarray | None = None, *, uv: torch.Tensor | np.ndarray | None = None,
                spec: ColorSpec = ColorSpec(), rotation: int = 0, size: int = IMAGE_SIZE,
                device: torch.device | str | None = None, normalize: bool = False, color: str = "auto",
-               resize: str = "auto", chunk: int = 64) -> torch.Tensor:
-    """Raw YUV 4:2:0 frames of one geometry -> CLIP input ``(N, 3, size, size)`` float32 on ``device``.
+               resize: str = "auto", dtype: torch.dtype = torch.float32, chunk: int = 32) -> torch.Tensor:
+    """Raw YUV 4:2:0 frames of one geometry -> CLIP input ``(N, 3, size, size)`` on ``device``.
 
     ``y``: ``(N, H, W)`` uint8; chroma either ``u``, ``v`` ``(N, ceil(H/2), ceil(W/2))`` (yuv420p)
     or ``uv`` ``(N, H/2, W/2, 2)`` (NV12). Numpy inputs are copied to ``device`` (default: CUDA
     when available); tensors already there are used in place (NVDEC frames). ``rotation``:
     counter-clockwise display rotation (multiple of 90), applied before the resize.
-    ``color``: ``"lut"`` (bit-exact swscale table, any device), ``"swscale"`` (FFmpeg itself; CPU
-    numpy input only), ``"formula"`` (float matrix, within 3 levels); ``"auto"``: swscale for
-    numpy yuv420p input on a CPU device, else lut. ``resize``: see :func:`resize_crop`.
-    Output in [0, 1] (what :class:`~lsld_engine.encoders.clip.ClipImageEncoder` takes), or
-    CLIP-normalised with ``normalize``. Works in chunks of ``chunk`` frames to bound the
-    full-resolution intermediates.
+    ``color``: ``"lut"`` (bit-exact swscale table, any device), ``"swscale"`` (FFmpeg itself; CPU),
+    ``"formula"`` (float matrix, within 3 levels); ``"auto"``: swscale for numpy input on a CPU
+    device, else lut. ``resize``: see :func:`resize_crop`.
+
+    ``dtype=float32``: values in [0, 1] (what :class:`~lsld_engine.encoders.clip.ClipImageEncoder`
+    takes), or CLIP-normalised with ``normalize``. ``dtype=uint8``: the reference's integers; the
+    tensor is laid out channels-last, so ``x.permute(0, 2, 3, 1)`` is a contiguous ``(N, size,
+    size, 3)`` array (the format every backend takes). Works in chunks of ``chunk`` frames to bound
+    the full-resolution intermediates, writing into one preallocated output.
     """
     dev = torch.device(device) if device is not None else default_device()
     if uv is not None:
@@ -340,12 +344,13 @@ def clip_input(y: torch.Tensor | np.ndarray, u: torch.Tensor | np.ndarray | None
     elif u is None or v is None:
         raise ValueError("clip_input needs u and v (yuv420p) or uv (nv12)")
     if color == "auto":
-        color = "swscale" if dev.type == "cpu" and isinstance(y, np.ndarray) else "lut"
+        color = "swscale" if dev.type == "cpu" else "lut"
     if color == "swscale" and not isinstance(y, np.ndarray):
         y, u, v = (t.cpu().numpy() for t in (y, u, v))
     k = (rotation // 90) % 4
-    outs = []
-    for s in range(0, y.shape[0], chunk):
+    n = y.shape[0]
+    out = torch.empty((n, size, size, 3), dtype=dtype, device=dev).permute(0, 3, 1, 2)
+    for s in range(0, n, chunk):
         ys, us, vs = y[s:s + chunk], u[s:s + chunk], v[s:s + chunk]
         if color == "swscale":
             rgb = yuv_to_rgb_swscale(ys, us, vs, spec).to(dev).permute(0, 3, 1, 2)
@@ -356,10 +361,11 @@ def clip_input(y: torch.Tensor | np.ndarray, u: torch.Tensor | np.ndarray | None
             raise ValueError(f"color must be 'auto', 'lut', 'swscale' or 'formula', not {color!r}")
         if k:
             rgb = torch.rot90(rgb, k=k, dims=(2, 3))
-        outs.append(resize_crop(rgb, size, resize))
-    x = torch.cat(outs) if len(outs) > 1 else outs[0]
-    x = x.mul_(1.0 / 255.0)
-    return normalize_clip(x) if normalize else x
+        out[s:s + chunk].copy_(resize_crop(rgb, size, resize))
+    if dtype == torch.uint8:
+        return out
+    out.mul_(1.0 / 255.0)
+    return normalize_clip(out) if normalize else out
 
 
 def _as_tensor(a, device: torch.device) -> torch.Tensor:

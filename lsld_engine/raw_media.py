@@ -36,7 +36,8 @@ class RawVideo:
     ``index``: ``(W * 80,)`` int32, the distinct frame shown by each output frame.
     ``y``: ``(N, H, W)`` uint8; ``u``, ``v``: ``(N, H/2, W/2)`` uint8 (N distinct frames).
     ``frames``: ``(W, 80, 224, 224, 3)`` uint8 reference crops when ``fallback`` is set, else empty.
-    ``audio``: ``(W, 10, 48000)`` float32. ``matrix`` / ``full_range``: the stream's colour setup
+    ``audio``: ``(W, 10, 48000)`` float32. ``decoder``: ``"cpu"``, ``"nvdec"``, or ``"cpu (nvdec: <why
+    not>)"`` when the NVDEC path fell back for this file. ``matrix`` / ``full_range``: the stream's colour setup
     (:class:`lsld_engine.pixels.ColorSpec`); ``rotation``: counter-clockwise degrees.
     """
 
@@ -50,6 +51,7 @@ class RawVideo:
     matrix: str
     full_range: bool
     fallback: str
+    decoder: str
     index: np.ndarray
     y: np.ndarray
     u: np.ndarray
@@ -63,7 +65,8 @@ class RawVideo:
 
     @property
     def is_raw(self) -> bool:
-        return not self.fallback
+        """True when ``y``/``u``/``v`` hold the frames (else ``frames`` holds finished crops)."""
+        return self.y.shape[0] > 0
 
 
 class _Collector:
@@ -130,47 +133,55 @@ def decode_raw(path: str | Path, video_id: str | None = None, *, max_windows: in
         frames = np.zeros((0, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
         y, u, v = (np.stack([p[i] for p in col.planes]) for i in range(3))
     return RawVideo(m.path, m.video_id, m.duration, m.has_audio, m.num_windows, m.rotation, col.key[0],
-                    spec.matrix, spec.full_range, col.fallback, index, y, u, v, frames, m.audio)
+                    spec.matrix, spec.full_range, col.fallback, "cpu", index, y, u, v, frames, m.audio)
 
 
-def raw_to_clip(videos, *, device=None, out: str = "float", **pixel_kwargs):
-    """CLIP input for all frames of ``videos`` (``RawVideo`` list), in order: ``(sum W*80, 3, 224, 224)``
-    float32 in [0, 1] on ``device`` (``out="float"``) or ``(sum W*80, 224, 224, 3)`` uint8 numpy
-    (``out="uint8"``, the reference format every backend takes).
+def raw_to_clip(videos, *, device=None, out: str = "uint8", **pixel_kwargs):
+    """CLIP input for all frames of ``videos`` (``RawVideo`` list), in order: ``(sum W*80, 224, 224,
+    3)`` uint8 numpy (``out="uint8"``, the reference format every backend takes) or ``(sum W*80, 3,
+    224, 224)`` float32 in [0, 1] on ``device`` (``out="float"``, for a torch encoder on the GPU).
 
     Frames of one geometry and colour setup are converted together (one batch across videos);
-    fallback videos contribute their reference crops. Each distinct frame is converted once and
-    repeated by ``index``.
+    fallback / NVDEC videos contribute their finished crops. Each distinct frame is converted once
+    and repeated by ``index``.
     """
     import torch
 
-    from lsld_engine.pixels import ColorSpec, clip_input, default_device, to_uint8_hwc
+    from lsld_engine.pixels import ColorSpec, clip_input, default_device
 
+    if out not in ("uint8", "float"):
+        raise ValueError(f"out must be 'uint8' or 'float', not {out!r}")
     dev = torch.device(device) if device is not None else default_device()
+    dtype = torch.uint8 if out == "uint8" else torch.float32
+    sizes = [v.num_windows * FRAMES_PER_WINDOW for v in videos]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    if out == "uint8":
+        res = np.empty((int(starts[-1]), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    else:
+        res = torch.empty((int(starts[-1]), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=dtype, device=dev)
     groups: dict = {}
     for i, v in enumerate(videos):
         if v.is_raw:
             groups.setdefault((v.y.shape[1:], v.u.shape[1:], v.matrix, v.full_range, v.rotation), []).append(i)
-    distinct: dict[int, torch.Tensor] = {}
+        elif out == "uint8":
+            res[starts[i]:starts[i + 1]] = v.frames.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)
+        else:
+            crops = torch.from_numpy(np.ascontiguousarray(v.frames.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)))
+            res[starts[i]:starts[i + 1]] = crops.to(dev).permute(0, 3, 1, 2).float().div_(255.0)
     for (_, _, matrix, full, rot), members in groups.items():
-        ys = np.concatenate([videos[i].y for i in members])
-        us = np.concatenate([videos[i].u for i in members])
-        vs = np.concatenate([videos[i].v for i in members])
-        x = clip_input(ys, us, vs, spec=ColorSpec(matrix, full), rotation=rot, device=dev, **pixel_kwargs)
+        cat = (lambda f: np.concatenate([getattr(videos[i], f) for i in members])) if len(members) > 1 \
+            else (lambda f: getattr(videos[members[0]], f))
+        x = clip_input(cat("y"), cat("u"), cat("v"), spec=ColorSpec(matrix, full), rotation=rot, device=dev,
+                       dtype=dtype, **pixel_kwargs)
+        if out == "uint8":
+            x = x.permute(0, 2, 3, 1).cpu().numpy()  # channels-last: a contiguous (N, 224, 224, 3)
         s = 0
         for i in members:
             n = videos[i].y.shape[0]
-            distinct[i] = x[s:s + n]
+            idx = videos[i].index if out == "uint8" else torch.as_tensor(videos[i].index, device=dev, dtype=torch.long)
+            res[starts[i]:starts[i + 1]] = x[s:s + n][idx]
             s += n
-    parts = []
-    for i, v in enumerate(videos):
-        if v.is_raw:
-            parts.append(distinct[i][torch.as_tensor(v.index, device=dev, dtype=torch.long)])
-        else:
-            crops = torch.from_numpy(np.ascontiguousarray(v.frames.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)))
-            parts.append(crops.to(dev).permute(0, 3, 1, 2).float().div_(255.0))
-    x = torch.cat(parts) if len(parts) > 1 else parts[0]
-    return to_uint8_hwc(x) if out == "uint8" else x
+    return res
 
 
 __all__ = ["RawVideo", "decode_raw", "raw_to_clip", "RAW_CPU_FORMATS"]

@@ -394,3 +394,28 @@ def test_real_size_vit_b16_export_parity(tmp_path):
     with contextlib.redirect_stdout(sys.stderr):
         path = export_onnx("clip_image", module, tmp_path / "clip_image.onnx")
     assert_parity(check_parity("clip_image", module, path, batch_sizes=(1, 3)))
+
+
+@pytest.mark.slow
+def test_parse_cli_onnx_backend_gives_the_torch_events(tmp_path, engine_dir, checkpoints):
+    import json
+
+    from lsld_engine.cli import main
+    from lsld_engine.testing.videos import make_video
+
+    video = make_video(tmp_path / "clip.mp4")
+    weights = ["--clip-checkpoint", checkpoints["clip_image"], "--clap-checkpoint", checkpoints["clap_audio"],
+               "--model", checkpoints["han"], "--small", "--quiet"]
+    outs = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / f"{backend}.jsonl"
+        assert main(["parse", str(video), "--backend", backend, "--engine-dir", str(engine_dir),
+                     "--out", str(out), *weights]) == 0
+        outs[backend] = json.loads(out.read_text().splitlines()[0])
+    a, b = outs["torch"], outs["onnx"]
+    assert a["status"] == b["status"] == "ok"
+    spans = {k: [(e["label"], e["onset"], e["offset"]) for e in v] for k, v in a["events"].items()}
+    assert sum(map(len, spans.values())) > 0  # random weights still produce events to compare
+    assert spans == {k: [(e["label"], e["onset"], e["offset"]) for e in v] for k, v in b["events"].items()}
+    for ea, eb in zip((e for v in a["events"].values() for e in v), (e for v in b["events"].values() for e in v)):
+        assert eb["score"] == pytest.approx(ea["score"], abs=1e-5)

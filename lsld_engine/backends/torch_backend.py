@@ -165,7 +165,7 @@ class TorchBackend:
         res = self._adaptive("windows", run, (audio, frames))
         return dict(zip(HAN_OUTPUTS, res))
 
-    def _adaptive(self, kind: str, fn: Callable, x, ) -> np.ndarray:
+    def _adaptive(self, kind: str, fn: Callable, x):
         """``fn(x, batch)`` with this backend's batch for ``kind``, halved on CUDA out-of-memory."""
         while True:
             bs = self.batch_sizes[kind]

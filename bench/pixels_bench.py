@@ -1,0 +1,159 @@
+"""Naive CPU pixel path vs raw planes + device pixels (issue 8), side by side, plus skip_nonref.
+
+    python -m bench.pixels_bench [--videos 8] [--workers 0,2] [--size 640x360] [--device cpu|cuda]
+                                 [--repeat 3] [--group 8]
+
+Clips: synthetic 10-s textured H.264 (crf 23, veryfast: has B-frames) + AAC at 25 fps
+(``bench_spec``), written once into a cache folder. Prints
+
+1. one clip in this process (best of ``--repeat``, rows interleaved): the naive ``decode_video``
+   (decode + swscale RGB + PIL bicubic + crop) vs ``decode_raw`` (decode, raw YUV planes) +
+   ``raw_to_clip`` (device pixels), and the agreement of their crops;
+2. ``skip_nonref``: decode time with ``skip_frame = "NONREF"`` vs without, and the timing error
+   it introduces (how far the shown frame moves: frames of the source, seconds);
+3. clips/s end to end per worker count: ``decode_stream`` of the naive path (frames ready for the
+   encoder) vs ``decode_stream(decode_fn=decode_raw)`` + ``raw_to_clip`` in the consumer, both
+   ending in the ``(80, 224, 224, 3)`` uint8 CLIP input of every clip, and the ratio.
+
+No encoder runs (see ``bench/gpu_decode.py`` for parse end to end). Wall-clock timings depend on
+what else runs on the machine; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_clips(folder: Path, n: int, width: int, height: int) -> list[Path]:
+    from lsld_engine.testing.videos import bench_spec, make_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = folder / f"pix{i}_{width}x{height}.mp4"
+        if not p.exists():
+            tmp = p.with_suffix(".part.mp4")
+            make_video(tmp, bench_spec(width, height))
+            tmp.rename(p)
+        out.append(p)
+    return out
+
+
+def _time(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def one_clip(path: Path, repeat: int, device: str) -> None:
+    from lsld_engine import media
+    from lsld_engine.raw_media import decode_raw, raw_to_clip
+
+    p = str(path)
+    raw_to_clip([decode_raw(p)], device=device, out="uint8")  # warm: LUT / weights / CUDA init
+    rows = {"naive decode_video (decode+RGB+PIL resize+crop)": lambda: media.decode_video(p),
+            "decode_raw (decode, raw planes + audio)": lambda: decode_raw(p),
+            "raw_to_clip (device pixels, uint8 out)": None,
+            "new total (decode_raw + raw_to_clip)": lambda: raw_to_clip([decode_raw(p)], device=device, out="uint8")}
+    r = decode_raw(p)
+    rows["raw_to_clip (device pixels, uint8 out)"] = lambda: raw_to_clip([r], device=device, out="uint8")
+    best = {k: float("inf") for k in rows}
+    for _ in range(repeat):
+        for k, fn in rows.items():
+            best[k] = min(best[k], _time(fn))
+    print(f"\n1. one clip ({path.name}), in-process, best of {repeat}, pixels on {device}")
+    for k, v in best.items():
+        print(f"   {k:<52s} {v * 1000:8.1f} ms")
+    naive, new = best["naive decode_video (decode+RGB+PIL resize+crop)"], best["new total (decode_raw + raw_to_clip)"]
+    print(f"   ratio naive / new: {naive / new:.2f}x")
+    ref = media.decode_video(p).frames.reshape(-1, 224, 224, 3).astype(int)
+    got = raw_to_clip([r], device=device, out="uint8").astype(int)
+    d = np.abs(ref - got)
+    print(f"   crops vs reference: max |diff| {d.max()} levels, mean {d.mean():.5f}, "
+          f"{(d > 0).mean() * 100:.3f}% of values differ")
+
+
+def skip_nonref(path: Path, repeat: int) -> None:
+    from lsld_engine import media
+
+    p = str(path)
+    times = {}
+    chosen = {}
+    for flag in (False, True):
+        best = float("inf")
+        for _ in range(repeat):
+            t = time.perf_counter()
+            m = media.decode_media(p, audio=False, skip_nonref=flag, frame_fn=lambda f, r: f.time)
+            best = min(best, time.perf_counter() - t)
+        times[flag], chosen[flag] = best, np.array(m.frames, float)
+    err = chosen[False] - chosen[True]
+    with __import__("av").open(p) as c:
+        step = 1 / float(c.streams.video[0].average_rate)
+    print(f"\n2. skip_nonref (skip_frame=NONREF), video decode only, best of {repeat}")
+    print(f"   all frames decoded   {times[False] * 1000:8.1f} ms")
+    print(f"   non-ref skipped      {times[True] * 1000:8.1f} ms   saving {100 * (1 - times[True] / times[False]):.0f}%")
+    print(f"   timing error: {np.mean(err > 0) * 100:.0f}% of the 80 frames show an earlier frame; "
+          f"mean {err.mean() * 1000:.1f} ms, max {err.max() * 1000:.1f} ms ({err.max() / step:.0f} source frames)")
+
+
+def stream(paths: list[Path], workers: int, device: str, group: int) -> tuple[float, float]:
+    from lsld_engine.decode_pool import DecodeFailure, decode_stream
+    from lsld_engine.raw_media import decode_raw, raw_to_clip
+
+    t = time.perf_counter()
+    n = 0
+    for r in decode_stream(paths, workers=workers):
+        assert not isinstance(r, DecodeFailure), r
+        n += r.frames.reshape(-1, 224, 224, 3)[:, 0, 0, 0].size  # consume: the CLIP input is ready
+    naive = len(paths) / (time.perf_counter() - t)
+
+    t = time.perf_counter()
+    pending = []
+    for r in decode_stream(paths, workers=workers, decode_fn=decode_raw):
+        assert not isinstance(r, DecodeFailure), r
+        pending.append(r)
+        if len(pending) >= group:
+            raw_to_clip(pending, device=device, out="uint8")
+            pending = []
+    if pending:
+        raw_to_clip(pending, device=device, out="uint8")
+    new = len(paths) / (time.perf_counter() - t)
+    return naive, new
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", type=int, default=8)
+    ap.add_argument("--workers", default="0,2", help="comma-separated worker counts (0 = in-process)")
+    ap.add_argument("--size", default="640x360")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--group", type=int, default=8, help="videos converted per raw_to_clip call")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "lsld-bench-clips")
+    args = ap.parse_args(argv)
+    import torch
+
+    from lsld_engine.pixels import default_device
+
+    device = args.device or str(default_device())
+    w, h = (int(x) for x in args.size.split("x"))
+    paths = make_clips(args.cache, args.videos, w, h)
+    print(f"clips: {len(paths)} x 10 s {w}x{h} H.264 + AAC; CPUs: {os.cpu_count()}; torch threads "
+          f"{torch.get_num_threads()}; pixels on {device}" + (f" ({torch.cuda.get_device_name()})"
+                                                               if device.startswith("cuda") else ""))
+    one_clip(paths[0], args.repeat, device)
+    skip_nonref(paths[0], args.repeat)
+    print("\n3. clips/s to the CLIP input (80 x 224 x 224 x 3 uint8 per clip), decode_stream")
+    print(f"   {'workers':>7s} {'naive':>9s} {'raw+pixels':>11s} {'ratio':>7s}")
+    for nw in (int(x) for x in args.workers.split(",")):
+        naive, new = stream(paths, nw, device, args.group)
+        print(f"   {nw:>7d} {naive:>9.2f} {new:>11.2f} {new / naive:>6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
