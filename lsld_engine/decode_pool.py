@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import inspect
 import logging
 import mmap
 import multiprocessing as mp
@@ -237,7 +238,7 @@ def decode_stream(paths: Iterable, *, workers: int = 2, ordered: bool = False, m
         for path, vid in items:
             yield _decode_one(decode_fn, path, vid, decode_kwargs)
         return
-    if decode_fn is media.decode_video:
+    if decode_fn is media.decode_video or "threads" in inspect.signature(decode_fn).parameters:
         # the processes share the CPUs; FFmpeg threads only fill cores the processes leave idle
         decode_kwargs.setdefault("threads", max(1, (os.cpu_count() or 1) // workers))
     max_pending = max_pending or workers * prefetch + 2

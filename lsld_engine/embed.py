@@ -61,7 +61,13 @@ def clip_batches(videos: Sequence[Any], batch: int) -> Iterator[np.ndarray]:
 
     The single hand-over point from decoded frames to the image encoder's input (issue 8's GPU
     preprocessing replaces it). Batches span videos; a long video is sliced, never copied whole.
+    Raw-plane videos (:class:`lsld_engine.raw_media.RawVideo`, ``--pixels device``) get the device
+    pixel step here (:func:`lsld_engine.raw_media.raw_to_clip`, CUDA when available).
     """
+    if any(hasattr(v, "index") for v in videos):
+        from lsld_engine.raw_media import raw_to_clip
+
+        return _row_chunks([raw_to_clip(videos, out="uint8")], batch)
     return _row_chunks([v.frames.reshape(-1, *v.frames.shape[2:]) for v in videos], batch)
 
 
@@ -96,7 +102,7 @@ def embed_videos(videos: Sequence[Any], backend, max_batch: int = 1024) -> list[
     aud = np.concatenate([backend.embed_audio(b) for b in audio_batches(videos, max_batch)])
     out, fi, ai = [], 0, 0
     for v in videos:
-        w = v.frames.shape[0]
+        w = v.num_windows
         nf, na = w * FRAMES_PER_WINDOW, w * SEGMENTS_PER_WINDOW
         out.append(EmbeddedVideo(v.path, v.video_id, float(v.duration), bool(v.has_audio),
                                  img[fi:fi + nf].reshape(w, FRAMES_PER_WINDOW, -1),
@@ -207,7 +213,7 @@ def take_ready(get, max_frames: int) -> tuple[list, bool]:
 
 
 def _frames_of(item) -> int:
-    return 0 if isinstance(item, DecodeFailure) else int(np.prod(item.frames.shape[:2]))
+    return 0 if isinstance(item, DecodeFailure) else int(item.num_windows) * FRAMES_PER_WINDOW
 
 
 def _embed_group(group: list, backend, max_batch: int) -> list:

@@ -105,14 +105,16 @@ def pending(inputs: Iterable[VideoInput], store: FeatureStore) -> tuple[list[Vid
 
 def extract_features(inputs: Iterable[VideoInput], backend, store: FeatureStore, *, workers: int = 2,
                      progress: bool = True, max_frames: int | None = None, decode_timeout: float | None = None,
-                     summary: Summary | None = None) -> Summary:
-    """Decode, embed and write ``inputs`` (all of them: filter with :func:`pending` first)."""
+                     summary: Summary | None = None, decode_fn=None) -> Summary:
+    """Decode, embed and write ``inputs`` (all of them: filter with :func:`pending` first).
+    ``decode_fn``: the workers' per-video decoder (see :func:`lsld_engine.parse.parse_videos`)."""
     from tqdm import tqdm
 
     summary = summary or Summary()
     inputs = list(inputs)
     t0 = time.perf_counter()
-    decoded = decode_stream(((i.path, i.video_id) for i in inputs), workers=workers, timeout=decode_timeout)
+    decoded = decode_stream(((i.path, i.video_id) for i in inputs), workers=workers, timeout=decode_timeout,
+                            decode_fn=decode_fn)
     bar = tqdm(total=len(inputs), unit="video", file=sys.stderr, disable=not progress, dynamic_ncols=True,
                smoothing=0.1)
     try:

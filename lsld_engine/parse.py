@@ -118,12 +118,14 @@ def _rounded(x: np.ndarray) -> list:
 def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int = 2, ordered: bool = False,
                  thresholds: Thresholds = Thresholds(), save_probs: bool = False, progress: bool = True,
                  total: int | None = None, max_frames: int | None = None, decode_timeout: float | None = None,
-                 summary: Summary | None = None) -> Summary:
+                 summary: Summary | None = None, decode_fn=None) -> Summary:
     """Parse ``inputs`` with ``backend`` and ``writer.write`` one record per video as each completes.
 
     ``ordered``: records in input order (else completion order). ``workers``: decode processes
     (0 = in a thread of this process). ``max_frames``: CLIP frames per encode round (see
-    :func:`lsld_engine.embed.embed_groups`). Returns (and fills ``summary``) the run's counts.
+    :func:`lsld_engine.embed.embed_groups`). ``decode_fn``: the per-video decoder of the workers
+    (default :func:`lsld_engine.media.decode_video`; :func:`lsld_engine.raw_media.decode_raw` /
+    :func:`lsld_engine.nvdec.decode_nvdec` for device pixels, see docs/pixels.md). Returns (and fills ``summary``) the run's counts.
     """
     from tqdm import tqdm
 
@@ -131,7 +133,7 @@ def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int 
     inputs = list(inputs)
     t0 = time.perf_counter()
     decoded = decode_stream(((i.path, i.video_id) for i in inputs), workers=workers, ordered=ordered,
-                            timeout=decode_timeout)
+                            timeout=decode_timeout, decode_fn=decode_fn)
     bar = tqdm(total=total if total is not None else len(inputs), unit="video", file=sys.stderr,
                disable=not progress, dynamic_ncols=True, smoothing=0.1)
     try:

@@ -15,6 +15,7 @@ geometry on the device (:func:`lsld_engine.pixels.clip_input`).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import numpy as np
 
 from lsld_engine import media
 from lsld_engine.media import FRAMES_PER_WINDOW, IMAGE_SIZE, window_ids
+
+log = logging.getLogger(__name__)
 
 #: Pixel formats shipped as raw planes by the CPU decoder.
 RAW_CPU_FORMATS = ("yuv420p", "yuvj420p")
@@ -81,7 +84,7 @@ class _Collector:
         self.spec = None
 
     def __call__(self, frame, rotation: int) -> int:
-        from lsld_engine.pixels import frame_color_spec
+        from lsld_engine.colors import frame_color_spec
 
         key = (frame.format.name, frame.width, frame.height, frame.colorspace, frame.color_range)
         if self.key is None:
@@ -99,7 +102,7 @@ class _Collector:
         return len(self.planes) - 1
 
     def _fall_back(self, why: str, rotation: int) -> None:
-        from lsld_engine.pixels import raw_frame
+        from lsld_engine.colors import raw_frame
 
         self.fallback = why
         for y, u, v in self.planes:  # frames kept raw so far: same swscale conversion as the reference
@@ -161,6 +164,8 @@ def raw_to_clip(videos, *, device=None, out: str = "uint8", **pixel_kwargs):
         res = torch.empty((int(starts[-1]), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=dtype, device=dev)
     groups: dict = {}
     for i, v in enumerate(videos):
+        if v.fallback or v.decoder.startswith("cpu ("):
+            log.info("%s: %s", v.path, describe(v))
         if v.is_raw:
             groups.setdefault((v.y.shape[1:], v.u.shape[1:], v.matrix, v.full_range, v.rotation), []).append(i)
         elif out == "uint8":
@@ -184,4 +189,14 @@ def raw_to_clip(videos, *, device=None, out: str = "uint8", **pixel_kwargs):
     return res
 
 
-__all__ = ["RawVideo", "decode_raw", "raw_to_clip", "RAW_CPU_FORMATS"]
+def describe(v: RawVideo) -> str:
+    """How a video's frames were made, in words (for logs and summaries)."""
+    dec = v.decoder
+    if v.fallback:
+        return f"decoder {dec}; reference CPU pixel path ({v.fallback})"
+    if v.is_raw:
+        return f"decoder {dec}; device pixels ({v.pix_fmt}, {v.matrix}, {'full' if v.full_range else 'limited'} range)"
+    return f"decoder {dec}; pixels made on the GPU in the decoder ({v.matrix})"
+
+
+__all__ = ["RawVideo", "decode_raw", "raw_to_clip", "describe", "RAW_CPU_FORMATS"]

@@ -219,3 +219,38 @@ def test_clip_embeddings_agree(videos, tmp_path):
     cos = torch.nn.functional.cosine_similarity(a, b)
     print("cosines", cos.tolist())
     assert cos.min() >= 0.999, cos
+
+
+class _ListWriter:
+    def __init__(self):
+        self.records = []
+
+    def write(self, rec):
+        self.records.append(rec)
+
+
+def test_parse_with_device_pixels_matches_reference(videos, caplog, tmp_path):
+    """`parse --pixels device` (raw planes + device pixels) gives the same records as the reference path,
+    and a fallback file is reported in the log."""
+    import logging
+
+    from lsld_engine.commands.extract import decode_function
+    from lsld_engine.inputs import VideoInput
+    from lsld_engine.parse import parse_videos
+    from lsld_engine.testing.backends import ToyBackend
+
+    paths = [videos["h264_aac_25fps"], videos["h264_rotated"], videos["mjpeg_pcm16k_avi"],
+             _write_yuv444(tmp_path / "fallback444.mp4")]
+    inputs = [VideoInput(str(p), p.stem) for p in paths]
+    fn = decode_function(type("A", (), {"pixels": "device", "decoder": "cpu"})())
+    assert fn is decode_raw
+    be = ToyBackend()
+    ref, dev = _ListWriter(), _ListWriter()
+    parse_videos(inputs, be, ref, workers=0, ordered=True, progress=False, save_probs=True)
+    with caplog.at_level(logging.INFO, logger="lsld_engine"):
+        parse_videos(inputs, be, dev, workers=0, ordered=True, progress=False, save_probs=True, decode_fn=fn)
+    assert [r["video_id"] for r in dev.records] == [r["video_id"] for r in ref.records]
+    for a, b in zip(ref.records, dev.records):
+        assert a["status"] == b["status"] == "ok" and a["events"] == b["events"]
+        np.testing.assert_allclose(a["probs"]["visual"], b["probs"]["visual"], atol=2e-3)
+    assert "fallback444" in caplog.text and "reference CPU pixel path" in caplog.text

@@ -34,6 +34,13 @@ def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="CLIP images per encoder batch (default: 256 on cuda, 64 on cpu); CLAP segments use a "
                         "quarter of it")
+    p.add_argument("--pixels", choices=("cpu", "device"), default="cpu",
+                   help="frame preprocessing: cpu = reference path in the decode workers (swscale RGB + PIL "
+                        "bicubic); device = workers ship raw YUV planes, colour/resize/crop run batched in "
+                        "torch on CUDA when available (docs/pixels.md)")
+    p.add_argument("--decoder", choices=("cpu", "nvdec"), default="cpu",
+                   help="video decoder: cpu (FFmpeg software) or nvdec (GPU, implies --pixels device; falls "
+                        "back to cpu per file; not yet run on a GPU, see docs/pixels.md)")
     p.add_argument("--decode-timeout", type=float, default=None,
                    help="seconds after which one video's decoding is abandoned (error line; default: no limit)")
     p.add_argument("--random-weights", action="store_true",
@@ -66,6 +73,19 @@ def default_workers(device: str) -> int:
     n = os.cpu_count() or 1
     # on a GPU the CPUs only decode; on CPU the encoder needs cores too
     return max(1, n - 1) if device.startswith("cuda") else max(1, n // 2)
+
+
+def decode_function(args):
+    """The decode workers' per-video function for ``--pixels`` / ``--decoder`` (None: the reference)."""
+    if getattr(args, "decoder", "cpu") == "nvdec":
+        from lsld_engine.nvdec import decode_nvdec
+
+        return decode_nvdec
+    if getattr(args, "pixels", "cpu") == "device":
+        from lsld_engine.raw_media import decode_raw
+
+        return decode_raw
+    return None
 
 
 def backend_options(args, device: str, precision: str) -> dict:
@@ -136,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         workers = default_workers(device) if args.workers is None else args.workers
         try:
             extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary,
-                             decode_timeout=args.decode_timeout)
+                             decode_timeout=args.decode_timeout, decode_fn=decode_function(args))
         except KeyboardInterrupt:
             print(f"{prog}: interrupted; finished videos are kept, run again to resume\n"
                   + summary.format("extracted"), file=sys.stderr)

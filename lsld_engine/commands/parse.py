@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lsld_engine.commands.extract import (add_encoder_arguments, add_input_arguments, backend_options, collect,
-                                          default_workers, resolve_device, setup_logging)
+                                          decode_function, default_workers, resolve_device, setup_logging)
 
 log = logging.getLogger("lsld_engine")
 PROG = "lsld-engine parse"
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         with JsonlWriter(args.out, append=args.resume) as writer:
             parse_videos(todo, backend, writer, workers=workers, ordered=args.ordered, thresholds=thresholds,
                          save_probs=args.save_probs, progress=not args.quiet, summary=summary,
-                         decode_timeout=args.decode_timeout)
+                         decode_timeout=args.decode_timeout, decode_fn=decode_function(args))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; finished videos are in {args.out}, run again to resume\n"
               + summary.format(), file=sys.stderr)
