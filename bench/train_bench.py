@@ -163,7 +163,8 @@ def full_run(args) -> None:
     from train.lsld import main as lsld_main
 
     t0 = time.perf_counter()
-    root = _world(args.world_dir, 10000, 649, 1200)
+    n = args.videos
+    root = _world(args.world_dir, n, 649, 1200) if n == 10000 else _world(args.world_dir, n, max(8, n // 10), max(8, n // 10))
     t_world = time.perf_counter() - t0
     run_dir = args.world_dir / "run"
     print(f"device: {_device_name(args.device)}; world ready in {t_world:.0f}s", flush=True)
@@ -172,7 +173,7 @@ def full_run(args) -> None:
                     "--epochs", str(args.epochs)])
     total = time.perf_counter() - t0
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    print(f"full run ({args.epochs} epochs, 10,000 train videos) on {_device_name(args.device)}: "
+    print(f"full run ({args.epochs} epochs, {n:,} train videos) on {_device_name(args.device)}: "
           f"{total:.1f}s total (denoise + train + val + test), training loop {metrics['train_seconds']:.1f}s; rc={rc}",
           flush=True)
 
@@ -180,7 +181,8 @@ def full_run(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.train_bench", description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--videos", type=int, default=512, help="train videos of the benchmark world")
+    p.add_argument("--videos", type=int, default=None,
+                   help="train videos of the benchmark world (default 512; 10,000 with --full)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 1, or 20 with --full)")
     p.add_argument("--bf16", action="store_true", help="also time our loop under bf16 autocast")
     p.add_argument("--full", action="store_true", help="the full 20-epoch LSLD run on a 10,000-video world")
@@ -189,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.epochs is None:
         args.epochs = 20 if args.full else 1
+    if args.videos is None:
+        args.videos = 10000 if args.full else 512
     if args.world_dir is None:
-        args.world_dir = Path(tempfile.gettempdir()) / ("lsld_bench_llp" if args.full else f"lsld_bench_{args.videos}")
+        args.world_dir = Path(tempfile.gettempdir()) / (f"lsld_bench_full_{args.videos}" if args.full else f"lsld_bench_{args.videos}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available on this machine", file=sys.stderr)
         return 2

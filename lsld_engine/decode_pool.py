@@ -238,7 +238,7 @@ def decode_stream(paths: Iterable, *, workers: int = 2, ordered: bool = False, m
         for path, vid in items:
             yield _decode_one(decode_fn, path, vid, decode_kwargs)
         return
-    if decode_fn is media.decode_video or "threads" in inspect.signature(decode_fn).parameters:
+    if decode_fn is media.decode_video or _takes_threads(decode_fn):
         # the processes share the CPUs; FFmpeg threads only fill cores the processes leave idle
         decode_kwargs.setdefault("threads", max(1, (os.cpu_count() or 1) // workers))
     max_pending = max_pending or workers * prefetch + 2
@@ -290,6 +290,13 @@ def decode_stream(paths: Iterable, *, workers: int = 2, ordered: bool = False, m
             _collect(pool, info, ready, done_order, retry)
     finally:
         pool.close()
+
+
+def _takes_threads(fn: Callable) -> bool:
+    try:
+        return "threads" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins and other callables without a signature
+        return False
 
 
 def _finish(idx: int, result: Any, info: dict, ready: dict, done_order: deque) -> None:

@@ -283,7 +283,7 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
     video_id = video_id or video_id_of(path)
     if not Path(path).is_file():
         raise MediaError(f"{path}: no such file")
-    with _open(path, hwaccel) as c:
+    with (_open(path) if hwaccel is None else _open(path, hwaccel)) as c:
         if not c.streams.video:
             raise MediaError(f"{path}: no video stream (streams: {[s.type for s in c.streams]})")
         vs = c.streams.video[0]

@@ -13,7 +13,8 @@ workers start with *spawn*, so each has its own CUDA context):
   (``primary_ctx=1``), the one torch uses too, so no new CUDA context is made per file (the
   naive per-file context was what made NVDEC slow in PERF-NOTES);
 - frames stay on the GPU: each chosen frame's NV12 planes are exported with DLPack into torch
-  and copied at once (NVDEC's surface pool is small; holding decoder frames stalls it);
+  (``plane.__dlpack__()`` with no stream: PyAV 18 refuses one, which ``torch.from_dlpack(plane)``
+  would pass) and copied at once (NVDEC's surface pool is small; holding frames stalls it);
 - the device pixel step (:func:`lsld_engine.pixels.clip_input`, bit-exact LUT colour + PIL-exact
   resize) runs in the worker on the GPU, and only the ``(W, 80, 224, 224, 3)`` uint8 crops
   travel to the consumer through ``/dev/shm`` (150 KB per frame);
@@ -106,9 +107,12 @@ class _GpuCollector:
                 raise NvdecUnsupported(f"odd frame size {frame.width}x{frame.height}")
         elif key != self.key:
             raise NvdecUnsupported(f"frame format/size changed inside the stream ({self.key} -> {key})")
-        # DLPack views of the decoder's surface; copy now, the surface goes back to NVDEC
-        self.y.append(torch.from_dlpack(frame.planes[0]).clone())
-        self.uv.append(torch.from_dlpack(frame.planes[1]).clone())
+        # DLPack views of the decoder's surface; copy now, the surface goes back to NVDEC.
+        # PyAV refuses a stream argument (torch.from_dlpack(plane) would pass one), so take the
+        # capsule with stream=None after a sync: FFmpeg's copy into the surface may be in flight.
+        torch.cuda.synchronize()
+        self.y.append(torch.from_dlpack(frame.planes[0].__dlpack__()).clone())
+        self.uv.append(torch.from_dlpack(frame.planes[1].__dlpack__()).clone())
         return len(self.y) - 1
 
 

@@ -4,25 +4,31 @@ Replaces the CPU reference pixel step of :mod:`lsld_engine.media` (swscale RGB, 
 shortest side 224, centre crop) with the same arithmetic on the device (CUDA when available,
 else CPU), for many frames at once::
 
-    Y (N, H, W), U/V (N, H/2, W/2) uint8   (yuv420p; or NV12: UV (N, H/2, W/2, 2))
-      -> RGB at full resolution: the stream's own matrix (BT.601 / 709 / 2020 / SMPTE 240M / FCC)
-         and range (limited / full), chroma upsampled as swscale does for an unscaled
-         conversion (each chroma sample covers its 2x2 luma block), rounded and clipped to
-         0..255 like swscale's rgb24 output
+    Y (N, H, W), U/V (N, H/2, W/2) uint8   (yuv420p / yuvj420p; or NV12: UV (N, H/2, W/2, 2))
+      -> RGB at full resolution with the stream's own matrix (BT.601 / 709 / 2020 / SMPTE 240M /
+         FCC) and range (limited / full), chroma replicated over its 2x2 luma block (what
+         swscale's unscaled yuv420p -> rgb24 converter does). Default ``color="lut"``: a gather
+         from swscale's own mapping tabulated once per colour setup (every (Y, U, V), 48 MiB,
+         ~1.5 s to build) -> bit-exact with the reference. ``"formula"``: the exact real matrix
+         in float (swscale's fixed-point tables truncate: within 3 levels, mean bias ~1 level).
+         On a CPU device ``"swscale"`` calls FFmpeg itself (fastest there, bit-exact).
       -> display rotation (multiples of 90 degrees)
-      -> shortest side to 224 with PIL's bicubic filter (Keys a = -0.5, antialiased when
-         downscaling: ``F.interpolate(mode="bicubic", antialias=True)`` uses the same kernel and
-         support), centre crop 224 with torchvision's rounding
-      -> float (N, 3, 224, 224) in [0, 1] (``normalize=True``: CLIP mean/std applied), or uint8
-         (N, 224, 224, 3) (:func:`to_uint8_hwc`) for backends that take the reference format.
+      -> shortest side to 224 with PIL's bicubic (Keys a = -0.5, support scaled when
+         downscaling), horizontal pass first, rounded and clipped to 0..255 between passes as
+         PIL does, then centre crop 224 with torchvision's rounding. ``resize="matmul"``: PIL's
+         own weights as two matrix products restricted to the crop (resize + crop fused; GPU
+         default); ``"interpolate"``: ``F.interpolate(bicubic, antialias=True)`` per axis (same
+         kernel); ``"uint8"``: torch's uint8 channels-last antialiased kernel (CPU default).
+      -> float (N, 3, 224, 224) in [0, 1] (``normalize=True``: CLIP mean/std), or uint8.
 
-Defaults when the stream does not say (FFmpeg/swscale's own defaults, which the reference
-follows): colour matrix BT.601, range limited (``yuvj*`` pixel formats: full).
+Defaults when the stream does not say (FFmpeg/swscale's defaults, which the reference follows):
+BT.601, limited range; ``yuvj*`` pixel formats are full range whatever their tag says.
 
-Tolerance against the reference (measured in tests/test_pixels.py): colour conversion within
-1 level of swscale per channel; after the resize, mean absolute difference < 0.5 level and
-max <= 4 levels (PIL rounds to uint8 between its horizontal and vertical passes and uses 22-bit
-fixed-point weights; we do not); CLIP embeddings agree to cosine >= 0.999.
+Tolerance against the reference ``media.clip_pixels`` (tests/test_pixels.py): colour ``lut`` /
+``swscale`` bit-exact, ``formula`` <= 3 levels; after resize + crop, per pixel and channel
+<= 1 level (``matmul`` / ``interpolate``: float weights vs PIL's 22-bit fixed point) or <= 2
+levels (``uint8``), mean < 0.05 level (measured: 0.0001-0.006); CLIP ViT-B/16 embeddings of
+both paths agree to cosine >= 0.999 (measured >= 0.99999).
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ import torch.nn.functional as F
 from lsld_engine.colors import (CLIP_MEAN, CLIP_STD, DEFAULT_MATRIX, MATRICES, RAW_FORMATS, ColorSpec,  # noqa: F401
                                 color_spec, frame_color_spec, raw_frame, yuv_to_rgb_affine)
 from lsld_engine.media import IMAGE_SIZE, clip_size
+
 
 def pil_bicubic_weights(in_size: int, out_size: int, start: int = 0, count: int | None = None) -> np.ndarray:
     """PIL's ``Image.resize(..., BICUBIC)`` as a matrix: ``(count, in_size)`` float64 rows for output
@@ -184,12 +191,15 @@ def resize_crop(rgb: torch.Tensor, size: int = IMAGE_SIZE, method: str = "auto")
     bicubic, PIL-style fixed point: within 1-2 levels of PIL, the fastest on CPU),
     ``"interpolate"`` (float ``F.interpolate(bicubic, antialias=True)`` per axis, then crop),
     ``"matmul"`` (PIL's weights as two matrix products limited to the crop: resize and crop fused,
-    tensor cores on GPU); ``"auto"``: matmul on CUDA, uint8 on CPU.
+    tensor cores on GPU); ``"auto"``: matmul on CUDA (interpolate when TF32 matmuls are enabled),
+    uint8 on CPU.
     """
     n, _, h, w = rgb.shape
     nw, nh, left, top = crop_box(w, h, size)
     if method == "auto":
-        method = "matmul" if rgb.is_cuda else "uint8"
+        # TF32 matmuls (if someone enabled them) round the weights to 10 bits: use the elementwise path
+        exact_mm = not torch.backends.cuda.matmul.allow_tf32 and torch.get_float32_matmul_precision() == "highest"
+        method = ("matmul" if exact_mm else "interpolate") if rgb.is_cuda else "uint8"
     if method == "uint8":
         x = rgb if rgb.dtype == torch.uint8 else _q(rgb.float()).to(torch.uint8)
         x = x.contiguous(memory_format=torch.channels_last)
