@@ -19,9 +19,8 @@ Embedding sizes come from the built module (512 for the real and the small confi
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -130,35 +129,3 @@ def _perturb(module: nn.Module, scale: float = 0.02) -> None:
         for p in module.parameters():
             if p.requires_grad:  # frozen ones are fixed transforms (CLAP's STFT and mel matrices)
                 p.add_(torch.randn_like(p) * scale)
-
-
-# --- export-time patches ---------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def export_patches() -> Iterator[None]:
-    """Patches that keep the batch axis symbolic while tracing; the maths is unchanged.
-
-    ``HANEncoder.forward`` splits the stacked streams with ``x.chunk(2)``; unpacking the chunks
-    needs ``ceil(2B / B) == 2``, a guard under which ``torch.export`` specialises the batch to the
-    example size. Slicing at ``B`` gives the same two tensors without that guard.
-    (HTSAT's float ``window_reverse`` is already replaced in :mod:`lsld_engine.encoders._laion`.)
-    """
-    from lsld_engine.model import HANEncoder
-
-    original = HANEncoder.forward
-
-    def forward(self, a: torch.Tensor, v: torch.Tensor):
-        b = a.shape[0]
-        x = torch.cat([a, v])
-        for layer in self.layers:
-            x = layer(x)
-        a, v = x[:b], x[b:]
-        if self.final_norm:
-            a, v = self.norm1(a), self.norm2(v)
-        return a, v
-
-    HANEncoder.forward = forward
-    try:
-        yield
-    finally:
-        HANEncoder.forward = original

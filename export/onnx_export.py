@@ -23,7 +23,7 @@ import onnx
 import torch
 from torch import nn
 
-from export.networks import IO, check_network, example_inputs, export_patches
+from export.networks import IO, check_network, example_inputs
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def export_onnx(network: str, module: nn.Module, path: str | os.PathLike, *, ops
     path.parent.mkdir(parents=True, exist_ok=True)
     args = tuple(torch.from_numpy(x) for x in example_inputs(network, EXPORT_BATCH))
     batch = torch.export.Dim(BATCH_AXIS, min=1)
-    with torch.inference_mode(False), torch.no_grad(), export_patches():
+    with torch.inference_mode(False), torch.no_grad():
         program = torch.onnx.export(
             module.eval(), args, None, input_names=list(io.inputs), output_names=list(io.outputs),
             opset_version=opset, dynamo=True, dynamic_shapes=tuple({0: batch} for _ in args),
@@ -165,7 +165,7 @@ def _check_dynamic_batch(model: onnx.ModelProto, path: Path) -> None:
             raise ExportError(
                 f"{path.name}: axis 0 of {v.name!r} was fixed to {d0.dim_value} while tracing, so the "
                 f"file would run only at batch {d0.dim_value}; some Python int() / chunk() on a batch-"
-                f"dependent size in the model needs a tensor-friendly form (see export.networks.export_patches)")
+                f"dependent size in the model needs a tensor-friendly form (slicing, integer tensor ops)")
         d0.dim_param = BATCH_AXIS  # one readable name for the batch axis everywhere
 
 

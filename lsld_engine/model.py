@@ -143,10 +143,12 @@ class HANEncoder(nn.Module):
 
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``a``, ``v`` ``(B, T, D)`` -> encoded ``(B, T, D)`` each."""
+        b = a.shape[0]
         x = torch.cat([a, v])
         for layer in self.layers:
             x = layer(x)
-        a, v = x.chunk(2)
+        # Slicing, not chunk(2): chunk's guard would make torch.export bake the batch size in.
+        a, v = x[:b], x[b:]
         if self.final_norm:
             a, v = self.norm1(a), self.norm2(v)
         return a, v

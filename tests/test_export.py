@@ -156,16 +156,6 @@ def test_export_refuses_a_batch_baked_into_the_graph(tmp_path):
         export_onnx("han", Baked(), tmp_path / "baked.onnx")
 
 
-def test_han_export_patch_restores_the_model():
-    from export.networks import export_patches
-    from lsld_engine.model import HANEncoder
-
-    before = HANEncoder.forward
-    with export_patches():
-        assert HANEncoder.forward is not before
-    assert HANEncoder.forward is before
-
-
 # --- onnx backend ----------------------------------------------------------------------------------
 
 def test_onnx_backend_matches_torch(exported, engine_dir):
