@@ -59,9 +59,15 @@ def save_han(model: HAN, path: str | os.PathLike, extra: dict | None = None) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = model.config.to_dict()
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"han_config": json.dumps(cfg), "format": "lsld-engine/han-v1"})
     side = {"han_config": cfg, **(extra or {})}
-    path.with_suffix(".json").write_text(json.dumps(side, indent=2) + "\n")
+    # Temp name + rename: training rewrites this file every time validation improves, and a kill
+    # mid-write must leave the previous checkpoint intact.
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"han_config": json.dumps(cfg), "format": "lsld-engine/han-v1"})
+    tmp_json = path.with_suffix(".json.tmp")
+    tmp_json.write_text(json.dumps(side, indent=2) + "\n")
+    os.replace(tmp, path)
+    os.replace(tmp_json, path.with_suffix(".json"))
     return path
 
 
@@ -74,6 +80,9 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         head = f.read(9)
     if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{"):
         return _read_safetensors(path)
+    if not (head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"):  # torch.save: zip archive or legacy pickle
+        raise CheckpointError(f"{path}: not a checkpoint: neither a safetensors file nor a torch.save file "
+                              f"(zip archive or pickle); corrupt, truncated or another format?")
     return _read_torch(path), None
 
 
@@ -97,7 +106,11 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as e:
         msg = str(e)
         # torch's message is long; keep the part that names the refused global.
-        detail = msg[msg.find("WeightsUnpickler error:"):].split("\n\n")[0] if "WeightsUnpickler" in msg else msg[:300]
+        if "WeightsUnpickler error:" in msg:
+            detail = msg[msg.find("WeightsUnpickler error:"):].split("Check the documentation")[0].split(" Please use")[0]
+            detail = " ".join(detail.split())[:300]
+        else:
+            detail = msg[:300]
         raise CheckpointError(
             f"{path}: refused to unpickle (weights_only=True allows tensors, containers and numpy "
             f"arrays/scalars only): {detail.strip()}") from None

@@ -1,5 +1,9 @@
 """``lsld-engine`` command line: argument parsing only; each subcommand lives in its own module.
 
+Ordinary user mistakes (a missing file, a corrupt checkpoint, a malformed CSV) raise the engine's
+own error types; :func:`report_user_errors` turns those into one ``PROG: error: ...`` line and
+exit status 2 (set ``LSLD_DEBUG=1`` for the traceback). Anything else is a bug and keeps its traceback.
+
 A subcommand module under ``lsld_engine/commands/`` exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; it is imported only when chosen, so ``lsld-engine eval`` never loads the
 encoder or media stacks.
@@ -8,7 +12,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from typing import Callable
+
+#: The engine's error types for bad user input (matched by name: importing their modules here
+#: would load torch for ``lsld-engine eval``). All subclass ValueError / RuntimeError / OSError.
+USER_ERROR_NAMES = frozenset({
+    "CheckpointError", "FeatureError", "PredictionsError", "PromptError", "AnnotationError", "MediaError",
+    "MissingWeightsError",
+})
+_USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -20,7 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lsld-engine", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lsld-engine", description="Audio-visual video parsing with LSLD: score, extract features, "
+        "parse videos, export. Training: python -m train.lsld --help.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = next((a for a in (argv or []) if not a.startswith("-")), None)
@@ -40,10 +56,51 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def at_least(minimum: float, type_: type = int, strict: bool = False) -> Callable[[str], float]:
+    """argparse type: a number ``>= minimum`` (``> minimum`` with ``strict``), so ``--limit -1`` or
+    ``--batch-size 0`` stop at parse time instead of misbehaving later."""
+    def parse(text: str):
+        try:
+            value = type_(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if type_ is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text}")
+        return value
+    parse.__name__ = type_.__name__  # argparse names the type in its messages
+    return parse
+
+
+def is_user_error(e: BaseException) -> bool:
+    """True for the engine's bad-input errors (see :data:`USER_ERROR_NAMES`) and missing/unreadable paths."""
+    if isinstance(e, _USER_OS_ERRORS):
+        return True
+    return any(c.__name__ in USER_ERROR_NAMES and c.__module__.split(".")[0] in ("lsld_engine", "export", "train")
+               for c in type(e).__mro__)
+
+
+def report_user_errors(prog: str, fn: Callable[[], int | None]) -> int:
+    """``fn()``'s exit status; a user error becomes ``PROG: error: MESSAGE`` on stderr and status 2,
+    Ctrl-C a one-line note and status 130."""
+    try:
+        return int(fn() or 0)
+    except KeyboardInterrupt:
+        if os.environ.get("LSLD_DEBUG"):
+            raise
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - re-raised unless it is a user error
+        if not is_user_error(e) or os.environ.get("LSLD_DEBUG"):
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
-    return int(args._run(args) or 0)
+    return report_user_errors(f"lsld-engine {args.command}", lambda: args._run(args))
 
 
 if __name__ == "__main__":

@@ -105,7 +105,9 @@ def _read_npy(path: Path) -> np.ndarray:
     """One ``.npy`` file; plain v1 files are read with one ``readinto`` (GIL released), others by np.load."""
     with open(path, "rb") as fh:
         head = fh.read(10)
-        if len(head) == 10 and head[:6] == b"\x93NUMPY" and head[6] == 1:
+        if head[:6] != b"\x93NUMPY":  # np.load would try it as a pickle and blame "pickled data"
+            raise ValueError("not a .npy file (no NUMPY header); corrupt or another format?")
+        if len(head) == 10 and head[6] == 1:
             meta = _parse_npy_header(fh.read(int.from_bytes(head[8:10], "little")).decode("latin1"))
             if meta is not None and not meta[1] and meta[0].kind == "f" and meta[0].isnative:
                 arr = np.empty(meta[2], meta[0])
@@ -144,6 +146,11 @@ def _load_modality(paths: DatasetPaths, modality: str, video_ids: Sequence[str],
     files = [paths.feature_file(modality, v) for v in video_ids]
     if n == 0:
         return np.zeros((0, *shape), dtype or np.float32)
+    folder = files[0].parent
+    if not folder.is_dir():
+        flag = "--clap-dir" if modality == "audio" else "--clip-dir"
+        raise FeatureError(f"{modality} feature folder not found: {folder} (pass {flag}, or write it with "
+                           f"`lsld-engine extract VIDEOS --out ROOT`)")
     first = _read_one(files[0], video_ids[0], shape)
     dt = np.dtype(dtype) if dtype is not None else first.dtype
     out = np.empty((n, *shape), dt)
@@ -162,14 +169,16 @@ def _load_modality(paths: DatasetPaths, modality: str, video_ids: Sequence[str],
         bar = tqdm(total=n, desc=f"load {modality} features", unit="video", file=sys.stderr,
                    leave=False, mininterval=0.5, initial=1)
     chunk = 256
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for start in range(1, n, chunk):
-            # list() re-raises the first worker error with its message intact.
-            list(pool.map(work, range(start, min(n, start + chunk))))
-            if bar is not None:
-                bar.update(min(n, start + chunk) - start)
-    if bar is not None:
-        bar.close()
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for start in range(1, n, chunk):
+                # list() re-raises the first worker error with its message intact.
+                list(pool.map(work, range(start, min(n, start + chunk))))
+                if bar is not None:
+                    bar.update(min(n, start + chunk) - start)
+    finally:  # also on an error, so its message does not land on the bar's line
+        if bar is not None:
+            bar.close()
     return out
 
 

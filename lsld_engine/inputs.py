@@ -105,8 +105,13 @@ def read_records(path: str | os.PathLike, repair: bool = True) -> dict[str, dict
             with open(path, "r+b") as f:
                 f.truncate(end)
         data = data[:end]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); not a predictions/log "
+                         "JSONL? Fix or remove the file to start over") from None
     records: dict[str, dict] = {}
-    for lineno, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

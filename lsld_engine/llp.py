@@ -74,20 +74,32 @@ def parse_labels(text: str, where: str) -> list[int]:
 def _rows(path: Path, header: tuple[str, ...]):
     """Yield ``(line_number, fields)`` of a tab-separated file after checking its header."""
     path = Path(path)
+    if path.parent.is_file():
+        raise NotADirectoryError(f"{path.parent} is a file; give the folder that holds the annotation files "
+                                 f"({path.name}, ...)")
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        first = f.readline().rstrip("\r\n").split("\t")
-        if tuple(first) != header:
-            raise AnnotationError(f"{path}:1: expected header {'<TAB>'.join(header)!r}, got {first!r}")
-        for lineno, line in enumerate(f, start=2):
-            line = line.rstrip("\r\n")
+    header_seen = False
+    with open(path, "rb") as f:  # decoded per line, so a bad byte is reported with its line number
+        for lineno, raw in enumerate(f, start=1):
+            try:  # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the header
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise AnnotationError(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+            if lineno == 1:
+                header_seen = True
+                first = line.split("\t")
+                if tuple(first) != header:
+                    raise AnnotationError(f"{path}:1: expected header {'<TAB>'.join(header)!r}, got {first!r}")
+                continue
             if not line.strip():
                 continue
             fields = line.split("\t")
             if len(fields) != len(header):
                 raise AnnotationError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, got {len(fields)}")
             yield lineno, fields
+    if not header_seen:
+        raise AnnotationError(f"{path}: empty file; expected the header {'<TAB>'.join(header)!r}")
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,9 @@ def load_prompt_cache(path: str | os.PathLike) -> PromptTable:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prompt cache not found: {path}")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # np.load would try a non-zip file as a pickle and say so
+            raise PromptError(f"{path}: not a prompt cache (not an .npz archive); corrupt or another format?")
     try:
         with np.load(path, allow_pickle=False) as z:
             if "texts" not in z or "embeddings" not in z:

@@ -449,18 +449,26 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--labels", required=True, help="labels.npz from `python -m train.lsld denoise`")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
+    from lsld_engine.cli import report_user_errors
+
     if args.cmd == "make":
         n_train, n_val, n_test = SIZES[args.size]
         llp = {"auto": default_llp_dir(), "none": None}.get(args.llp_dir, args.llp_dir)
         if llp is not None and not (Path(llp) / WEAK_FILES["train"]).is_file():
             raise SystemExit(f"--llp-dir {llp}: {WEAK_FILES['train']} not found there")
-        make_world(args.out, n_train=args.n_train or n_train, n_val=n_val, n_test=n_test, seed=args.seed,
-                   llp_dir=llp, dtype="float32" if args.float32 else "float16")
-        print(args.out)
-    else:
+
+        def make() -> int:
+            make_world(args.out, n_train=args.n_train or n_train, n_val=n_val, n_test=n_test, seed=args.seed,
+                       llp_dir=llp, dtype="float32" if args.float32 else "float16")
+            print(args.out)
+            return 0
+        return report_user_errors("python -m lsld_engine.synth make", make)
+
+    def quality() -> int:
         res = label_quality(args.data, args.labels)
         print(json.dumps(res, indent=2) if args.json else format_quality(res))
-    return 0
+        return 0
+    return report_user_errors("python -m lsld_engine.synth quality", quality)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import logging
 import os
 import sys
 import time
+from typing import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,9 @@ class TrainConfig:
             raise ValueError(f"unknown precision {self.precision!r}: expected fp32 or bf16")
         if self.labels not in OBJECTIVES:
             raise ValueError(f"unknown --labels {self.labels!r}: expected one of {list(OBJECTIVES)}")
+        for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.select_metric not in METRIC_KEYS:
             raise ValueError(f"unknown selection metric {self.select_metric!r}: expected one of {list(METRIC_KEYS)}")
 
@@ -219,9 +223,13 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(model: HAN, train: TrainSet, val: EvalSet, cfg: TrainConfig, *, progress: bool = True,
-        evaluate_initial: bool = True) -> FitResult:
+        evaluate_initial: bool = True, on_epoch: Callable[[HAN, FitResult], None] | None = None) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` epochs, validating after each; keeps the best epoch by
-    ``cfg.select_metric``. Deterministic on CPU for a given ``cfg.seed`` (and model init)."""
+    ``cfg.select_metric``. Deterministic on CPU for a given ``cfg.seed`` (and model init).
+
+    ``on_epoch(model, result)`` runs after each epoch's validation (``result.history[-1]`` is that
+    epoch); the training stage uses it to write the best checkpoint as soon as it improves, so an
+    interrupted run keeps its best epoch so far."""
     from tqdm import tqdm
 
     device = torch.device(cfg.device)
@@ -275,6 +283,8 @@ def fit(model: HAN, train: TrainSet, val: EvalSet, cfg: TrainConfig, *, progress
                  "(%s best %.2f @ %d)  %.1fs", epoch, cfg.epochs, row["loss"], lr, metrics["seg_a"],
                  metrics["seg_v"], metrics["evt_a"], metrics["evt_v"], metrics["evt_av"],
                  cfg.select_metric, best, result.best_epoch, row["seconds"])
+        if on_epoch is not None:
+            on_epoch(model, result)
     result.seconds = time.perf_counter() - t_start
     if result.best_state is None:  # zero epochs: the initial model is the best we have
         result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -127,15 +127,22 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
     :class:`PredictionsError` naming the file and line number.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"predictions file {path} is a folder; pass the JSONL file itself")
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
     records: dict[str, dict] = {}
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:  # decoded per line, so a bad byte is reported with its line number
+        for lineno, raw in enumerate(f, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise PredictionsError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start}); "
+                                       "is this a predictions JSONL?") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:

@@ -97,6 +97,16 @@ def test_missing_and_error_videos_are_an_error_listing_them(world, tmp_path, cap
     assert rc == 2 and out.out == ""
     assert missing in out.err and failed in out.err and "--allow-missing" in out.err
     assert "no prediction line (1)" in out.err and "error line (1)" in out.err
+    assert str(ann) in out.err  # which annotations were used (the default may be implicit)
+    assert "another dataset" not in out.err
+
+
+def test_predictions_for_another_dataset_say_so(world, tmp_path, capsys):
+    ann, split, pa, pv = world
+    other = [f"other_{i}" for i in range(len(split))]
+    pred = _write_predictions(tmp_path / "p.jsonl", other, pa, pv)
+    rc, out = _run_json(capsys, "--pred", pred, "--annotations", ann)
+    assert rc == 2 and "none of its" in out.err and "--annotations" in out.err
 
 
 def test_allow_missing_scores_them_as_empty(world, tmp_path, capsys):

@@ -346,11 +346,12 @@ def test_cli_needs_a_checkpoint_or_random_weights(tmp_path):
         main(["export", "--networks", "clip_image", "--out", str(tmp_path)])
 
 
-def test_cli_missing_checkpoint_names_the_file(tmp_path):
+def test_cli_missing_checkpoint_names_the_file(tmp_path, capsys):
     from lsld_engine.cli import main
 
-    with pytest.raises((FileNotFoundError, ValueError), match="nope.safetensors"):
-        main(["export", "--networks", "han", "--model", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path)])
+    rc = main(["export", "--networks", "han", "--model", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nope.safetensors" in err and "Traceback" not in err
 
 
 # --- parse engine integration ---------------------------------------------------------------------

@@ -219,9 +219,19 @@ def test_missing_weights_fail_fast_naming_the_flag(videos, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_no_videos_is_an_error(tmp_path):
-    with pytest.raises(SystemExit, match="no video files"):
+def test_no_videos_is_an_error(tmp_path, capsys):
+    # status 2 (usage), not 1 (= some videos failed), as docs/parse.md says
+    with pytest.raises(SystemExit) as e:
         main(["parse", str(tmp_path), "--out", str(tmp_path / "r.jsonl"), "--random-weights"])
+    assert e.value.code == 2
+    assert "no video files" in capsys.readouterr().err
+
+
+def test_missing_input_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["parse", str(tmp_path / "absent"), "--out", str(tmp_path / "r.jsonl"), "--random-weights"])
+    assert e.value.code == 2
+    assert "absent" in capsys.readouterr().err
 
 
 # --- the encode stage ------------------------------------------------------------------------------------

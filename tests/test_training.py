@@ -199,6 +199,32 @@ def test_cli_stages_end_to_end(tiny_world, tmp_path, capsys):
     assert json.loads((run2 / "metrics.json").read_text())["test"] is None
 
 
+def test_interrupted_training_keeps_its_best_checkpoint(tiny_world, tmp_path, monkeypatch):
+    """A run stopped after epoch 2 of 5 still has a loadable best checkpoint and its history."""
+    import lsld_engine.training as training
+    from lsld_engine.checkpoint import load_han
+    from train.lsld import main
+
+    real_eval = training.evaluate_model
+    calls = {"n": 0}
+
+    def eval_then_stop(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:  # initial + 2 epochs done, stop during epoch 3's validation
+            raise KeyboardInterrupt
+        return real_eval(*a, **k)
+
+    monkeypatch.setattr(training, "evaluate_model", eval_then_stop)
+    run = tmp_path / "run"
+    main(["train", "--data", str(tiny_world), "--run-dir", str(run), "--labels", "weak", "--epochs", "5",
+          "--num-layers", "1", "--no-progress"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(metrics["val"]) == 2 and metrics["best_epoch"] in (1, 2)
+    assert json.loads((run / "best.json").read_text())["best_epoch"] == metrics["best_epoch"]
+    assert load_han(run / "best.safetensors").config.num_layers == 1
+    assert not list(run.glob("*.tmp"))
+
+
 @pytest.mark.slow
 def test_cli_denoise_stage_and_label_alignment(tiny_world, tmp_path):
     from train.lsld import main

@@ -24,6 +24,8 @@ from lsld_engine.prompts import (DEFAULT_MAX_LABELS, PromptError, PromptTable, T
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from lsld_engine.cli import at_least
+
     p.add_argument("--data", help="dataset root (AVVP_*.csv, feats/clip_16, feats/clap_audioset, prompts/)")
     p.add_argument("--out", default="labels.npz", help="output labels file (default: labels.npz)")
     p.add_argument("--clip-dir", help="CLIP frame features folder (default ROOT/feats/clip_16)")
@@ -34,13 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clap-text-dir", help="local RoBERTa tokenizer folder for the CLAP text tower")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="ReW weight for 'with' segments (default 4)")
     p.add_argument("--beta", type=float, default=DEFAULT_BETA, help="ReW weight for 'without' segments (default 0.4)")
-    p.add_argument("--max-labels", type=int, default=DEFAULT_MAX_LABELS,
+    p.add_argument("--max-labels", type=at_least(1), default=DEFAULT_MAX_LABELS,
                    help="refuse videos with more labels (2**k prompts each; default 8)")
     p.add_argument("--write-prompt-cache", action="store_true",
                    help="write the prompt embeddings used to the prompts dir (merged with the cache)")
     p.add_argument("--class-names", default="raw",
                    help="class-name texts for ReW: raw (LLP names, default), phrases, or a file of 25 lines")
-    p.add_argument("--workers", type=int, help="feature-reading threads")
+    p.add_argument("--workers", type=at_least(0), help="feature-reading threads (0: automatic)")
 
 
 def _text_tower(kind: str, args) -> TextEncoder | None:
@@ -73,6 +75,9 @@ def _table(kind: str, path: Path, texts: list[str], args) -> tuple[PromptTable, 
 def run(args) -> int:
     if not args.data:
         raise SystemExit("denoise: --data ROOT is required (make a synthetic one: python -m lsld_engine.synth make --out ROOT)")
+    if Path(args.out).is_dir():
+        raise SystemExit(f"denoise: --out {args.out} is a folder; give the labels file to write (e.g. "
+                         f"{Path(args.out) / 'labels.npz'})")
     t0 = time.perf_counter()
     paths = dataset_paths(args.data, args.clip_dir, args.clap_dir, args.prompts_dir)
     split = load_split_labels(paths, "train")
@@ -113,7 +118,9 @@ def run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.denoise", description=__doc__.splitlines()[0])
     add_arguments(p)
-    return run(p.parse_args(argv))
+    args = p.parse_args(argv)
+    from lsld_engine.cli import report_user_errors
+    return report_user_errors(p.prog, lambda: run(args))
 
 
 if __name__ == "__main__":

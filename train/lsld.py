@@ -36,19 +36,45 @@ DEFAULT_WORLD = {"n_train": 1200, "n_val": 300, "n_test": 300, "seed": 0}
 
 
 # ----------------------------------------------------------------------------------------- args
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (epochs, batch size, layers, video counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def device_arg(text: str) -> str:
+    """argparse type: a torch device string that exists here (checked before any data is loaded)."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine; use --device cpu")
+    return text
+
+
 def _add_data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--data", type=Path, required=required,
-                   help="dataset root (annotation CSVs + feats/); default: the built-in synthetic world")
+                   help="dataset root (annotation CSVs + feats/)"
+                        + ("" if required else "; default: the built-in synthetic world"))
     p.add_argument("--clip-dir", type=Path, help="CLIP frame features folder (default ROOT/feats/clip_16)")
     p.add_argument("--clap-dir", type=Path, help="CLAP audio features folder (default ROOT/feats/clap_audioset)")
-    p.add_argument("--workers", type=int, default=None, help="feature-loading threads")
+    from lsld_engine.cli import at_least
+    p.add_argument("--workers", type=at_least(0), default=None, help="feature-loading threads (0: automatic)")
 
 
 def _add_world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--world-dir", type=Path, help="where the synthetic world lives (default RUN_DIR/synth_world)")
-    p.add_argument("--world-train", type=int, default=DEFAULT_WORLD["n_train"], help="synthetic train videos")
-    p.add_argument("--world-val", type=int, default=DEFAULT_WORLD["n_val"], help="synthetic val videos")
-    p.add_argument("--world-test", type=int, default=DEFAULT_WORLD["n_test"], help="synthetic test videos")
+    p.add_argument("--world-train", type=positive_int, default=DEFAULT_WORLD["n_train"], help="synthetic train videos")
+    p.add_argument("--world-val", type=positive_int, default=DEFAULT_WORLD["n_val"], help="synthetic val videos")
+    p.add_argument("--world-test", type=positive_int, default=DEFAULT_WORLD["n_test"], help="synthetic test videos")
     p.add_argument("--world-seed", type=int, default=DEFAULT_WORLD["seed"], help="synthetic world seed")
 
 
@@ -61,23 +87,29 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", choices=list(OBJECTIVES), default=d.labels,
                    help="training objective (Table 2): weak = HAN baseline, den = DeN labels, den+rew = DeN + ReW")
     p.add_argument("--labels-file", type=Path, help="labels.npz (default RUN_DIR/labels.npz)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="videos per batch")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help="training epochs")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="videos per batch")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--step-size", type=int, default=d.step_size, help="StepLR period in epochs")
+    p.add_argument("--step-size", type=positive_int, default=d.step_size, help="StepLR period in epochs")
     p.add_argument("--gamma", type=float, default=d.gamma, help="StepLR factor")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of init, shuffling and dropout")
-    p.add_argument("--num-layers", type=int, default=4, help="HAN layers")
+    p.add_argument("--num-layers", type=positive_int, default=4, help="HAN layers")
     p.add_argument("--select-metric", choices=list(METRIC_KEYS), default=d.select_metric,
                    help="validation metric that picks the best epoch")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16 autocasts the training matmuls (faster on CPUs with AVX512-BF16/AMX and on GPUs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring verbatim, and defaults in the option help."""
+    """The module docstring verbatim, and defaults in the option help (unless it already names one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False) or action.required:
+            return text
+        return super()._get_help_string(action)
 
 
 def build_parser(stage: str) -> argparse.ArgumentParser:
@@ -94,7 +126,7 @@ def build_parser(stage: str) -> argparse.ArgumentParser:
                        help="our .safetensors checkpoint, the official LSLD.pt, or a weights-only torch file")
         p.add_argument("--split", default="test", choices=["val", "test"], help="split to score")
         p.add_argument("--json", action="store_true", help="print the ten numbers as one JSON object")
-        p.add_argument("--num-layers", type=int, help="override the layer count read from the checkpoint")
+        p.add_argument("--num-layers", type=positive_int, help="override the layer count read from the checkpoint")
         return p
     _add_data_args(p, required=(stage == "train"))
     if stage in ("all", "ablation"):
@@ -192,7 +224,15 @@ def stage_train(args) -> dict:
 
     seed_everything(cfg.seed)
     model = build_han(num_layers=args.num_layers)
-    result = fit(model, train_set, val_set, cfg, progress=progress)
+
+    def save_progress(model, result) -> None:
+        # Written every epoch, so a run stopped part-way keeps its best checkpoint and its history.
+        if result.best_epoch == len(result.history):
+            save_han(model, run / "best.safetensors",
+                     extra={"best_epoch": result.best_epoch, "val": result.history[-1]})
+        write_json(run / "metrics.json", metrics_record(result, None))
+
+    result = fit(model, train_set, val_set, cfg, progress=progress, on_epoch=save_progress)
     model.load_state_dict(result.best_state)
     ckpt = save_han(model, run / "best.safetensors", extra={"best_epoch": result.best_epoch,
                                                             "val": result.history[result.best_epoch - 1]
@@ -255,8 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     rest = argv[1:] if argv and argv[0] in STAGES else argv
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    args = build_parser(stage).parse_args(rest)
+    parser = build_parser(stage)
+    args = parser.parse_args(rest)
+    from lsld_engine.cli import report_user_errors
+    return report_user_errors(parser.prog, lambda: _run_stage(stage, args))
 
+
+def _run_stage(stage: str, args: argparse.Namespace) -> int:
     if stage == "denoise":
         from train import denoise as denoise_stage
         return int(denoise_stage.run(args) or 0)

@@ -50,7 +50,10 @@ def _run(args: argparse.Namespace) -> int:
     failed = [v for v in split.video_ids if v in preds and preds[v]["status"] != "ok"]
     if (absent or failed) and not args.allow_missing:
         print(f"lsld-engine eval: error: {len(absent) + len(failed)} of {len(split)} {args.split} videos "
-              f"have no usable prediction in {args.pred}", file=sys.stderr)
+              f"(annotations: {ann}) have no usable prediction in {args.pred}", file=sys.stderr)
+        if preds and len(absent) == len(split):
+            print(f"  none of its {len(preds)} video ids is in this split: predictions for another dataset? "
+                  "pass --annotations DIR (or --split)", file=sys.stderr)
         for kind, ids in (("no prediction line", absent), ("error line", failed)):
             if ids:
                 more = f" ... and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else ""

@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from lsld_engine.cli import at_least
+
 log = logging.getLogger("lsld_engine")
 
 
@@ -20,7 +22,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
                    help="video files and/or folders (walked recursively for common video extensions)")
     p.add_argument("--list", dest="list_file", type=Path, default=None,
                    help="a text file with one video path per line (relative to the file's folder)")
-    p.add_argument("--limit", type=int, default=None, help="process at most this many (not yet done) videos")
+    p.add_argument("--limit", type=at_least(0), default=None, help="process at most this many (not yet done) videos")
 
 
 def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,9 +31,9 @@ def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available, else cpu)")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
                    help="encoder precision (default: fp16 on cuda, fp32 on cpu; autocast, weights stay fp32)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=at_least(0), default=None,
                    help="decoding processes (default: CPUs - 1 with cuda, CPUs / 2 on cpu; 0 = no processes)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=at_least(1), default=None,
                    help="CLIP images per encoder batch (default: 256 on cuda, 64 on cpu); CLAP segments use a "
                         "quarter of it")
     p.add_argument("--pixels", choices=("cpu", "device"), default="cpu",
@@ -41,7 +43,7 @@ def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", choices=("cpu", "nvdec"), default="cpu",
                    help="video decoder: cpu (FFmpeg software) or nvdec (GPU, implies --pixels device; falls "
                         "back to cpu per file; not yet run on a GPU, see docs/pixels.md)")
-    p.add_argument("--decode-timeout", type=float, default=None,
+    p.add_argument("--decode-timeout", type=at_least(0, float, strict=True), default=None,
                    help="seconds after which one video's decoding is abandoned (error line; default: no limit)")
     p.add_argument("--random-weights", action="store_true",
                    help="random-weight networks where no checkpoint is given (demos, tests, benchmarks only)")
@@ -103,17 +105,23 @@ def backend_options(args, device: str, precision: str) -> dict:
 
 
 def collect(args, prog: str):
-    """The inputs of ``args`` (sorted, unique ids), or SystemExit with a message."""
+    """The inputs of ``args`` (sorted, unique ids); a usage error is printed and exits with status 2
+    (status 1 means "some videos failed")."""
     from lsld_engine.inputs import collect_inputs
 
+    def usage_error(msg: str) -> SystemExit:
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return SystemExit(2)
+
     if not args.inputs and args.list_file is None:
-        raise SystemExit(f"{prog}: error: give video files / folders, or --list FILE")
+        raise usage_error("give video files / folders, or --list FILE")
     try:
         items = collect_inputs(args.inputs, args.list_file)
     except FileNotFoundError as e:
-        raise SystemExit(f"{prog}: error: {e}")
+        raise usage_error(str(e)) from None
     if not items:
-        raise SystemExit(f"{prog}: error: no video files found in {', '.join(map(str, args.inputs))}")
+        where = ", ".join(map(str, args.inputs)) or str(args.list_file)
+        raise usage_error(f"no video files found in {where}")
     return items
 
 

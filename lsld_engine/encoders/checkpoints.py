@@ -176,12 +176,18 @@ def read_state_dict(path: str | os.PathLike, what: str = "checkpoint") -> tuple[
         return strip_prefix(state), meta
     if is_torchscript_archive(p):
         return strip_prefix(read_torchscript_state_dict(p)), {"source": "torchscript"}
+    if not (head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"):  # torch.save: zip archive or legacy pickle
+        raise CheckpointError(f"{p}: not a {what} file: neither safetensors, TorchScript nor a torch.save file "
+                              f"(zip archive or pickle); corrupt, truncated or another format?")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        msg = str(e)  # torch's text is long; keep the part that names what was refused
+        if "WeightsUnpickler error:" in msg:
+            msg = msg[msg.find("WeightsUnpickler error:"):].split("Check the documentation")[0].split(" Please use")[0]
         raise CheckpointError(
             f"{p}: refused by torch.load(weights_only=True) — it pickles objects other than tensors "
-            f"({str(e).splitlines()[0][:200]}). Re-save its state dict (dict of tensors) and retry.") from e
+            f"({' '.join(msg.split())[:200]}). Re-save its state dict (dict of tensors) and retry.") from e
     except Exception as e:
         raise CheckpointError(f"{p}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
