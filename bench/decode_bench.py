@@ -25,20 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lsld_engine import decode_pool, media
-from lsld_engine.testing.videos import bench_spec, make_video
-
-
-def make_clips(folder: Path, n: int, width: int, height: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        p = folder / f"bench{i}_{width}x{height}.mp4"
-        if not p.exists():
-            tmp = p.with_suffix(".part.mp4")
-            make_video(tmp, bench_spec(width, height))
-            tmp.rename(p)
-        out.append(p)
-    return out
+from lsld_engine.testing.videos import bench_clips
 
 
 def _best(fn, repeat: int) -> float:
@@ -157,7 +144,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     w, h = (int(x) for x in args.size.split("x"))
     t = time.perf_counter()
-    paths = make_clips(Path(args.cache), 4, w, h)
+    paths = bench_clips(Path(args.cache), 4, w, h, prefix="bench")
     print(f"clips: {len(paths)} x 10 s {w}x{h} H.264 25 fps + AAC 44.1 kHz stereo in {args.cache} "
           f"({time.perf_counter() - t:.1f} s to make/find); machine: {os.cpu_count()} CPUs (shared: noisy)")
     split(paths[0], args.repeat)

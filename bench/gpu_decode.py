@@ -6,7 +6,7 @@
 (``bash bench/gpu_decode.sh`` wraps it for the lent machines: wheels, nvidia-smi, overall timeout.)
 
 Clips: synthetic 10-s 640x360 textured H.264 (crf 23, veryfast) + AAC at 25 fps, as in
-PERF-NOTES (``bench.parse_bench.make_clips``: 8 encoded, the rest copies). Backend: random-weight
+PERF-NOTES (``lsld_engine.testing.videos.bench_clips``: 8 encoded, the rest copies). Backend: random-weight
 real-size towers (CLIP ViT-B/16, CLAP HTSAT-tiny) + HAN, fp16 autocast on CUDA, built and warmed
 once. For each mode and worker count it runs ``lsld_engine.parse.parse_videos`` over all clips
 (records discarded) and reports clips/s, plus the decode-only bound of the same decode function
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from bench.parse_bench import make_clips
+    from lsld_engine.testing.videos import bench_clips
     from lsld_engine.inputs import VideoInput
 
     out = args.out or (Path(os.environ["OUT"]) / "gpu_decode.json" if os.environ.get("OUT") else None)
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     print(json.dumps(header), flush=True)
 
     t = time.perf_counter()
-    paths = make_clips(args.cache, args.videos)
+    paths = bench_clips(args.cache, args.videos)
     items = [VideoInput(str(p), p.stem) for p in paths]
     print(f"{len(paths)} clips ready in {time.perf_counter() - t:.0f} s", flush=True)
     if args.toy:

@@ -30,28 +30,7 @@ import time
 from pathlib import Path
 
 from lsld_engine.inputs import assign_ids
-
-
-def make_clips(folder: Path, n: int, unique: int = 8) -> list[Path]:
-    """``n`` clips; at most ``unique`` are encoded, the rest are copies (decoding cost is the same)."""
-    import shutil
-
-    from lsld_engine.testing.videos import bench_spec, make_video
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        p = folder / f"clip{i:04d}.mp4"
-        if not p.exists():
-            src = folder / f"clip{i % unique:04d}.mp4"
-            tmp = folder / f".clip{i:04d}.part.mp4"
-            if i < unique:
-                make_video(tmp, bench_spec())
-            else:
-                shutil.copy(src, tmp)
-            tmp.rename(p)
-        out.append(p)
-    return out
+from lsld_engine.testing.videos import bench_clips
 
 
 def build_backend(args):
@@ -132,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
           f"networks: {'toy encoders' if args.toy else f'random {args.size} CLIP/CLAP towers'} + random HAN; "
           f"{args.videos} clips of 10 s 640x360 H.264+AAC; pipeline workers {args.workers}", flush=True)
     t = time.perf_counter()
-    paths = make_clips(args.cache / "clips", args.videos)
+    paths = bench_clips(args.cache / "clips", args.videos)
     items = assign_ids(paths)
     print(f"clips ready in {time.perf_counter() - t:.1f} s", flush=True)
     backend = build_backend(args)

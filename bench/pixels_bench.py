@@ -30,20 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def make_clips(folder: Path, n: int, width: int, height: int) -> list[Path]:
-    from lsld_engine.testing.videos import bench_spec, make_video
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        p = folder / f"pix{i}_{width}x{height}.mp4"
-        if not p.exists():
-            tmp = p.with_suffix(".part.mp4")
-            make_video(tmp, bench_spec(width, height))
-            tmp.rename(p)
-        out.append(p)
-    return out
+from lsld_engine.testing.videos import bench_clips
 
 
 def _time(fn) -> float:
@@ -160,7 +147,7 @@ def main(argv=None) -> None:
 
     device = args.device or str(default_device())
     w, h = (int(x) for x in args.size.split("x"))
-    paths = make_clips(args.cache, args.videos, w, h)
+    paths = bench_clips(args.cache, args.videos, w, h, prefix="pix")
     print(f"clips: {len(paths)} x 10 s {w}x{h} H.264 + AAC; CPUs: {os.cpu_count()}; torch threads "
           f"{torch.get_num_threads()}; pixels on {device}" + (f" ({torch.cuda.get_device_name()})"
                                                                if device.startswith("cuda") else ""))

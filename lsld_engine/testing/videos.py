@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+import os
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,29 @@ def bench_spec(width: int = 640, height: int = 360, duration: float = 10.0) -> V
     (crf 23, veryfast) at 25 fps + AAC stereo 44.1 kHz."""
     return VideoSpec(width=width, height=height, duration=duration, sample_rate=44100, pattern="texture",
                      options={"crf": "23", "preset": "veryfast"})
+
+
+def bench_clips(folder: str | os.PathLike, n: int, width: int = 640, height: int = 360, *, unique: int = 8,
+                prefix: str = "clip") -> list[Path]:
+    """``n`` cached :func:`bench_spec` clips in ``folder`` for benchmarks; at most ``unique`` are
+    encoded and the rest are copies (decoding cost is the same). Existing clips are reused."""
+    import shutil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = lambda i: folder / f"{prefix}{i:04d}_{width}x{height}.mp4"  # noqa: E731
+    out = []
+    for i in range(n):
+        p = name(i)
+        if not p.exists():
+            tmp = folder / f".{p.stem}.part.mp4"
+            if i < unique:
+                make_video(tmp, bench_spec(width, height))
+            else:
+                shutil.copy(name(i % unique), tmp)
+            tmp.rename(p)
+        out.append(p)
+    return out
 
 
 def with_(spec: VideoSpec, **changes) -> VideoSpec:
