@@ -10,7 +10,6 @@ and probabilities alike).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -115,8 +114,9 @@ def events_to_masks(videos: Sequence[Iterable[dict]], num_segments: int = T,
                     segment_seconds: float = 1.0) -> np.ndarray:
     """Dense ``(N, num_segments, C)`` uint8 masks of N lists of events.
 
-    Onsets/offsets are rounded to the nearest segment boundary and clipped to the clip; an event sets
-    segments ``round(onset) <= t < round(offset)``. Unknown labels raise ``ValueError``.
+    An event sets segments ``floor(onset) <= t < ceil(offset)`` (in segment units, clipped to the
+    clip), so an offset clipped to a video's non-integer duration keeps its partial last segment.
+    Unknown labels raise ``ValueError``.
     """
     vid, cls, on, off = [], [], [], []
     for i, events in enumerate(videos):
@@ -130,15 +130,13 @@ def events_to_masks(videos: Sequence[Iterable[dict]], num_segments: int = T,
             off.append(e["offset"])
     out = np.zeros((len(videos), num_segments, NUM_CLASSES), np.uint8)
     if vid:
-        start = np.clip(np.rint(np.asarray(on, np.float64) / segment_seconds), 0, num_segments).astype(np.int64)
-        end = np.clip(np.rint(np.asarray(off, np.float64) / segment_seconds), 0, num_segments).astype(np.int64)
+        # Onsets sit on segment boundaries; offsets may be clipped to a non-integer duration (the
+        # last, partial segment), so round the onset down and the offset up to whole segments.
+        eps = 1e-6
+        start = np.clip(np.floor(np.asarray(on, np.float64) / segment_seconds + eps), 0, num_segments).astype(np.int64)
+        end = np.clip(np.ceil(np.asarray(off, np.float64) / segment_seconds - eps), 0, num_segments).astype(np.int64)
         _fill_kernel(out, np.asarray(vid, np.int64), np.asarray(cls, np.int64), start, end)
     return out
-
-
-def window_count(duration: float, window_seconds: float = 10.0) -> int:
-    """Number of 10-s windows covering ``duration`` seconds (at least one)."""
-    return max(1, math.ceil(duration / window_seconds - 1e-9))
 
 
 def _as_mask(x, name: str) -> np.ndarray:

@@ -120,9 +120,16 @@ def window_ids(video_id: str, num_windows: int) -> list[str]:
     return [f"{video_id}@{w * WINDOW_SECONDS}" for w in range(num_windows)]
 
 
+#: A trailing part shorter than this does not open a window of its own: clips cut from longer
+#: videos often run a frame or two past 10 s, and a second, all-padding window would cost a HAN
+#: pass and give stray events.
+WINDOW_TOLERANCE_SECONDS = 0.1
+
+
 def num_windows_for(duration: float) -> int:
-    """Windows covering ``duration`` seconds (at least one; a partial last window counts)."""
-    return max(1, math.ceil(duration / WINDOW_SECONDS - 1e-6))
+    """Windows covering ``duration`` seconds (at least one; a partial last window counts when it is
+    longer than :data:`WINDOW_TOLERANCE_SECONDS`)."""
+    return max(1, math.ceil((duration - WINDOW_TOLERANCE_SECONDS) / WINDOW_SECONDS))
 
 
 def _open(path: str, hwaccel=None):

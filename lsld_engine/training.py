@@ -275,7 +275,7 @@ def fit(model: HAN, train: TrainSet, val: EvalSet, cfg: TrainConfig, *, progress
         row = {"epoch": epoch, "loss": float(total) / n, "lr": lr, "seconds": time.perf_counter() - t0, **metrics}
         result.history.append(row)
         score = metrics[cfg.select_metric]
-        if score > best:
+        if score >= best:  # ties go to the later epoch, as in the official training loop
             best = score
             result.best_epoch = epoch
             result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -285,3 +285,8 @@ def test_pool_closed_early_stops_workers_and_cleans_up(videos):
     it.close()  # consumer gives up: busy workers are stopped, pending shared memory removed
     assert not glob.glob("/dev/shm/lsld-decode-*")
     assert not [p for p in multiprocessing.active_children() if p.name == "lsld-decode"]
+
+
+def test_window_count_ignores_a_trailing_frame_or_two():
+    from lsld_engine.media import num_windows_for
+    assert [num_windows_for(d) for d in (0.2, 10.0, 10.02, 10.2, 24.5, 30.0, 30.05)] == [1, 1, 1, 2, 3, 3, 3]

@@ -131,6 +131,17 @@ def test_training_improves_over_the_initial_validation_score(objective):
     assert again["evt_a"] == pytest.approx(best["evt_a"])
 
 
+def test_ties_in_the_selection_metric_go_to_the_later_epoch(monkeypatch):
+    import lsld_engine.training as training
+
+    flat = {k: 50.0 for k in ("seg_a", "seg_v", "seg_av", "seg_type", "seg_event",
+                              "evt_a", "evt_v", "evt_av", "evt_type", "evt_event")}
+    monkeypatch.setattr(training, "evaluate_model", lambda *a, **k: dict(flat))
+    train, val = _data()
+    _, res = _fit(train, val, epochs=3)
+    assert res.best_epoch == 3
+
+
 def test_training_is_deterministic_for_a_seed():
     train, val = _data()
     _, r1 = _fit(train, val, epochs=2)
