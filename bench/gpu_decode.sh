@@ -15,13 +15,7 @@ cd "$(dirname "$0")/.."
 N=${1:-96}
 W=${2:-1,8,16}
 MODES=${3:-naive,device,nvdec}
-PY=${PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || PY=python3
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+source bench/gpu_env.sh
 LOG=${OUT:+$OUT/gpu_decode.log}
 LOG=${LOG:-/dev/null}
 {

@@ -13,13 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-96}
 W=${2:-$(( $(nproc) - 1 ))}
-PY=${PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || PY=python3
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+source bench/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 echo "CPUs: $(nproc)   clips: $N   decode workers: $W"
 "$PY" - <<'PY' || { echo "missing packages: see the header of bench/gpu_parse.sh"; exit 2; }

@@ -27,13 +27,13 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from lsld_engine.decode_pool import DecodeFailure
-from lsld_engine.media import FRAMES_PER_WINDOW, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, window_ids
+from lsld_engine.media import FRAMES_PER_WINDOW, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, Windowed
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class EmbeddedVideo:
+class EmbeddedVideo(Windowed):
     """A video's embeddings, one row per 10-s window.
 
     ``frames``: ``(W, 80, D)`` float32 CLIP embeddings; ``audio``: ``(W, 10, D)`` float32 CLAP
@@ -46,14 +46,6 @@ class EmbeddedVideo:
     has_audio: bool
     frames: np.ndarray
     audio: np.ndarray
-
-    @property
-    def num_windows(self) -> int:
-        return int(self.frames.shape[0])
-
-    @property
-    def window_ids(self) -> list[str]:
-        return window_ids(self.video_id, self.num_windows)
 
 
 def clip_batches(videos: Sequence[Any], batch: int) -> Iterator[np.ndarray]:

@@ -83,8 +83,23 @@ class DecodedMedia:
     rotation: int = 0
 
 
+class Windowed:
+    """Shared by per-video results whose ``frames`` array leads with the window axis ``W``."""
+
+    video_id: str
+    frames: np.ndarray
+
+    @property
+    def num_windows(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def window_ids(self) -> list[str]:
+        return window_ids(self.video_id, self.num_windows)
+
+
 @dataclass
-class DecodedVideo:
+class DecodedVideo(Windowed):
     """A decoded video ready for the encoders.
 
     ``frames``: ``(W, 80, 224, 224, 3)`` uint8 RGB, not normalised.
@@ -98,14 +113,6 @@ class DecodedVideo:
     has_audio: bool
     frames: np.ndarray
     audio: np.ndarray
-
-    @property
-    def num_windows(self) -> int:
-        return int(self.frames.shape[0])
-
-    @property
-    def window_ids(self) -> list[str]:
-        return window_ids(self.video_id, self.num_windows)
 
 
 def video_id_of(path: str | Path) -> str:
