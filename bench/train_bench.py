@@ -55,10 +55,13 @@ def _labels(root: Path, ids: list[str], out: Path) -> dict:
     return read_labels(out, ids)
 
 
-def run_ours(root: Path, labels_path: Path, epochs: int, device: str, seed: int = 6, bf16: bool = False) -> dict:
+def run_ours(root: Path, labels_path: Path, epochs: int, device: str, seed: int = 6, precision: str = "fp32",
+             max_batches: int | None = None) -> dict:
+    """Our training loop exactly as ``fit`` runs it (its engine and epoch loop), without validation.
+    ``max_batches``: stop each epoch after that many batches (warm-up)."""
     from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
     from lsld_engine.model import build_han
-    from lsld_engine.training import TrainConfig, compute_loss, make_train_set, seed_everything
+    from lsld_engine.training import TrainConfig, make_train_set, make_trainer, seed_everything, train_epoch
 
     paths = dataset_paths(root)
     t0 = time.perf_counter()
@@ -69,31 +72,23 @@ def run_ours(root: Path, labels_path: Path, epochs: int, device: str, seed: int 
     t_load = time.perf_counter() - t0
 
     seed_everything(seed)
-    model = build_han().to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4, **({"fused": True} if device.startswith("cuda") else {"foreach": True}))
-    cfg = TrainConfig(device=device)
+    cfg = TrainConfig(device=device, precision=precision, seed=seed)
+    model = build_han().to(device)
+    trainer = make_trainer(model, cfg)
     gen = torch.Generator().manual_seed(seed)
     n = len(data)
     _sync(device)
     t0 = time.perf_counter()
+    order_n = n if max_batches is None else min(n, max_batches * cfg.batch_size)
     for _ in range(epochs):
-        order = torch.randperm(n, generator=gen).to(device)
-        for s in range(0, n, cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-                out = model.forward_pooled(data.audio[idx], data.visual[idx])
-            if bf16:
-                out = tuple(o.float() for o in out)
-            loss = compute_loss(out, data.weak[idx], data.seg_audio[idx], data.seg_visual[idx], cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(trainer, data, torch.randperm(n, generator=gen)[:order_n].to(device), cfg)
     _sync(device)
     t_train = time.perf_counter() - t0
-    return {"load_s": t_load, "train_s": t_train, "videos": n * epochs}
+    return {"load_s": t_load, "train_s": t_train, "videos": order_n * epochs}
 
 
-def run_naive(root: Path, labels_path: Path, epochs: int, device: str, seed: int = 6) -> dict:
+def run_naive(root: Path, labels_path: Path, epochs: int, device: str, seed: int = 6,
+              max_batches: int | None = None) -> dict:
     from bench.naive_han import NaiveHAN, NpyDataset, naive_loss
     from lsld_engine.dataset import dataset_paths, load_split_labels
 
@@ -109,8 +104,12 @@ def run_naive(root: Path, labels_path: Path, epochs: int, device: str, seed: int
     opt = torch.optim.Adam(model.parameters(), lr=2e-4)
     _sync(device)
     t0 = time.perf_counter()
+    videos = 0
     for _ in range(epochs):
-        for batch in loader:
+        for b, batch in enumerate(loader):
+            if max_batches is not None and b >= max_batches:
+                break
+            videos += batch["audio"].shape[0]
             batch = {k: v.to(device) for k, v in batch.items()}
             out = model(batch["audio"], batch["frames"])
             loss = naive_loss(out, batch)
@@ -118,7 +117,7 @@ def run_naive(root: Path, labels_path: Path, epochs: int, device: str, seed: int
             loss.backward()
             opt.step()
     _sync(device)
-    return {"load_s": 0.0, "train_s": time.perf_counter() - t0, "videos": len(ds) * epochs}
+    return {"load_s": 0.0, "train_s": time.perf_counter() - t0, "videos": videos}
 
 
 def _sync(device: str) -> None:
@@ -137,11 +136,13 @@ def side_by_side(args) -> None:
     labels_path = args.world_dir / "labels.npz"
     print(f"device: {_device_name(args.device)}; world: {args.videos} train videos; {args.epochs} epoch(s), "
           f"batch 32, 4-layer HAN", flush=True)
-    # Warm-up: first-call costs (allocator, MKL init) must not land on either side.
-    run_ours(root, labels_path, 0, args.device)
+    # Warm-up: first-call costs (allocator, oneDNN kernels, Numba cache loads) must not land on either side.
+    run_naive(root, labels_path, 1, args.device, max_batches=3)
+    for precision in ("fp32", "bf16") if args.bf16 else ("fp32",):
+        run_ours(root, labels_path, 1, args.device, precision=precision, max_batches=3)
     naive = run_naive(root, labels_path, args.epochs, args.device)
     ours = run_ours(root, labels_path, args.epochs, args.device)
-    bf16 = run_ours(root, labels_path, args.epochs, args.device, bf16=True) if args.bf16 else None
+    bf16 = run_ours(root, labels_path, args.epochs, args.device, precision="bf16") if args.bf16 else None
     v_naive = naive["videos"] / naive["train_s"]
     v_ours = ours["videos"] / ours["train_s"]
     v_ours_all = ours["videos"] / (ours["train_s"] + ours["load_s"])

@@ -222,6 +222,74 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
+class ModuleTrainer:
+    """Trains the :class:`HAN` module with autograd and ``torch.optim.Adam`` (fused on CUDA); the
+    engine :func:`fit` uses off the CPU. Same interface as :class:`~lsld_engine.packed_train.PackedTrainer`."""
+
+    def __init__(self, model: HAN, *, lr: float, precision: str = "fp32"):
+        self.model, self.precision = model, precision
+        device = next(model.parameters()).device
+        self.device_type = device.type
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr, **({"fused": True} if device.type == "cuda" else {"foreach": True}))
+
+    @property
+    def lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = value
+
+    def step(self, audio: torch.Tensor, visual: torch.Tensor, loss_fn) -> torch.Tensor:
+        self.model.train()
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self.model.forward_pooled(audio, visual)
+        if self.precision == "bf16":  # BCE is not autocast-safe: score in float32
+            out = tuple(o.float() for o in out)
+        loss = loss_fn(out)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    def write_back(self, model: HAN) -> HAN:
+        return model
+
+
+def make_trainer(model: HAN, cfg: TrainConfig):
+    """The training engine for ``model`` (already on ``cfg.device``): the packed CPU engine
+    (:mod:`lsld_engine.packed_train`) on CPU, :class:`ModuleTrainer` elsewhere."""
+    if torch.device(cfg.device).type == "cpu":
+        from lsld_engine.packed_train import PackedTrainer
+
+        return PackedTrainer(model, lr=cfg.lr, precision=cfg.precision, seed=cfg.seed)
+    return ModuleTrainer(model, lr=cfg.lr, precision=cfg.precision)
+
+
+def epoch_lr(cfg: TrainConfig, epoch: int) -> float:
+    """The learning rate of 1-based ``epoch`` under StepLR(step_size, gamma)."""
+    return cfg.lr * cfg.gamma ** ((epoch - 1) // cfg.step_size)
+
+
+def train_epoch(trainer, train: TrainSet, order: torch.Tensor, cfg: TrainConfig, bar=None) -> float:
+    """One pass over the videos ``order`` ``(M,)`` (a permutation of ``train``'s indices, or part of
+    one) in batches of ``cfg.batch_size``; returns the mean training loss. ``bar``: an optional
+    tqdm to advance per batch."""
+    total = torch.zeros((), dtype=torch.float64, device=train.audio.device)
+    for s in range(0, len(order), cfg.batch_size):
+        idx = order[s:s + cfg.batch_size]
+        weak = train.weak[idx]
+        seg_a = None if train.seg_audio is None else train.seg_audio[idx]
+        seg_v = None if train.seg_visual is None else train.seg_visual[idx]
+        loss = trainer.step(train.audio[idx], train.visual[idx],
+                            lambda out: compute_loss(out, weak, seg_a, seg_v, cfg))
+        total += loss.double() * idx.shape[0]
+        if bar is not None:
+            bar.update(1)
+    return float(total) / max(1, len(order))
+
+
 def fit(model: HAN, train: TrainSet, val: EvalSet, cfg: TrainConfig, *, progress: bool = True,
         evaluate_initial: bool = True, on_epoch: Callable[[HAN, FitResult], None] | None = None) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` epochs, validating after each; keeps the best epoch by
@@ -237,42 +305,24 @@ def fit(model: HAN, train: TrainSet, val: EvalSet, cfg: TrainConfig, *, progress
     train = train.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    # fused kernels on GPU; foreach (a few big ops instead of ~80 per parameter) on CPU
-    opt_kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, **opt_kwargs)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
     result = FitResult()
     t_start = time.perf_counter()
     if evaluate_initial:
         result.initial = evaluate_model(model, val, cfg.eval_batch_size)
         log.info("epoch 0 (untrained): val %s %.2f", cfg.select_metric, result.initial[cfg.select_metric])
+    trainer = make_trainer(model, cfg)
     n = len(train)
     best = -float("inf")
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
+        trainer.lr = lr = epoch_lr(cfg, epoch)
         order = torch.randperm(n, generator=gen).to(device)
-        total = torch.zeros((), device=device)
-        steps = range(0, n, cfg.batch_size)
-        bar = tqdm(steps, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not progress, file=sys.stderr)
-        for s in bar:
-            idx = order[s:s + cfg.batch_size]
-            seg_a = None if train.seg_audio is None else train.seg_audio[idx]
-            seg_v = None if train.seg_visual is None else train.seg_visual[idx]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                out = model.forward_pooled(train.audio[idx], train.visual[idx])
-            if cfg.precision == "bf16":  # BCE is not autocast-safe: score in float32
-                out = tuple(o.float() for o in out)
-            loss = compute_loss(out, train.weak[idx], seg_a, seg_v, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * idx.shape[0]
-        lr = opt.param_groups[0]["lr"]
-        sched.step()
+        with tqdm(total=-(-n // cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                  disable=not progress, file=sys.stderr) as bar:
+            loss = train_epoch(trainer, train, order, cfg, bar)
+        trainer.write_back(model)
         metrics = evaluate_model(model, val, cfg.eval_batch_size)
-        row = {"epoch": epoch, "loss": float(total) / n, "lr": lr, "seconds": time.perf_counter() - t0, **metrics}
+        row = {"epoch": epoch, "loss": loss, "lr": lr, "seconds": time.perf_counter() - t0, **metrics}
         result.history.append(row)
         score = metrics[cfg.select_metric]
         if score >= best:  # ties go to the later epoch, as in the official training loop
@@ -325,6 +375,6 @@ def load_best(model: HAN, result: FitResult) -> HAN:
     return best.eval()
 
 
-__all__ = ["EvalSet", "FitResult", "OBJECTIVES", "TrainConfig", "TrainSet", "bce", "compute_loss",
-           "config_record", "evaluate_model", "fit", "load_best", "make_eval_set", "make_train_set",
-           "metrics_record", "predict", "predict_masks", "pooled_visual", "seed_everything", "write_json"]
+__all__ = ["EvalSet", "FitResult", "ModuleTrainer", "OBJECTIVES", "TrainConfig", "TrainSet", "bce", "compute_loss",
+           "config_record", "epoch_lr", "evaluate_model", "fit", "load_best", "make_eval_set", "make_train_set",
+           "make_trainer", "metrics_record", "predict", "predict_masks", "pooled_visual", "seed_everything", "train_epoch", "write_json"]
