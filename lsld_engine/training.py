@@ -14,7 +14,10 @@ the whole batch is one tensor expression.
 
 Speed: features live in memory as tensors (the visual stream already averaged per segment, which
 is exact, see :mod:`lsld_engine.model`), a batch is one index-select, and nothing is read from disk
-inside the loop.
+inside the loop. On CPU the step runs on :class:`~lsld_engine.packed_train.PackedTrainer`
+(packed parameters, matmuls that write their own weight gradients, hashed dropout masks, one Numba
+Adam pass); elsewhere on the HAN module with autograd (:class:`ModuleTrainer`). Both compute the
+same objective and Adam update; their dropout masks come from different generators.
 """
 from __future__ import annotations
 

@@ -98,7 +98,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="validation metric that picks the best epoch")
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16 autocasts the training matmuls (faster on CPUs with AVX512-BF16/AMX and on GPUs)")
+                   help="bf16: matmuls and activations in bfloat16, float32 master weights (faster on CPUs with "
+                        "AVX512-BF16/AMX and on GPUs; not bit-exact with fp32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
 
 
