@@ -6,15 +6,19 @@
 Default mode trains the same 4-layer HAN (same init, batch 32, Adam 2e-4) for ``--epochs`` epochs
 on a synthetic world written in the official layout, twice:
 
-- **ours** (:mod:`lsld_engine.training`): features read once into memory (visual already averaged
-  per segment: ``fc_v`` after the 8-frame mean, which is exact), batches by index, fused HAN layers
-  (both streams in one batch, fused projections), one batched loss;
+- **ours** (:func:`lsld_engine.training.train_epoch` with the engine ``fit`` uses, on CPU
+  :mod:`lsld_engine.packed_train`): features read once into memory (visual already averaged per
+  segment: ``fc_v`` after the 8-frame mean, which is exact), batches by index, both streams in one
+  batch, packed parameters whose gradients the matmuls write directly, hashed dropout masks, one
+  Numba Adam pass, one batched loss;
 - **naive** (:mod:`bench.naive_han`): a ``Dataset`` that ``np.load``\\ s two ``.npy`` files per item,
   ``fc_v`` on all 80 frames then pooling, ``nn.MultiheadAttention`` called per stream, a per-sample
   loss loop.
 
-It prints videos/s for both and the ratio. Our one-time feature loading is timed separately and
-also included in an "incl. loading" figure. ``--full`` instead times the whole LSLD main job
+It prints videos/s for both and the ratio (``--bf16`` adds our loop with ``--precision bf16``).
+Both sides run a few warm-up batches first. Our one-time feature loading is timed separately and
+also included in an "incl. loading" figure. The OpenMP wait policy applies to both sides:
+``PASSIVE`` unless ``OMP_WAIT_POLICY`` is set (``ACTIVE`` is faster on an otherwise idle machine). ``--full`` instead times the whole LSLD main job
 (denoise -> 20 epochs with validation -> test) on a 10,000-video world and prints the device.
 Timings on a shared machine are noisy; nothing here asserts a timing.
 """
@@ -154,7 +158,7 @@ def side_by_side(args) -> None:
           f"   (one-time feature load {ours['load_s']:.2f}s)")
     if bf16 is not None:
         v_bf16 = bf16["videos"] / bf16["train_s"]
-        print(f"{'  ours, bf16 autocast':28s}{v_bf16:10.1f}{bf16['train_s']:10.1f}   (not bit-exact with fp32)")
+        print(f"{'  ours, --precision bf16':28s}{v_bf16:10.1f}{bf16['train_s']:10.1f}   (not bit-exact with fp32)")
     print(f"ratio ours/naive: {v_ours / v_naive:.2f}x (loop), {v_ours_all / v_naive:.2f}x (incl. loading)"
           + (f", {v_bf16 / v_naive:.2f}x (bf16 loop)" if bf16 is not None else ""), flush=True)
 
@@ -185,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", type=int, default=None,
                    help="train videos of the benchmark world (default 512; 10,000 with --full)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 1, or 20 with --full)")
-    p.add_argument("--bf16", action="store_true", help="also time our loop under bf16 autocast")
+    p.add_argument("--bf16", action="store_true", help="also time our loop with --precision bf16")
     p.add_argument("--full", action="store_true", help="the full 20-epoch LSLD run on a 10,000-video world")
     p.add_argument("--world-dir", type=Path, default=None,
                    help="where the synthetic world is written (default: a folder under the temp dir)")
