@@ -266,15 +266,15 @@ class PackedTrainer:
                                 self.g[name + "_b"], k, alpha)
         return out[0] if k == 1 else out
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """Attention over time with 0/1 dropout ``keep`` on its weights (scale applied by the caller);
-        ``q``, ``k``, ``v`` ``(2B, T, D)`` -> ``(2B T, D)``."""
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attention over time with the 0/1 dropout ``mask`` ``(2B h, T, T)`` on its weights (the
+        ``1/(1-p)`` scale is the caller's); ``q``, ``k``, ``v`` ``(2B, T, D)`` -> ``(2B T, D)``."""
         b2, t, d = q.shape
         h = self.cfg.nhead
         if h > 1:
             q, k, v = (z.reshape(b2, t, h, d // h).transpose(1, 2).reshape(b2 * h, t, d // h) for z in (q, k, v))
         scores = torch.bmm(q, k.transpose(1, 2)).float() * (d // h) ** -0.5
-        w = (torch.softmax(scores, dim=-1) * keep).to(q.dtype)
+        w = (torch.softmax(scores, dim=-1) * mask).to(q.dtype)
         out = torch.bmm(w, v)
         if h > 1:
             out = out.reshape(b2, h, t, d // h).transpose(1, 2)
