@@ -53,29 +53,32 @@ def keep_mask_bits(out, starts, keys, thresholds, ones):
             seg[i] = one if u >= th else zero
 
 
-@njit(parallel=True, cache=True)
-def adam_f32(grad, param, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, bias_correction1, bias_correction2_sqrt):
-    """One Adam step in place, float32 everywhere, with torch.optim.Adam's formula and order:
-    ``m = lerp(m, g, 1 - b1)``, ``v = b2 v + (1 - b2) g^2``,
-    ``p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)``. All arrays (N,)."""
-    n = param.shape[0]
-    step = np.float32(lr / bias_correction1)
+@njit(inline="always")
+def _adam_update(g, p, m, v, step, beta1, beta2, eps, bias_correction2_sqrt):
+    """torch.optim.Adam's update of one chunk, in place: ``m = lerp(m, g, 1 - b1)``,
+    ``v = b2 v + (1 - b2) g^2``, ``p -= step * m / (sqrt(v) / sqrt(bc2) + eps)`` (step = lr / bc1)."""
     w1 = np.float32(1) - beta1
     w2 = np.float32(1) - beta2
+    for i in range(p.shape[0]):
+        gi = g[i]
+        mi = m[i] + w1 * (gi - m[i])
+        vi = v[i] * beta2 + w2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] - step * (mi / (np.sqrt(vi) / bias_correction2_sqrt + eps))
+
+
+@njit(parallel=True, cache=True)
+def adam_f32(grad, param, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, bias_correction1, bias_correction2_sqrt):
+    """One Adam step in place, float32 everywhere, with torch.optim.Adam's formula and operation
+    order (:func:`_adam_update`). All arrays (N,)."""
+    n = param.shape[0]
+    step = np.float32(lr / bias_correction1)
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         s = c * _CHUNK
         e = min(n, s + _CHUNK)
-        g = grad[s:e]
-        p = param[s:e]
-        m = exp_avg[s:e]
-        v = exp_avg_sq[s:e]
-        for i in range(e - s):
-            gi = g[i]
-            mi = m[i] + w1 * (gi - m[i])
-            vi = v[i] * beta2 + w2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            p[i] = p[i] - step * (mi / (np.sqrt(vi) / bias_correction2_sqrt + eps))
+        _adam_update(grad[s:e], param[s:e], exp_avg[s:e], exp_avg_sq[s:e], step, beta1, beta2, eps,
+                     bias_correction2_sqrt)
 
 
 @njit(parallel=True, cache=True)
@@ -86,27 +89,17 @@ def adam_bf16(grad_bits, param, exp_avg, exp_avg_sq, weight_bits, lr, beta1, bet
     even), so the next forward pass reads fresh bf16 weights without a separate cast."""
     n = param.shape[0]
     step = np.float32(lr / bias_correction1)
-    w1 = np.float32(1) - beta1
-    w2 = np.float32(1) - beta2
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         s = c * _CHUNK
         e = min(n, s + _CHUNK)
         k = e - s
-        gu = np.empty(_CHUNK, np.uint32)
+        gu = np.empty(k, np.uint32)
         gb = grad_bits[s:e]
         for i in range(k):
             gu[i] = np.uint32(gb[i]) << np.uint32(16)
-        g = gu.view(np.float32)
         p = param[s:e]
-        m = exp_avg[s:e]
-        v = exp_avg_sq[s:e]
-        for i in range(k):
-            gi = g[i]
-            mi = m[i] + w1 * (gi - m[i])
-            vi = v[i] * beta2 + w2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            p[i] = p[i] - step * (mi / (np.sqrt(vi) / bias_correction2_sqrt + eps))
+        _adam_update(gu.view(np.float32), p, exp_avg[s:e], exp_avg_sq[s:e], step, beta1, beta2, eps,
+                     bias_correction2_sqrt)
         pu = p.view(np.uint32)
         wb = weight_bits[s:e]
         for i in range(k):
