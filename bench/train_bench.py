@@ -18,8 +18,9 @@ on a synthetic world written in the official layout, twice:
 It prints videos/s for both and the ratio (``--bf16`` adds our loop with ``--precision bf16``).
 Both sides run a few warm-up batches first. Our one-time feature loading is timed separately and
 also included in an "incl. loading" figure. The OpenMP wait policy applies to both sides:
-``PASSIVE`` unless ``OMP_WAIT_POLICY`` is set (``ACTIVE`` is faster on an otherwise idle machine). ``--full`` instead times the whole LSLD main job
-(denoise -> 20 epochs with validation -> test) on a 10,000-video world and prints the device.
+``PASSIVE`` unless ``OMP_WAIT_POLICY`` is set (``ACTIVE`` is faster on an otherwise idle machine).
+``--full`` instead times the whole LSLD main job (denoise -> 20 epochs with validation -> test) on
+a 10,000-video world and prints the device.
 Timings on a shared machine are noisy; nothing here asserts a timing.
 """
 from __future__ import annotations
