@@ -242,6 +242,10 @@ def test_bad_settings_are_refused():
         PackedTrainer(_model(**SMALL), lr=1e-3, precision="fp8")
     with pytest.raises(ValueError, match="cls_dropout"):
         PackedTrainer(HAN(config=HANConfig(**SMALL, cls_dropout=1.0)), lr=1e-3)
+    trainer = PackedTrainer(_model(**SMALL), lr=1e-3)
+    audio, visual, *_ = _batch(HANConfig(**SMALL), b=4)
+    with pytest.raises(ValueError, match=r"differ in \(B, T\)"):
+        trainer.forward(audio, visual[:3])
 
 
 def test_both_training_engines_take_the_same_steps():
