@@ -20,7 +20,7 @@ from typing import Callable
 #: would load torch for ``lsld-engine eval``). All subclass ValueError / RuntimeError / OSError.
 USER_ERROR_NAMES = frozenset({
     "CheckpointError", "FeatureError", "PredictionsError", "PromptError", "AnnotationError", "MediaError",
-    "MissingWeightsError",
+    "MissingWeightsError", "PlotError",
 })
 _USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
@@ -30,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("lsld_engine.commands.extract", "decode videos and write CLIP/CLAP features (dataset layout)"),
     "parse": ("lsld_engine.commands.parse", "parse videos into audio / visual / audio-visual events (JSONL)"),
     "export": ("lsld_engine.commands.export", "export CLIP, CLAP and HAN to ONNX / TensorRT"),
+    "plot": ("lsld_engine.commands.plot", "draw one video's audio / visual / audio-visual timeline (PNG)"),
+    "plot-denoise": ("lsld_engine.commands.plot_denoise",
+                     "draw a training video's weak labels, DeN prompt choices and ReW soft labels (PNG)"),
 }
 
 

@@ -2,7 +2,8 @@
 # Create .venv and install lsld-engine into it.
 #   scripts/setup.sh          core: metrics, denoising, training (CPU torch, small download)
 #   scripts/setup.sh full     everything the test suite needs: encoders (open_clip, laion_clap),
-#                             media (PyAV), ONNX Runtime, pytest
+#                             media (PyAV), ONNX Runtime, matplotlib, pytest; as root on Debian/Ubuntu
+#                             also the chromium package (the report tests open pages in it)
 # Environment: PYTHON (default python3), LSLD_TORCH overrides the torch requirement, e.g.
 #   LSLD_TORCH="torch torchvision" scripts/setup.sh full     # a CUDA machine: newest CUDA build
 set -euo pipefail
@@ -26,6 +27,15 @@ case "$mode" in
     pip -e ".[all]"
     # laion_clap pins numpy<2 but runs on numpy 2; its real needs come from the [clap] extra.
     pip --no-deps "laion_clap==1.1.7"
+    # The HTML-report tests open the page in real headless Chromium; they skip when it is absent.
+    if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+      if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "installing chromium (apt-get) for the report tests" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+      else
+        echo "note: chromium not found and not installable here (needs root + apt-get); the report tests will skip" >&2
+      fi
+    fi
     ;;
   *) echo "usage: scripts/setup.sh [core|full]" >&2; exit 2 ;;
 esac

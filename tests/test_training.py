@@ -179,7 +179,7 @@ def test_cli_stages_end_to_end(tiny_world, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["--data", str(tiny_world), "--run-dir", str(run), "--epochs", "2", "--num-layers", "1",
                  "--no-progress"]) == 0
-    for f in ("labels.npz", "best.safetensors", "best.json", "metrics.json", "config.json"):
+    for f in ("labels.npz", "best.safetensors", "best.json", "metrics.json", "config.json", "curves.png"):
         assert (run / f).is_file(), f
     metrics = json.loads((run / "metrics.json").read_text())
     assert len(metrics["val"]) == 2 and metrics["best_epoch"] in (1, 2)

@@ -245,6 +245,8 @@ def stage_train(args) -> dict:
         labels_ref = str(labels_file.resolve())
     write_json(run / "config.json", config_record(cfg, model, data=str(Path(args.data).resolve()),
                                                   labels_file=labels_ref, checkpoint=ckpt.name))
+    write_figure(run / "curves.png", "curves_figure", record, cfg.select_metric,
+                 title=f"{run.name}: {cfg.labels} labels")
     log.info("best epoch %d (val %s %.2f); checkpoint %s", result.best_epoch, cfg.select_metric,
              result.history[result.best_epoch - 1][cfg.select_metric] if result.best_epoch else float("nan"), ckpt)
     return record
@@ -275,6 +277,21 @@ def _test_run(args, record: dict) -> dict:
     write_json(run / "metrics.json", record)
     print(f"test ({args.labels}, best epoch {record['best_epoch']}):\n{format_table(test)}", flush=True)
     return test
+
+
+def write_figure(path: Path, name: str, *args, **kwargs) -> None:
+    """Draw ``lsld_engine.viz.curves.<name>(*args)`` into ``path``; without matplotlib, log and go on
+    (the numbers are in the JSON files either way)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log.info("matplotlib not installed: no %s (pip install 'lsld-engine[plot]')", path.name)
+        return
+    from lsld_engine.viz import curves
+    from lsld_engine.viz.common import save_png
+
+    save_png(getattr(curves, name)(*args, **kwargs), path)
+    log.info("wrote %s", path)
 
 
 def ablation_table(rows: dict[str, dict[str, float]]) -> str:
@@ -357,6 +374,7 @@ def _run_stage(stage: str, args: argparse.Namespace) -> int:
     write_json(base / "ablation.json", {"test": rows, "seconds": seconds, "total_seconds": total,
                                         "data": str(Path(args.data).resolve())})
     (base / "ablation.md").write_text(table + "\n")
+    write_figure(base / "ablation.png", "ablation_figure", rows)
     print(table, flush=True)
     print(f"total {total:.0f}s", flush=True)
     return 0

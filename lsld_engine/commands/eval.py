@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from lsld_engine.events import events_to_masks
-from lsld_engine.llp import EVAL_SPLITS, T, AnnotationError, default_llp_dir, load_split
+from lsld_engine.llp import CLASSES, EVAL_SPLITS, T, AnnotationError, default_llp_dir, load_split
 from lsld_engine.metrics import evaluate, format_table
 from lsld_engine.writers import PredictionsError, read_predictions
 
@@ -27,6 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the ten numbers as one JSON object")
     parser.add_argument("--allow-missing", action="store_true",
                         help="score split videos without a prediction (or with an error line) as empty predictions")
+    parser.add_argument("--per-class", action="store_true",
+                        help="also print per-class segment- and event-level F1 per modality (with --json: "
+                             "under the key per_class)")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="write a static HTML report (DIR/index.html; opens offline; needs matplotlib)")
+    parser.add_argument("--labels", type=Path, metavar="NPZ",
+                        help="with --report and --data: a labels.npz, to add the similarity distributions of "
+                             "training segments with and without each class")
+    parser.add_argument("--data", type=Path, metavar="ROOT",
+                        help="with --report and --labels: the dataset root the labels were made from")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,9 +84,40 @@ def _run(args: argparse.Namespace) -> int:
     for track in ("audio", "visual"):
         tracks[track] = events_to_masks([r["events"][track] if r else [] for r in usable], num_segments=T)
     results = evaluate(tracks["audio"], tracks["visual"], split.gt_audio, split.gt_visual)
+    per_class = None
+    if args.per_class:
+        from lsld_engine.class_metrics import class_counts, class_support, format_per_class, per_class_f1
+        counts = class_counts(tracks["audio"], tracks["visual"], split.gt_audio, split.gt_visual)
+        per_class = (per_class_f1(counts), class_support(counts))
     if args.json:
-        print(json.dumps(results))
+        out = dict(results)
+        if per_class:
+            out["per_class"] = {c: {k: (None if v[i] != v[i] else float(v[i])) for k, v in per_class[0].items()}
+                                for i, c in enumerate(CLASSES)}
+        print(json.dumps(out))
     else:
         print(f"LLP {args.split} ({len(split)} videos), official metrics, %")
         print(format_table(results))
+        if per_class:
+            print()
+            print(format_per_class(*per_class))
+    if args.report:
+        _write_report(args, split, tracks, usable, results)
     return 0
+
+
+def _write_report(args, split, tracks, records, results) -> None:
+    """The HTML report of this evaluation (matplotlib is imported only here)."""
+    from lsld_engine.viz.report import build_report, training_similarity, write_report
+
+    similarity = None
+    if args.labels or args.data:
+        if not (args.labels and args.data):
+            raise FileNotFoundError("--labels and --data go together (the similarity view needs both)")
+        similarity = training_similarity(args.data, args.labels, progress=not args.json)
+    page = build_report(title=f"LLP {args.split}: {args.pred.name}", results=results, pred_a=tracks["audio"],
+                        pred_v=tracks["visual"], gt_a=split.gt_audio, gt_v=split.gt_visual,
+                        video_ids=split.video_ids, records=records, similarity=similarity,
+                        note=f"{len(split)} videos; predictions {args.pred}")
+    path = write_report(args.report, page)
+    print(f"lsld-engine eval: report written to {path}", file=sys.stderr)
