@@ -58,7 +58,8 @@ def confusion_figure(conf: dict[str, np.ndarray], classes: tuple[str, ...] = CLA
     from matplotlib.colors import LogNorm, Normalize
 
     c = len(classes)
-    fig, axes = plt.subplots(1, len(conf), figsize=(9.5 * len(conf), 0.34 * c + 2.6), layout="constrained")
+    # One panel per row: side by side, 2 x 26 columns would shrink the labels below reading size.
+    fig, axes = plt.subplots(len(conf), 1, figsize=(12, len(conf) * (0.3 * c + 2.9)), layout="constrained")
     axes = np.atleast_1d(axes)
     cols = [pretty(n) for n in classes] + ["(nothing)"]
     vmax = max(1, max(int(m.max()) for m in conf.values()))
@@ -70,7 +71,7 @@ def confusion_figure(conf: dict[str, np.ndarray], classes: tuple[str, ...] = CLA
         for (i, j), v in np.ndenumerate(m):
             if v:
                 r, g, b, _ = im.cmap(im.norm(v))
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
                         color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
         ax.set_xticks(range(c + 1), cols, rotation=90, fontsize=8)
         ax.set_yticks(range(c), [pretty(n) for n in classes], fontsize=8)
