@@ -25,6 +25,7 @@ _SCORE_CMAP = "Blues"
 _SCORE_FLOOR = 0.2          # lightest shade used (score 0): pale but visible on white
 _LANE_IN = 0.36             # inches per class lane
 _MAX_WIDTH_IN = 26.0        # wider than this and labels get too small to read on screen
+_SEGMENT_LINES_MAX = 240    # seconds; longer videos get window lines only
 
 
 def score_colormap():
@@ -105,8 +106,11 @@ def timeline_figure(video_id: str, events: dict[str, list[dict]], duration: floa
         ax.set_title(f"{TRACK_TITLES[track]}: {n_pred} predicted{n_gt}", fontsize=9, loc="left", color="0.25")
     axes[-1].set_xlim(0, length)
     _set_time_ticks(axes[-1], length)
-    axes[-1].set_xlabel("time (s); thin lines: 1-s segments" + ("; thick lines: 10-s windows" if length > T else ""),
-                        fontsize=9)
+    if length > _SEGMENT_LINES_MAX:
+        grid = f"; lines: {T}-s windows"
+    else:
+        grid = "; thin lines: 1-s segments" + (f"; thick lines: {T}-s windows" if length > T else "")
+    axes[-1].set_xlabel("time (s)" + grid, fontsize=9)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
     cbar = fig.colorbar(sm, ax=list(axes), shrink=min(1.0, 4.0 / (sum(heights) + 0.1)), aspect=25, pad=0.01)
     cbar.set_label("predicted score", fontsize=9)
@@ -145,10 +149,13 @@ def _shown_classes(events: dict, gt: dict | None) -> list[str]:
 
 
 def _draw_grid(ax, length: int, duration: float, lanes: int) -> None:
-    # Segment lines are drawn only while they stay more than ~3 px apart.
-    if length <= 240:
+    # Segment lines are drawn only while they stay more than ~3 px apart; past that, the window
+    # lines take their place (thin, or 60 of them would hide the bars).
+    if length <= _SEGMENT_LINES_MAX:
         ax.vlines(np.arange(1, length), -0.5, lanes - 0.5, colors="0.86", linewidths=0.6, zorder=0)
-    ax.vlines(np.arange(T, length, T), -0.5, lanes - 0.5, colors="0.45", linewidths=1.4, zorder=0.5)
+        ax.vlines(np.arange(T, length, T), -0.5, lanes - 0.5, colors="0.45", linewidths=1.4, zorder=0.5)
+    else:
+        ax.vlines(np.arange(T, length, T), -0.5, lanes - 0.5, colors="0.8", linewidths=0.7, zorder=0.5)
     ax.hlines(np.arange(lanes - 1) + 0.5, 0, length, colors="0.93", linewidths=0.6, zorder=0)
     if length > duration + 1e-6:
         ax.axvspan(duration, length, color="0.88", zorder=0.2, lw=0)
