@@ -132,3 +132,25 @@ def test_plain_eval_does_not_import_matplotlib(scored):
             "print('MPL', 'matplotlib' in sys.modules, rc)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "MPL False 0" in out
+
+
+def test_per_class_and_report_on_the_real_test_split(llp_dir, tmp_path, capsys):
+    from lsld_engine.class_metrics import overall_from_counts
+
+    split = load_split(llp_dir, "test")
+    rng = np.random.default_rng(3)
+    pa = split.gt_audio ^ (rng.random(split.gt_audio.shape) < 0.03).astype(np.uint8)
+    pv = split.gt_visual ^ (rng.random(split.gt_visual.shape) < 0.03).astype(np.uint8)
+    counts = class_counts(pa, pv, split.gt_audio, split.gt_visual)
+    assert overall_from_counts(counts) == pytest.approx(evaluate(pa, pv, split.gt_audio, split.gt_visual), abs=1e-9)
+    pred = tmp_path / "p.jsonl"
+    with get_writer("jsonl", pred) as w:
+        for i, v in enumerate(split.video_ids):
+            w.write(ok_record(v, track_events(pa[i], pv[i]), 10.0, 10))
+    assert main(["eval", "--pred", str(pred), "--annotations", str(llp_dir), "--per-class",
+                 "--report", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    speech = next(line for line in out.splitlines() if line.startswith("Speech "))
+    assert float(speech.split()[1]) == pytest.approx(per_class_f1(counts)["seg_a"][0], abs=0.05)
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert page.count('<figure id="timeline-') == 6
