@@ -62,9 +62,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from lsld_engine.writers import read_predictions
     recs = read_predictions(results)
-    video = args.video or max(recs, key=lambda v: (len({e["label"] for t in recs[v]["events"].values() for e in t}),
-                                                   sum(len(t) for t in recs[v]["events"].values())))
-    cli("plot", str(results), "--video", video, "--annotations", str(data), "--out", str(args.out / "timeline.png"))
+    def richness(v):  # events on every track first, then more classes, then more events
+        ev = recs[v]["events"]
+        return (all(ev[t] for t in ev), len({e["label"] for t in ev.values() for e in t}), sum(map(len, ev.values())))
+
+    video = args.video or max(recs, key=richness)
+    cli("plot", str(results), "--video", video, "--annotations", str(data), "--out", str(work / "timeline.png"))
+    _write_small_png((work / "timeline.png").read_bytes(), args.out / "timeline.png")
 
     from lsld_engine.llp import load_split
     train = load_split(data, "train")
@@ -72,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     den_video = train.video_ids[int(np.flatnonzero(k == 2)[0])]
     labels = Path(cfg.get("labels_file") or args.run_dir / "labels.npz")
     cli("plot-denoise", "--data", str(data), "--labels", str(labels), "--video", den_video,
-        "--out", str(args.out / "denoise.png"))
+        "--out", str(work / "denoise.png"))
+    _write_small_png((work / "denoise.png").read_bytes(), args.out / "denoise.png")
 
     report = work / "report"
     cli("eval", "--pred", str(results), "--annotations", str(data), "--report", str(report),
@@ -89,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_small_png(png: bytes, path: Path, max_bytes: int = 300_000) -> None:
-    """Save a screenshot, scaled down and palette-quantised until it is under ``max_bytes``."""
+    """Save a PNG under ``max_bytes``: as is when small enough, else scaled down step by step (a
+    palette would band the colour bars)."""
     import io
 
     from PIL import Image
@@ -99,11 +105,11 @@ def _write_small_png(png: bytes, path: Path, max_bytes: int = 300_000) -> None:
     while True:
         small = im.resize((int(im.width * scale), int(im.height * scale)), Image.LANCZOS) if scale < 1 else im
         buf = io.BytesIO()
-        small.quantize(colors=128).save(buf, format="PNG", optimize=True)
+        small.save(buf, format="PNG", optimize=True)
         if buf.tell() <= max_bytes or scale < 0.3:
             path.write_bytes(buf.getvalue())
             return
-        scale *= 0.85
+        scale *= 0.9
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from lsld_engine.viz.common import PlotError, pretty, pyplot
 #: At most this many prompt rows are drawn (videos with many labels have 2**k prompts); the chosen
 #: prompts are always among them.
 MAX_PROMPT_ROWS = 16
+#: Classes outside the weak labels are drawn when ReW raised them to at least this soft label.
+MIN_SHOWN_LABEL = 0.05
 
 
 @dataclass
@@ -29,7 +31,7 @@ class DenoiseView:
 
     ``*_prompts`` (P,) texts; ``*_sims`` (T, P) cosine of each segment with each prompt;
     ``*_choice`` (T,) index of the prompt DeN takes. The label panels cover ``label_classes`` (K,):
-    the weak classes plus any other class ReW gave a non-zero soft label. ``class_sim`` (T, K)
+    the weak classes plus any other class ReW raised to ``>= MIN_SHOWN_LABEL``. ``class_sim`` (T, K)
     cosine of each visual segment with the class-name embeddings (ReW's input); ``audio``,
     ``visual_den``, ``visual`` (T, K) the labels of ``labels.npz``; ``consistent``: the choices
     reproduce the file's DeN labels.
@@ -49,6 +51,7 @@ class DenoiseView:
     visual_den: np.ndarray
     visual: np.ndarray
     consistent: bool
+    hidden_classes: int = 0   # non-weak classes with soft labels in (0, MIN_SHOWN_LABEL), not drawn
 
 
 def read_labels_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -106,8 +109,13 @@ def denoise_view_data(data_root: str | os.PathLike, labels_path: str | os.PathLi
     a_texts, a_sims, a_choice = sims("audio", seg_a, paths.clap_cache)
     v_texts, v_sims, v_choice = sims("visual", seg_v, paths.clip_cache)
     cls = np.array(classes, np.int64)
-    # ReW can also raise classes outside the weak set ("without" segments above Min_w): show those too.
-    others = np.flatnonzero((labels["visual"][row] > 0).any(0) | (labels["audio"][row] > 0).any(0))
+    # ReW can also raise classes outside the weak set ("without" segments above Min_w): show those
+    # it raised to a visible value (the rest are counted in the title).
+    raised = np.maximum(labels["visual"][row], labels["audio"][row]).max(0)
+    others = np.flatnonzero(raised >= MIN_SHOWN_LABEL)
+    faint = (raised > 0) & (raised < MIN_SHOWN_LABEL)
+    faint[list(classes)] = False
+    hidden = int(faint.sum())
     label_cls = np.array(list(classes) + [c for c in others.tolist() if c not in classes], np.int64)
     names = load_prompt_cache(paths.clip_cache).lookup(class_name_texts(class_names))
     class_sim = class_similarity(seg_v[None], names, normalized=True)[0][:, label_cls]
@@ -119,7 +127,8 @@ def denoise_view_data(data_root: str | os.PathLike, labels_path: str | os.PathLi
         consistent = True
     return DenoiseView(video_id, classes, tuple(label_cls.tolist()), a_texts, a_sims, a_choice, v_texts, v_sims,
                        v_choice, class_sim, labels["audio"][row][:, label_cls],
-                       labels["visual_den"][row][:, label_cls], labels["visual"][row][:, label_cls], consistent)
+                       labels["visual_den"][row][:, label_cls], labels["visual"][row][:, label_cls], consistent,
+                       hidden)
 
 
 def _shown_prompts(sims: np.ndarray, choice: np.ndarray) -> np.ndarray:
@@ -156,7 +165,9 @@ def denoise_figure(view: DenoiseView):
     weak = ", ".join(pretty(CLASSES[c]) for c in view.classes) or "none (only 'other')"
     class_labels = [pretty(CLASSES[c]) + ("" if c in view.classes else " (not weak)") for c in view.label_classes]
     flag = "" if view.consistent else "   [recomputed choices differ from labels.npz: other features or prompts?]"
-    fig.suptitle(f"{view.video_id}: weak labels {weak}{flag}", x=0.01, ha="left", fontsize=11)
+    more = (f"; {view.hidden_classes} other class(es) below {MIN_SHOWN_LABEL:g} after ReW not drawn"
+            if view.hidden_classes else "")
+    fig.suptitle(f"{view.video_id}: weak labels {weak}{more}{flag}", x=0.01, ha="left", fontsize=11)
 
     for col, modality in enumerate(("audio", "visual")):
         ax = axes[0, col]
