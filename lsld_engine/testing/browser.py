@@ -106,7 +106,8 @@ def open_page(html_path: str | os.PathLike, *, width: int = 1280, max_height: in
     if binary is None:
         raise FileNotFoundError("Chromium not found (apt-get install chromium, or set LSLD_CHROMIUM)")
     url = Path(html_path).resolve().as_uri()
-    with tempfile.TemporaryDirectory(prefix="lsld-chromium-") as profile:
+    # Chromium's helper processes can still write to the profile for a moment after it exits.
+    with tempfile.TemporaryDirectory(prefix="lsld-chromium-", ignore_cleanup_errors=True) as profile:
         # fd 3: Chromium reads commands; fd 4: Chromium writes replies and events.
         cmd_r, cmd_w = os.pipe()
         evt_r, evt_w = os.pipe()
@@ -123,15 +124,28 @@ def open_page(html_path: str | os.PathLike, *, width: int = 1280, max_height: in
                                 preexec_fn=fds, close_fds=False)
         os.close(cmd_r)
         os.close(evt_w)
+        pipe = _Pipe(proc, cmd_w, evt_r)
         try:
-            return _drive(_Pipe(proc, cmd_w, evt_r), url, width, max_height, settle_s, timeout)
+            return _drive(pipe, url, width, max_height, settle_s, timeout)
         finally:
+            _close(pipe)
             os.close(cmd_w)
             os.close(evt_r)
-            proc.kill()
-            proc.wait(timeout=30)
             if proc.stderr:
                 proc.stderr.close()
+
+
+def _close(pipe: _Pipe) -> None:
+    """Ask Chromium to quit (it then stops its helper processes), kill it if it does not."""
+    try:
+        pipe.send("Browser.close", timeout=5)
+    except (OSError, RuntimeError, TimeoutError):
+        pass  # already gone, or it closed the pipe while quitting
+    try:
+        pipe.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pipe.proc.kill()
+        pipe.proc.wait(timeout=30)
 
 
 def _drive(pipe: _Pipe, url: str, width: int, max_height: int, settle_s: float, timeout: float) -> PageResult:
