@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lsld-engine", description="Audio-visual video parsing with LSLD: score, extract features, "
+        prog="lsld-engine", description="Audio-visual video parsing with LSLD: score, plot, extract features, "
         "parse videos, export. Training: python -m train.lsld --help.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
