@@ -154,3 +154,13 @@ def test_per_class_and_report_on_the_real_test_split(llp_dir, tmp_path, capsys):
     assert float(speech.split()[1]) == pytest.approx(per_class_f1(counts)["seg_a"][0], abs=0.05)
     page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
     assert page.count('<figure id="timeline-') == 6
+
+
+def test_similarity_options_go_together(scored, tmp_path, capsys):
+    root, labels, _, _, _, pred = scored
+    assert main(["eval", "--pred", str(pred), "--annotations", str(root), "--labels", str(labels),
+                 "--report", str(tmp_path / "r")]) == 2
+    assert main(["eval", "--pred", str(pred), "--annotations", str(root), "--labels", str(labels),
+                 "--data", str(root)]) == 2
+    assert "go together" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

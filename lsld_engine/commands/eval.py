@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if (args.labels or args.data) and not (args.labels and args.data and args.report):
+        print("lsld-engine eval: error: --labels NPZ and --data ROOT go together, with --report DIR "
+              "(they add the similarity view to the report)", file=sys.stderr)
+        return 2
     ann = args.annotations or default_llp_dir()
     if ann is None:
         print("lsld-engine eval: error: no LLP annotations found; pass --annotations DIR "
@@ -111,9 +115,7 @@ def _write_report(args, split, tracks, records, results) -> None:
     from lsld_engine.viz.report import build_report, training_similarity, write_report
 
     similarity = None
-    if args.labels or args.data:
-        if not (args.labels and args.data):
-            raise FileNotFoundError("--labels and --data go together (the similarity view needs both)")
+    if args.labels:
         similarity = training_similarity(args.data, args.labels, progress=not args.json)
     page = build_report(title=f"LLP {args.split}: {args.pred.name}", results=results, pred_a=tracks["audio"],
                         pred_v=tracks["visual"], gt_a=split.gt_audio, gt_v=split.gt_visual,
