@@ -18,7 +18,7 @@ log = logging.getLogger("lsld_engine")
 # --- options shared with `parse` ----------------------------------------------------------------
 
 def add_input_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="*", type=Path,
+    p.add_argument("inputs", nargs="*",
                    help="video files and/or folders (walked recursively for common video extensions)")
     p.add_argument("--list", dest="list_file", type=Path, default=None,
                    help="a text file with one video path per line (relative to the file's folder)")
@@ -129,9 +129,12 @@ def collect(args, prog: str):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_input_arguments(p)
-    p.add_argument("--out", required=True, type=Path, help="dataset root (writes ROOT/feats/...)")
+    p.add_argument("--out", required=True, help="dataset root (writes ROOT/feats/...)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="feature file dtype")
     add_encoder_arguments(p)
+    from lsld_engine.scale.cli import add_ray_arguments
+
+    add_ray_arguments(p, shards=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,14 +144,22 @@ def run(args: argparse.Namespace) -> int:
 
     prog = "lsld-engine extract"
     setup_logging(args)
-    items = collect(args, prog)
-    device, precision = resolve_device(args)
+    if args.ray is None:
+        items = collect(args, prog)
+    device, precision = resolve_device(args) if args.ray is None else (args.device or "cpu", args.precision or "fp32")
     opts = backend_options(args, device, precision)
     try:
         check_weights(["clip-image", "clap-audio"], **opts)
     except MissingWeightsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    if args.ray is not None:
+        from lsld_engine.scale.cli import run_extract
+
+        if args.device is None:  # the actors' device follows their GPUs (see lsld_engine.scale.engine)
+            opts.pop("device")
+            opts.pop("precision")
+        return run_extract(args, prog, opts)
     store = FeatureStore(args.out, args.dtype)
     todo, skipped = pending(items, store)
     if args.limit is not None:
