@@ -21,7 +21,7 @@ from lsld_engine.events import TRACKS
 #: Scalar columns, in order, with their Arrow type names.
 SCALARS: tuple[tuple[str, str], ...] = (("video_id", "string"), ("status", "string"), ("error", "string"),
                                         ("path", "string"), ("duration", "float64"), ("segments", "int32"),
-                                        ("has_audio", "bool"))
+                                        ("has_audio", "bool_"))
 #: Probability columns of ``--save-probs`` (tracks ``audio`` and ``visual``).
 PROB_COLUMNS: tuple[str, ...] = ("probs", "window_probs")
 

@@ -94,13 +94,13 @@ def _connect(args, prog: str):
     from lsld_engine.scale.engine import plan
 
     opts = ray_options(args)
-    resources = cluster.connect(opts.address, num_cpus=opts.num_cpus, num_gpus=opts.num_gpus,
+    resources, started = cluster.connect(opts.address, num_cpus=opts.num_cpus, num_gpus=opts.num_gpus,
                                 object_store_mb=opts.object_store_mb, verbose=opts.verbose)
     opts = plan(opts, resources)
     log.info("Ray: %g CPUs, %g GPUs; encoder actors 1..%d (%g CPU, %g GPU each, %d videos a call), "
              "decode tasks of %d videos (%g CPU)", resources.get("CPU", 0), resources.get("GPU", 0), opts.actors,
              opts.actor_cpus, opts.actor_gpus, opts.encode_batch, opts.decode_batch, opts.decode_cpus)
-    return opts
+    return opts, started
 
 
 def run_parse(args, prog: str, backend_opts: dict) -> int:
@@ -130,7 +130,7 @@ def run_parse(args, prog: str, backend_opts: dict) -> int:
     if done:
         log.info("resuming %s: %d of %d videos already there", out, summary.skipped, len(items))
     try:
-        opts = _connect(args, prog)
+        opts, started = _connect(args, prog)
     except (RayUnavailableError, ValueError, ConnectionError) as e:
         return _error(prog, str(e))
     sink = ShardSink(out, fmt, rows_per_shard=args.rows_per_shard, shard_seconds=args.shard_seconds)
@@ -148,7 +148,8 @@ def run_parse(args, prog: str, backend_opts: dict) -> int:
         sink.abort()
         raise
     finally:
-        shutdown()
+        if started:
+            shutdown()
     manifest = sink.close(inputs=len(items), skipped=summary.skipped)
     print(summary.format(), file=sys.stderr)
     log.info("%s: %d videos (%d ok, %d errors) in %d shards; manifest %s/_SUCCESS", out, manifest["videos"],
@@ -178,7 +179,7 @@ def run_extract(args, prog: str, backend_opts: dict) -> int:
     summary = Summary(total=len(items), skipped=skipped)
     if todo:
         try:
-            opts = _connect(args, prog)
+            opts, started = _connect(args, prog)
         except (RayUnavailableError, ValueError, ConnectionError) as e:
             return _error(prog, str(e))
         try:
@@ -190,6 +191,7 @@ def run_extract(args, prog: str, backend_opts: dict) -> int:
                   + summary.format("extracted"), file=sys.stderr)
             return 130
         finally:
-            shutdown()
+            if started:
+                shutdown()
     print(summary.format("extracted"), file=sys.stderr)
     return 1 if summary.failed else 0

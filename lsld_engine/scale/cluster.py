@@ -28,13 +28,15 @@ def import_ray():
 
 
 def connect(address: str | None = LOCAL, *, num_cpus: int | None = None, num_gpus: int | None = None,
-            object_store_mb: int | None = None, verbose: bool = False) -> dict[str, float]:
+            object_store_mb: int | None = None, verbose: bool = False) -> tuple[dict[str, float], bool]:
     """Join the cluster at ``address`` (``auto``, ``ray://host:10001``, ``host:6379``) or, for
     ``None`` / ``"local"`` without ``$RAY_ADDRESS``, start a local instance with ``num_cpus``,
     ``num_gpus`` and an object store of ``object_store_mb`` MiB. Returns the cluster's resources
-    (``{"CPU": ..., "GPU": ..., ...}``). A session already connected is reused."""
+    (``{"CPU": ..., "GPU": ..., ...}``) and whether this call connected (a session already
+    connected, e.g. by a test or a notebook, is reused and left open)."""
     ray = import_ray()
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         kwargs: dict = {"include_dashboard": False, "log_to_driver": verbose,
                         "logging_level": logging.INFO if verbose else logging.WARNING}
         if address in (None, LOCAL):
@@ -51,7 +53,7 @@ def connect(address: str | None = LOCAL, *, num_cpus: int | None = None, num_gpu
     ctx.enable_progress_bars = verbose  # the driver shows one bar of its own
     if hasattr(ctx, "print_on_execution_start"):
         ctx.print_on_execution_start = verbose
-    return dict(ray.cluster_resources())
+    return dict(ray.cluster_resources()), started
 
 
 def shutdown() -> None:
