@@ -25,14 +25,13 @@ MANIFEST = "_SUCCESS"
 
 
 def is_uri(path: str | os.PathLike) -> bool:
-    """True for ``scheme://...`` paths (object stores, HDFS); plain and ``file://`` paths are local."""
-    s = str(path)
-    return "://" in s and not s.startswith("file://")
+    """True for ``scheme://...`` paths (object stores, HDFS, ``file://``): read and written through
+    ``pyarrow.fs``; plain paths are local files."""
+    return "://" in str(path)
 
 
 def local_path(path: str | os.PathLike) -> Path:
-    s = str(path)
-    return Path(s[len("file://"):] if s.startswith("file://") else s)
+    return Path(path)
 
 
 def filesystem(uri: str):
@@ -43,6 +42,16 @@ def filesystem(uri: str):
     import pyarrow.fs as pafs
 
     return pafs.FileSystem.from_uri(uri)
+
+
+def exists(path: str | os.PathLike) -> bool:
+    """Whether a local path or a URI names an existing file or folder."""
+    if is_uri(path):
+        import pyarrow.fs as pafs
+
+        fs, p = filesystem(str(path))
+        return fs.get_file_info(p).type != pafs.FileType.NotFound
+    return Path(path).exists()
 
 
 def is_results_folder(path: str | os.PathLike) -> bool:
@@ -108,7 +117,7 @@ def read_results_file(path: str) -> dict[str, dict]:
 def read_results(path: str | os.PathLike) -> dict[str, dict]:
     """``{video_id: record}`` of a results file or folder (see the module docstring)."""
     if not is_results_folder(path):
-        if not is_uri(path) and not local_path(path).exists():
+        if not exists(path):
             raise FileNotFoundError(f"predictions not found: {path}")
         return read_results_file(str(path))
     shards = shard_files(path)
@@ -148,7 +157,7 @@ def done_statuses(path: str | os.PathLike, fmt: str | None = None) -> dict[str, 
         for shard in shard_files(path):
             out.update(_file_statuses(shard, format_of(shard)))
         return out
-    if not is_uri(path) and not local_path(path).is_file():
+    if not exists(path):
         return {}
     return _file_statuses(str(path), fmt or format_of(path))
 
