@@ -129,7 +129,7 @@ def test_resume_skips_done_videos_and_never_writes_one_twice(ray_local, videos, 
     first = read_results(out)
     assert len(first) == 3 and read_manifest(out)["videos"] == 3
     capsys.readouterr()
-    ray_parse(videos, out)
+    ray_parse(videos, out, "--decode-timeout", "300")  # decode tasks in child processes: same records
     assert "skipped 3 already done" in capsys.readouterr().err
     got = read_results(out)  # raises on a video in two shards
     assert_same_records(got, single, probs=False)
@@ -209,3 +209,17 @@ def test_ray_extract_writes_the_single_machine_features(ray_local, videos, tmp_p
     assert main(["extract", str(videos), "--out", str(many), "--ray", *ENCODERS]) == 1  # resume: only the broken one
     log2 = (many / "feats" / "extract_log.jsonl").read_text().splitlines()
     assert len(log2) == len(log) + 1 and json.loads(log2[-1])["video_id"] == "broken"
+
+
+def test_with_a_timeout_a_crashing_decoder_gives_an_error_record(videos, tmp_path):
+    """``--decode-timeout``: the decode task decodes in a child process (the single-machine
+    decode_stream), so a decoder that dies becomes the video's error record, not a lost task."""
+    from lsld_engine.scale.stages import decode_batch
+    from lsld_engine.testing.faults import KillOnce
+
+    batch = {"path": [str(videos / "clipA_0_10.mp4"), str(videos / "clipB_5_15.mp4")],
+             "video_id": ["clipA_0_10", "clipB_5_15"]}
+    out = decode_batch(batch, timeout=300, decode_fn=KillOnce(tmp_path / "killed"))
+    assert out["video_id"] == batch["video_id"]
+    assert "decoder worker died" in out["error"][0] and out["frames"][0].shape[0] == 0
+    assert out["error"][1] == "" and out["frames"][1].shape == (1, 80, 224, 224, 3)

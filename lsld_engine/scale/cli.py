@@ -84,6 +84,17 @@ def _collect(args, prog: str):
     return items
 
 
+def _is_ray_error(e: BaseException) -> bool:
+    import ray.exceptions
+
+    return isinstance(e, ray.exceptions.RayError)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
 def _error(prog: str, msg: str) -> int:
     print(f"{prog}: error: {msg}", file=sys.stderr)
     return 2
@@ -144,8 +155,11 @@ def run_parse(args, prog: str, backend_opts: dict) -> int:
         print(f"{prog}: interrupted; finished videos are in {out}, run again to resume\n" + summary.format(),
               file=sys.stderr)
         return 130
-    except BaseException:
+    except BaseException as e:
         sink.abort()
+        if _is_ray_error(e):
+            return _error(prog, f"the Ray job failed ({_first_line(e)}); finished videos are in {out}, run "
+                                "again to resume (--decode-timeout turns decoder crashes into error records)")
         raise
     finally:
         if started:
@@ -190,6 +204,11 @@ def run_extract(args, prog: str, backend_opts: dict) -> int:
             print(f"{prog}: interrupted; finished videos are kept, run again to resume\n"
                   + summary.format("extracted"), file=sys.stderr)
             return 130
+        except Exception as e:
+            if _is_ray_error(e):
+                return _error(prog, f"the Ray job failed ({_first_line(e)}); finished videos are kept, run "
+                                    "again to resume (--decode-timeout turns decoder crashes into error records)")
+            raise
         finally:
             if started:
                 shutdown()
