@@ -158,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
         if args.device is None:  # the actors' device follows their GPUs (see lsld_engine.scale.engine)
             opts.pop("device")
+        if args.precision is None:
             opts.pop("precision")
         return run_extract(args, prog, opts)
     store = FeatureStore(args.out, args.dtype)

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lsld_engine.parse import Summary, Thresholds, parse_videos
-    from lsld_engine.results import done_ids
+    from lsld_engine.results import done_ids, is_uri
     from lsld_engine.writers import PredictionsError, format_of, get_writer
 
     setup_logging(args)
@@ -65,8 +65,13 @@ def run(args: argparse.Namespace) -> int:
 
         if args.device is None:  # the actors' device follows their GPUs (see lsld_engine.scale.engine)
             opts.pop("device")
+        if args.precision is None:
             opts.pop("precision")
         return run_parse(args, PROG, opts)
+    if is_uri(args.out):
+        print(f"{PROG}: error: --out {args.out}: results on an object store need --ray (a results folder); "
+              "one machine writes a local file", file=sys.stderr)
+        return 2
     fmt = args.format or format_of(args.out)
     args.out = Path(args.out)
     done: set = set()

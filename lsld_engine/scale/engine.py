@@ -110,14 +110,8 @@ def backend_options_for(options: dict, opts: RayOptions) -> dict:
     """The backend options of an encoder actor: its device follows the actor's GPUs, torch
     threads its CPUs."""
     out = dict(options)
-    if opts.actor_gpus:
-        out.setdefault("device", "cuda")
-        if out.get("device", "cuda").startswith("cuda"):
-            out.setdefault("precision", "fp16")
-    else:
-        out["device"] = "cpu"
-        if out.get("precision") not in (None, "fp32"):
-            out["precision"] = "fp32"
+    out.setdefault("device", "cuda" if opts.actor_gpus else "cpu")
+    out.setdefault("precision", "fp16" if str(out["device"]).startswith("cuda") else "fp32")
     out.setdefault("threads", max(1, int(opts.actor_cpus)))
     return out
 
