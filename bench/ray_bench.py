@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                          (single_machine(items, {**options, "threads": args.single_threads}), float("nan"),
                           f"parse_videos, torch threads {args.single_threads}")))
         for cpus in args.cpus:
-            runs.append((f"Ray, {cpus} CPU{'s' if cpus > 1 else ''}", ray_job(items, options, cpus, args.object_store_mb)))
+            name = f"Ray, {cpus} CPU{'s' if cpus > 1 else ''}"
+            runs.append((name, ray_job(items, options, cpus, args.object_store_mb)))
         for name, res in runs:
             print(f"  round {r + 1}: {name}: {res[0].times[-1]:.1f} s", flush=True)
             if name not in best or res[0].times[-1] < best[name][0].times[-1]:

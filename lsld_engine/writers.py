@@ -110,7 +110,8 @@ class CsvEventsWriter(_Writer):
                 for track in TRACKS for e in record.get("events", {}).get(track, [])]
         # all rows of a video in one write: a kill leaves whole videos (and at most a partial last line)
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows(rows or [[vid, status, "", "", "", "", "", record.get("error", "")]])
+        empty = [[vid, status, "", "", "", "", "", record.get("error", "")]]
+        csv.writer(buf, lineterminator="\n").writerows(rows or empty)
         self._file.write(buf.getvalue())
 
 

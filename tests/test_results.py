@@ -2,6 +2,7 @@
 manifest), resume of each format, and ``parse --format`` on one machine."""
 from __future__ import annotations
 
+import csv
 import json
 import sys
 
@@ -166,6 +167,7 @@ def test_parse_format_csv_and_parquet_on_one_machine_resume(tmp_path):
             assert set(read_results(out)) == {"broken", "c1", "c2"}  # raises on a repeated video
     # the same events in both formats
     q = read_results(tmp_path / "r.parquet")
-    csv_events = {(r.split(",")[0], r.split(",")[2], r.split(",")[3]) for r in (tmp_path / "r.csv").read_text().splitlines()[1:]
-                  if r.split(",")[1] == "ok" and r.split(",")[2]}
-    assert csv_events == {(v, t, e["label"]) for v in ("c1", "c2") for t, evs in q[v]["events"].items() for e in evs}
+    rows = list(csv.DictReader(open(tmp_path / "r.csv", encoding="utf-8")))
+    csv_events = {(r["video_id"], r["track"], r["label"], float(r["onset"])) for r in rows if r["track"]}
+    assert csv_events == {(v, t, e["label"], e["onset"]) for v in ("c1", "c2") for t, evs in q[v]["events"].items()
+                          for e in evs}
