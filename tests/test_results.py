@@ -171,3 +171,28 @@ def test_parse_format_csv_and_parquet_on_one_machine_resume(tmp_path):
     csv_events = {(r["video_id"], r["track"], r["label"], float(r["onset"])) for r in rows if r["track"]}
     assert csv_events == {(v, t, e["label"], e["onset"]) for v in ("c1", "c2") for t, evs in q[v]["events"].items()
                           for e in evs}
+
+
+def test_scale_sources_folders_globs_lists_and_uris(tmp_path):
+    """Inputs of ``--ray``: local folders / globs (single-machine rules) and pyarrow URIs, with
+    unique ids when stems collide."""
+    pytest.importorskip("pyarrow")
+    from lsld_engine.scale.sources import list_inputs
+
+    for rel in ("a/x.mp4", "b/x.mp4", "b/y.MKV", "b/notes.txt", "c/z.mp4"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    got = list_inputs([str(tmp_path / "a"), str(tmp_path / "b" / "*.MKV")])
+    assert [(v.video_id, v.path) for v in got] == [("x", str(tmp_path / "a/x.mp4")), ("y", str(tmp_path / "b/y.MKV"))]
+    # a URI folder (walked by extension) + a list file naming a URI and a relative local path
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# videos\nfile://{tmp_path}/c/z.mp4\na/x.mp4\n")
+    got = list_inputs([f"file://{tmp_path}/b"], lst)
+    assert {v.video_id: v.path for v in got} == {
+        "b/x": f"file://{tmp_path}/b/x.mp4", "a/x": str(tmp_path / "a" / "x.mp4"), "y": f"file://{tmp_path}/b/y.MKV",
+        "z": f"file://{tmp_path}/c/z.mp4"}
+    assert [v.video_id for v in list_inputs([f"file://{tmp_path}/*/x.mp4"])] == ["a/x", "b/x"]
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        list_inputs([str(tmp_path / "*.webm")])
+    with pytest.raises(FileNotFoundError, match="input not found"):
+        list_inputs([f"file://{tmp_path}/nothere"])

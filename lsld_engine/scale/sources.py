@@ -104,20 +104,22 @@ def _list_uri(uri: str, exts: tuple[str, ...]) -> list[str]:
 
 
 def _with_unique_ids(items: list[tuple[str, str | None]]) -> list[VideoInput]:
-    """Ids for mixed local / URI inputs: stems, or paths relative to the common folder when stems collide."""
+    """Ids for mixed local / URI inputs: stems, or paths relative to the common folder when stems
+    collide (a URI counts by its path: ``s3://bucket/a/x.mp4`` as ``/bucket/a/x.mp4``)."""
+    def key(p: str) -> str:
+        if is_uri(p):
+            return "/" + p.split("://", 1)[1].lstrip("/")
+        return os.path.abspath(p).replace(os.sep, "/")
+
     def stem(p: str) -> str:
-        return posixpath.splitext(posixpath.basename(p.replace(os.sep, "/")))[0]
+        return posixpath.splitext(posixpath.basename(key(p)))[0]
 
     counts = Counter(stem(p) for p, _ in items)
-    clash = [p.replace(os.sep, "/") for p, _ in items if counts[stem(p)] > 1]
-    try:
-        base = posixpath.commonpath([posixpath.dirname(p) for p in clash]) if len(clash) > 1 else ""
-    except ValueError:  # local and remote paths share no folder: ids keep the whole path
-        base = ""
+    clash = [key(p) for p, _ in items if counts[stem(p)] > 1]
+    base = posixpath.commonpath([posixpath.dirname(k) for k in clash]) if clash else "/"
     out = []
     for p, vid in items:
         if counts[stem(p)] > 1:
-            rel = posixpath.relpath(p.replace(os.sep, "/"), base) if base else p.replace("://", "/")
-            vid = posixpath.splitext(rel)[0]
+            vid = posixpath.splitext(posixpath.relpath(key(p), base))[0]
         out.append(VideoInput(p, vid or stem(p)))
     return sorted(out, key=lambda v: v.path)
