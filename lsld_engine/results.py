@@ -122,7 +122,8 @@ def read_results(path: str | os.PathLike) -> dict[str, dict]:
         return read_results_file(str(path))
     shards = shard_files(path)
     if not shards:
-        raise FileNotFoundError(f"{path}: a folder without result shards ({SHARD_PREFIX}*.jsonl / .parquet)")
+        raise FileNotFoundError(f"{path} is a folder without result shards ({SHARD_PREFIX}*.jsonl / .parquet); "
+                                "pass a predictions file, or the results folder of `parse --ray`")
     records: dict[str, dict] = {}
     where: dict[str, str] = {}
     for shard in shards:
