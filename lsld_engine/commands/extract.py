@@ -132,7 +132,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="dataset root (writes ROOT/feats/...)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="feature file dtype")
     add_encoder_arguments(p)
-    from lsld_engine.scale.cli import add_ray_arguments
+    from lsld_engine.commands.scale import add_ray_arguments
 
     add_ray_arguments(p, shards=False)
 
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     if args.ray is not None:
-        from lsld_engine.scale.cli import run_extract
+        from lsld_engine.commands.scale import run_extract
 
         if args.device is None:  # the actors' device follows their GPUs (see lsld_engine.scale.engine)
             opts.pop("device")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lsld_engine.commands.extract import (add_encoder_arguments, add_input_arguments, backend_options, collect,
                                           decode_function, default_workers, resolve_device, setup_logging)
-from lsld_engine.scale.cli import add_ray_arguments
+from lsld_engine.commands.scale import add_ray_arguments
 from lsld_engine.writers import WRITERS
 
 log = logging.getLogger("lsld_engine")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     if args.ray is not None:
-        from lsld_engine.scale.cli import run_parse
+        from lsld_engine.commands.scale import run_parse
 
         if args.device is None:  # the actors' device follows their GPUs (see lsld_engine.scale.engine)
             opts.pop("device")

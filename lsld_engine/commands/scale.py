@@ -1,4 +1,5 @@
-"""The ``--ray [ADDRESS]`` options of ``lsld-engine parse`` / ``extract`` and their runs on Ray.
+"""The ``--ray [ADDRESS]`` options of ``lsld-engine parse`` / ``extract`` and their runs on Ray
+(the command layer of :mod:`lsld_engine.scale`).
 
 The commands call :func:`add_ray_arguments` and, when ``--ray`` is given, :func:`run_parse` /
 :func:`run_extract` instead of the single-machine loop: inputs, resume, weights and error lines
