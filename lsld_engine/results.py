@@ -30,10 +30,6 @@ def is_uri(path: str | os.PathLike) -> bool:
     return "://" in str(path)
 
 
-def local_path(path: str | os.PathLike) -> Path:
-    return Path(path)
-
-
 def filesystem(uri: str):
     """``(pyarrow.fs.FileSystem, path inside it)`` of a URI."""
     from lsld_engine.parquet_results import pyarrow
@@ -60,7 +56,7 @@ def is_results_folder(path: str | os.PathLike) -> bool:
 
         fs, p = filesystem(str(path))
         return fs.get_file_info(p).type == pafs.FileType.Directory
-    return local_path(path).is_dir()
+    return Path(path).is_dir()
 
 
 def shard_files(folder: str | os.PathLike) -> list[str]:
@@ -74,7 +70,7 @@ def shard_files(folder: str | os.PathLike) -> list[str]:
         names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
         root = str(folder).rstrip("/")
         return [f"{root}/{n}" for n in names if n.startswith(SHARD_PREFIX) and n.endswith(suffixes)]
-    d = local_path(folder)
+    d = Path(folder)
     if not d.is_dir():
         return []
     return sorted(str(p) for p in d.iterdir()
@@ -84,7 +80,7 @@ def shard_files(folder: str | os.PathLike) -> list[str]:
 def _local_copy(path: str) -> tuple[str, bool]:
     """A local file with the bytes of ``path`` (a temporary copy for URIs; the caller deletes it)."""
     if not is_uri(path):
-        return str(local_path(path)), False
+        return str(path), False
     fs, p = filesystem(path)
     fd, tmp = tempfile.mkstemp(suffix=Path(p).suffix)
     with os.fdopen(fd, "wb") as f, fs.open_input_stream(p) as src:
@@ -137,7 +133,7 @@ def read_results(path: str | os.PathLike) -> dict[str, dict]:
 
 def read_csv_statuses(path: str | os.PathLike, repair: bool = True) -> dict[str, str]:
     """``{video_id: status}`` of an events CSV; a partial last line is cut off with ``repair``."""
-    path = local_path(path)
+    path = Path(path)
     if not path.is_file():
         return {}
     data = path.read_bytes()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from lsld_engine.cli import at_least
 
@@ -118,7 +119,7 @@ def _connect(args, prog: str):
 def run_parse(args, prog: str, backend_opts: dict) -> int:
     """``lsld-engine parse --ray``: weights already checked by the command; writes a results folder."""
     from lsld_engine.parse import Summary
-    from lsld_engine.results import done_ids, is_uri, local_path
+    from lsld_engine.results import done_ids, is_uri
     from lsld_engine.scale.cluster import RayUnavailableError, shutdown
     from lsld_engine.scale.engine import run_parse as run
     from lsld_engine.scale.sinks import ShardSink
@@ -128,7 +129,7 @@ def run_parse(args, prog: str, backend_opts: dict) -> int:
         return _error(prog, why)
     fmt = args.format or "jsonl"
     out = str(args.out)
-    if not is_uri(out) and local_path(out).is_file():
+    if not is_uri(out) and Path(out).is_file():
         return _error(prog, f"--out {out} is a file; with --ray, --out is a results folder (shards + _SUCCESS)")
     items = _collect(args, prog)
     done = done_ids(out)

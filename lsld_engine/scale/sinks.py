@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lsld_engine.results import MANIFEST, SHARD_PREFIX, done_statuses, filesystem, is_uri, local_path, shard_files
+from lsld_engine.results import MANIFEST, SHARD_PREFIX, done_statuses, filesystem, is_uri, shard_files
 from lsld_engine.writers import WRITERS, get_writer
 
 _TMP_PREFIX = "._tmp-"
@@ -55,7 +55,7 @@ class ShardSink:
             except (FileNotFoundError, OSError):
                 pass
             return
-        d = local_path(self.out)
+        d = Path(self.out)
         if d.exists() and not d.is_dir():
             raise NotADirectoryError(f"--out {d} is a file; with --ray, --out is a results folder")
         d.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ class ShardSink:
             with fs.open_output_stream(f"{p}/{name}") as f:
                 f.write(data)
             return
-        d = local_path(self.out)
+        d = Path(self.out)
         tmp = d / f"{_TMP_PREFIX}{name}"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -138,5 +138,5 @@ def read_manifest(out: str | os.PathLike) -> dict | None:
                 return json.loads(f.read())
         except (FileNotFoundError, OSError):
             return None
-    m = Path(local_path(out)) / MANIFEST
+    m = Path(out) / MANIFEST
     return json.loads(m.read_text()) if m.is_file() else None
