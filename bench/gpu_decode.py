@@ -54,11 +54,11 @@ def decode_fn_of(mode: str):
     if mode == "naive":
         return None
     if mode == "device":
-        from lsld_engine.raw_media import decode_raw
+        from lsld_engine.media.raw_planes import decode_raw
 
         return decode_raw
     if mode == "nvdec":
-        from lsld_engine.nvdec import decode_nvdec
+        from lsld_engine.media.nvdec import decode_nvdec
 
         return decode_nvdec
     raise ValueError(f"unknown mode {mode!r}")
@@ -66,7 +66,7 @@ def decode_fn_of(mode: str):
 
 def decode_only(paths, workers: int, fn) -> tuple[float, int]:
     """clips/s of the decode step alone, and how many files NVDEC decoded."""
-    from lsld_engine.decode_pool import DecodeFailure, decode_stream
+    from lsld_engine.media.pool import DecodeFailure, decode_stream
 
     t = time.perf_counter()
     nv = 0
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     import torch
 
     from lsld_engine.testing.videos import bench_clips
-    from lsld_engine.inputs import VideoInput
+    from lsld_engine.video_inputs import VideoInput
 
     out = args.out or (Path(os.environ["OUT"]) / "gpu_decode.json" if os.environ.get("OUT") else None)
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     try:
         import av
 
-        from lsld_engine.nvdec import nvdec_unavailable_reason
+        from lsld_engine.media.nvdec import nvdec_unavailable_reason
 
         header["pyav"] = av.__version__
         header["nvdec"] = nvdec_unavailable_reason() or "available"

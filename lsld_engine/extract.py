@@ -29,9 +29,9 @@ from typing import Iterable
 import numpy as np
 
 from lsld_engine.dataset import CLAP_SUBDIR, CLIP_SUBDIR
-from lsld_engine.decode_pool import DecodeFailure, decode_stream
+from lsld_engine.media.pool import DecodeFailure, decode_stream
 from lsld_engine.embed import EmbeddedVideo, embed_stream
-from lsld_engine.inputs import VideoInput, read_records
+from lsld_engine.video_inputs import VideoInput, read_records
 from lsld_engine.parse import Summary
 
 log = logging.getLogger(__name__)

@@ -25,10 +25,10 @@ from typing import Iterable
 
 import numpy as np
 
-from lsld_engine.decode_pool import DecodeFailure, decode_stream
+from lsld_engine.media.pool import DecodeFailure, decode_stream
 from lsld_engine.embed import EmbeddedVideo, embed_groups
 from lsld_engine.events import track_events
-from lsld_engine.inputs import VideoInput
+from lsld_engine.video_inputs import VideoInput
 from lsld_engine.llp import T
 from lsld_engine.training import predict_masks
 from lsld_engine.writers import error_record, ok_record
@@ -124,8 +124,8 @@ def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int 
     ``ordered``: records in input order (else completion order). ``workers``: decode processes
     (0 = in a thread of this process). ``max_frames``: CLIP frames per encode round (see
     :func:`lsld_engine.embed.embed_groups`). ``decode_fn``: the per-video decoder of the workers
-    (default :func:`lsld_engine.media.decode_video`; :func:`lsld_engine.raw_media.decode_raw` /
-    :func:`lsld_engine.nvdec.decode_nvdec` for device pixels, see docs/pixels.md). Returns (and fills ``summary``) the run's counts.
+    (default :func:`lsld_engine.media.decode_video`; :func:`lsld_engine.media.raw_planes.decode_raw` /
+    :func:`lsld_engine.media.nvdec.decode_nvdec` for device pixels, see docs/pixels.md). Returns (and fills ``summary``) the run's counts.
     """
     from tqdm import tqdm
 

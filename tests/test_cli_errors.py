@@ -264,7 +264,7 @@ def test_train_denoise_module_missing_dataset(tmp_path, capsys):
 
 
 def test_parse_resume_from_a_binary_out_names_it(tmp_path):
-    from lsld_engine.inputs import read_records
+    from lsld_engine.video_inputs import read_records
 
     out = tmp_path / "r.jsonl"
     out.write_bytes(b"\xff\xfe\n")

@@ -18,9 +18,9 @@ import torch
 
 from lsld_engine import backends
 from lsld_engine.cli import main
-from lsld_engine.decode_pool import DecodeFailure
+from lsld_engine.media.pool import DecodeFailure
 from lsld_engine.embed import EmbeddedVideo, embed_groups, embed_videos, take_ready
-from lsld_engine.inputs import assign_ids, collect_inputs
+from lsld_engine.video_inputs import assign_ids, collect_inputs
 from lsld_engine.llp import CLASSES, NUM_CLASSES
 from lsld_engine.media import decode_video
 from lsld_engine.parse import Thresholds, video_record

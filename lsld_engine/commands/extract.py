@@ -80,11 +80,11 @@ def default_workers(device: str) -> int:
 def decode_function(args):
     """The decode workers' per-video function for ``--pixels`` / ``--decoder`` (None: the reference)."""
     if getattr(args, "decoder", "cpu") == "nvdec":
-        from lsld_engine.nvdec import decode_nvdec
+        from lsld_engine.media.nvdec import decode_nvdec
 
         return decode_nvdec
     if getattr(args, "pixels", "cpu") == "device":
-        from lsld_engine.raw_media import decode_raw
+        from lsld_engine.media.raw_planes import decode_raw
 
         return decode_raw
     return None
@@ -107,7 +107,7 @@ def backend_options(args, device: str, precision: str) -> dict:
 def collect(args, prog: str):
     """The inputs of ``args`` (sorted, unique ids); a usage error is printed and exits with status 2
     (status 1 means "some videos failed")."""
-    from lsld_engine.inputs import collect_inputs
+    from lsld_engine.video_inputs import collect_inputs
 
     def usage_error(msg: str) -> SystemExit:
         print(f"{prog}: error: {msg}", file=sys.stderr)

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsld_engine.inputs import read_records
+    from lsld_engine.video_inputs import read_records
     from lsld_engine.parse import Summary, Thresholds, parse_videos
     from lsld_engine.writers import JsonlWriter
 

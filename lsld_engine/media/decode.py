@@ -290,7 +290,7 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
     ``skip_nonref``: let the decoder drop non-reference frames (``skip_frame = "NONREF"``): less
     decoding, but a wanted time that falls on a dropped frame shows the previous decoded frame
     (see docs/pixels.md for the measured saving and timing error). Off by default.
-    ``hwaccel``: an ``av.codec.hwaccel.HWAccel`` for the video (NVDEC, :mod:`lsld_engine.nvdec`).
+    ``hwaccel``: an ``av.codec.hwaccel.HWAccel`` for the video (NVDEC, :mod:`lsld_engine.media.nvdec`).
     Raises :class:`MediaError` naming the file.
     """
     path = str(path)
