@@ -1,4 +1,4 @@
-"""Naive CPU pixel path vs raw planes + device pixels (issue 8), side by side, plus skip_nonref.
+"""Naive CPU pixel path vs raw planes + device pixels, side by side, plus skip_nonref.
 
     python -m bench.pixels_bench [--videos 8] [--workers 0,2] [--size 640x360] [--device cpu|cuda]
                                  [--repeat 3] [--group 8]

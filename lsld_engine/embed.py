@@ -13,8 +13,8 @@ How the encoder is kept busy:
   in device-sized batches (``backend.embed_images`` / ``embed_audio``). So batches span videos
   when decoding is ahead, and the encoder never waits for a particular video.
 
-:func:`clip_batches` is the one place where decoded frames become the CLIP input batch (the GPU
-preprocessing of issue 8 replaces it).
+:func:`clip_batches` is the one place where decoded frames become the CLIP input batch (the device
+pixel step of :mod:`lsld_engine.media.pixels` plugs in there).
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ class EmbeddedVideo(Windowed):
 def clip_batches(videos: Sequence[Any], batch: int) -> Iterator[np.ndarray]:
     """CLIP input batches ``(<= batch, 224, 224, 3)`` uint8 over all frames of ``videos`` in order.
 
-    The single hand-over point from decoded frames to the image encoder's input (issue 8's GPU
-    preprocessing replaces it). Batches span videos; a long video is sliced, never copied whole.
+    The single hand-over point from decoded frames to the image encoder's input (the device
+    pixel step plugs in here). Batches span videos; a long video is sliced, never copied whole.
     Raw-plane videos (:class:`lsld_engine.media.raw_planes.RawVideo`, ``--pixels device``) get the device
     pixel step here (:func:`lsld_engine.media.raw_planes.raw_to_clip`, CUDA when available).
     """

@@ -62,7 +62,7 @@ def setup_logging(args) -> None:
     root.propagate = False
 
 
-def resolve_device(args) -> tuple[str, str]:
+def device_and_precision(args) -> tuple[str, str]:
     """``(device, precision)`` from the flags and what is available."""
     import torch
 
@@ -101,6 +101,10 @@ def backend_options(args, device: str, precision: str) -> dict:
         opts["size"] = "small"
     if getattr(args, "engine_dir", None):
         opts["engine_dir"] = str(args.engine_dir)
+    if getattr(args, "backend", None) == "tensorrt":
+        # The command line (not the library) hands the runtime the builder for missing engines.
+        from export.tensorrt_build import build_engine
+        opts["build_missing"] = build_engine
     return opts
 
 
@@ -142,10 +146,10 @@ def run(args: argparse.Namespace) -> int:
     prog = "lsld-engine extract"
     setup_logging(args)
     items = collect(args, prog)
-    device, precision = resolve_device(args)
+    device, precision = device_and_precision(args)
     opts = backend_options(args, device, precision)
     try:
-        check_weights(["clip-image", "clap-audio"], **opts)
+        check_weights(["clip_image", "clap_audio"], **opts)
     except MissingWeightsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -153,14 +157,14 @@ def run(args: argparse.Namespace) -> int:
     todo, skipped = pending(items, store)
     if args.limit is not None:
         todo = todo[: args.limit]
-    from lsld_engine.parse import Summary
+    from lsld_engine.pipeline import Summary
 
     summary = Summary(total=len(items), skipped=skipped)
     log.info("%d videos: %d to extract, %d already done (%s)", len(items), len(todo), skipped, store.root)
     if todo:
         backend = create_backend("torch", **opts)
         if hasattr(backend, "warm_up"):
-            backend.warm_up(("clip-image", "clap-audio"))
+            backend.warm_up(("clip_image", "clap_audio"))
         workers = default_workers(device) if args.workers is None else args.workers
         try:
             extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary,

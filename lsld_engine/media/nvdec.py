@@ -1,4 +1,4 @@
-"""Optional NVDEC decode path (issue 8): PyAV ``HWAccel('cuda')`` + the device pixel step, per worker.
+"""Optional NVDEC decode path: PyAV ``HWAccel('cuda')`` + the device pixel step, per worker.
 
 STATUS: written against PyAV 18.1's API (``av.codec.hwaccel.HWAccel``, ``VideoPlane.__dlpack__``
 for CUDA frames, ``VideoFrame.sw_format``) and **not run on a GPU yet** (the development machine
@@ -11,7 +11,7 @@ workers start with *spawn*, so each has its own CUDA context):
 - one ``HWAccel("cuda", is_hw_owned=True)`` per worker process, reused for every file. With
   ``is_hw_owned`` PyAV creates the FFmpeg CUDA device on the device's *primary* context
   (``primary_ctx=1``), the one torch uses too, so no new CUDA context is made per file (the
-  naive per-file context was what made NVDEC slow in PERF-NOTES);
+  naive per-file context is what makes NVDEC slow);
 - frames stay on the GPU: each chosen frame's NV12 planes are exported with DLPack into torch
   (``plane.__dlpack__()`` with no stream: PyAV 18 refuses one, which ``torch.from_dlpack(plane)``
   would pass) and copied at once (NVDEC's surface pool is small; holding frames stalls it);

@@ -1,4 +1,4 @@
-"""Device-side pixel step (issue 8): raw decoded YUV 4:2:0 planes -> CLIP input, batched, in torch.
+"""Device-side pixel step: raw decoded YUV 4:2:0 planes -> CLIP input, batched, in torch.
 
 Replaces the CPU reference pixel step of :mod:`lsld_engine.media` (swscale RGB, PIL bicubic
 shortest side 224, centre crop) with the same arithmetic on the device (CUDA when available,

@@ -1,4 +1,4 @@
-"""Raw-plane decode mode (issue 8): workers only decode; pixels are done on the device.
+"""Raw-plane decode mode: workers only decode; pixels are done on the device.
 
 ``decode_raw(path)`` runs the decode step of :mod:`lsld_engine.media` (same frame choice, same
 audio) and keeps each *distinct* chosen frame as its YUV 4:2:0 planes, as decoded (no RGB, no
