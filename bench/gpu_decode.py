@@ -5,7 +5,8 @@
 
 (``bash bench/gpu_decode.sh`` wraps it for the lent machines: wheels, nvidia-smi, overall timeout.)
 
-Clips: synthetic 10-s 640x360 textured H.264 (crf 23, veryfast) + AAC at 25 fps, (``lsld_engine.testing.videos.bench_clips``: 8 encoded, the rest copies). Backend: random-weight
+Clips: synthetic 10-s 640x360 textured H.264 (crf 23, veryfast) + AAC at 25 fps
+(``lsld_engine.testing.videos.bench_clips``: 8 encoded, the rest copies). Backend: random-weight
 real-size towers (CLIP ViT-B/16, CLAP HTSAT-tiny) + HAN, fp16 autocast on CUDA, built and warmed
 once. For each mode and worker count it runs ``lsld_engine.parse.parse_videos`` over all clips
 (records discarded) and reports clips/s, plus the decode-only bound of the same decode function

@@ -1,8 +1,9 @@
 """``lsld-engine`` command line: argument parsing only; each subcommand lives in its own module.
 
 Ordinary user mistakes (a missing file, a corrupt checkpoint, a malformed CSV) raise
-:class:`lsld_engine.errors.LsldError` subclasses; :func:`report_user_errors` turns those into one ``PROG: error: ...`` line and
-exit status 2 (set ``LSLD_DEBUG=1`` for the traceback). Anything else is a bug and keeps its traceback.
+:class:`lsld_engine.errors.LsldError` subclasses; :func:`report_user_errors` catches them by type and
+turns them into one ``PROG: error: ...`` line and exit status 2 (set ``LSLD_DEBUG=1`` for the
+traceback). Anything else is a bug and keeps its traceback.
 
 A subcommand module under ``lsld_engine/commands/`` exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; it is imported only when chosen, so ``lsld-engine eval`` never loads the

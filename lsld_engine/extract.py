@@ -18,6 +18,7 @@ retried by the next run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -99,13 +100,15 @@ def extract_features(inputs: Iterable[VideoInput], backend, store: FeatureStore,
     ``workers``, ``max_frames``, ``decode_timeout``, ``decode_fn``: see :func:`lsld_engine.pipeline.embedded_groups`."""
     summary = summary or Summary()
     inputs = list(inputs)
-    with open(store.log_path, "a", encoding="utf-8") as logf:
-        for group in embedded_groups(inputs, backend, summary, workers=workers, progress=progress,
-                                     max_frames=max_frames, decode_timeout=decode_timeout, decode_fn=decode_fn):
+    groups = embedded_groups(inputs, backend, summary, workers=workers, progress=progress, max_frames=max_frames,
+                             decode_timeout=decode_timeout, decode_fn=decode_fn)
+    with open(store.log_path, "a", encoding="utf-8") as logf, contextlib.closing(groups):
+        for group in groups:
             for item in group:
                 if not isinstance(item, DecodeFailure):
                     store.write(item)
                 # after the files: a line "ok" means every file of the video is in place
                 logf.write(json.dumps(log_record(item), ensure_ascii=False) + "\n")
                 logf.flush()
+                summary.count(item)
     return summary

@@ -17,6 +17,7 @@ event, and times are absolute (see :mod:`lsld_engine.events`). Events past the t
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -93,11 +94,13 @@ def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int 
     :func:`lsld_engine.pipeline.embedded_groups`. Returns (and fills ``summary``) the run's counts.
     """
     summary = summary or Summary()
-    groups = embedded_groups(inputs, backend, summary, workers=workers, ordered=ordered, progress=progress,
-                             total=total, max_frames=max_frames, decode_timeout=decode_timeout, decode_fn=decode_fn)
-    for group in groups:
-        outputs = iter(run_han(backend, [v for v in group if isinstance(v, EmbeddedVideo)]))
-        for item in group:
-            writer.write(failure_record(item) if isinstance(item, DecodeFailure)
-                         else video_record(item, next(outputs), thresholds, save_probs))
+    with contextlib.closing(embedded_groups(inputs, backend, summary, workers=workers, ordered=ordered,
+                                            progress=progress, total=total, max_frames=max_frames,
+                                            decode_timeout=decode_timeout, decode_fn=decode_fn)) as groups:
+        for group in groups:
+            outputs = iter(run_han(backend, [v for v in group if isinstance(v, EmbeddedVideo)]))
+            for item in group:
+                writer.write(failure_record(item) if isinstance(item, DecodeFailure)
+                             else video_record(item, next(outputs), thresholds, save_probs))
+                summary.count(item)
     return summary

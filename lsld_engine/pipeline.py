@@ -34,6 +34,14 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
+    def count(self, item: EmbeddedVideo | DecodeFailure) -> None:
+        """Count one handled video (call it after the video's results are written)."""
+        if isinstance(item, DecodeFailure):
+            self.failed.append((item.video_id, item.error))
+        else:
+            self.done += 1
+            self.windows += item.num_windows
+
     @property
     def videos_per_second(self) -> float:
         n = self.done + len(self.failed)
@@ -57,11 +65,14 @@ def embedded_groups(inputs: Iterable[VideoInput], backend, summary: Summary, *, 
     """Decode ``inputs`` and embed them with ``backend``; yield groups of :class:`EmbeddedVideo` (frames
     ``(W, 80, D)``, audio ``(W, 10, D)``) and :class:`DecodeFailure`, one item per input.
 
-    Each group is counted into ``summary`` once the caller is done with it (so a video counts as done
-    only after its results are written). ``ordered``: groups in input order (else completion order);
-    ``workers``: decode processes (0 = a thread of this process); ``max_frames``: CLIP frames per encode
-    round (:func:`lsld_engine.embed.embed_groups`); ``decode_fn``: the workers' per-video decoder
-    (default :func:`lsld_engine.media.decode_video`; :func:`lsld_engine.media.raw_planes.decode_raw` /
+    The caller counts each video into ``summary`` (:meth:`Summary.count`) once its results are written;
+    this loop logs failures, drives the progress bar and sets ``summary.seconds`` when it ends (use it
+    in ``contextlib.closing`` so that happens on an exception too).
+
+    ``ordered``: groups in input order (else completion order); ``workers``: decode processes (0 = a
+    thread of this process); ``max_frames``: CLIP frames per encode round
+    (:func:`lsld_engine.embed.embed_groups`); ``decode_fn``: the workers' per-video decoder (default
+    :func:`lsld_engine.media.decode_video`; :func:`lsld_engine.media.raw_planes.decode_raw` /
     :func:`lsld_engine.media.nvdec.decode_nvdec` for device pixels, see docs/pixels.md).
     """
     from tqdm import tqdm
@@ -78,12 +89,6 @@ def embedded_groups(inputs: Iterable[VideoInput], backend, summary: Summary, *, 
                 if isinstance(item, DecodeFailure):
                     log.warning("failed: %s", item.error)
             yield group
-            for item in group:
-                if isinstance(item, DecodeFailure):
-                    summary.failed.append((item.video_id, item.error))
-                else:
-                    summary.done += 1
-                    summary.windows += item.num_windows
             bar.update(len(group))
             if summary.failed:
                 bar.set_postfix(failed=len(summary.failed), refresh=False)

@@ -127,7 +127,8 @@ NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in [
         builder="lsld_engine.model:build_han",
         loader="lsld_engine.checkpoint:load_han",
         inputs=(TensorSpec("audio", ("B", T, CLIP_EMBED_DIM), "float32", "CLAP segment features"),
-                TensorSpec("frames", ("B", FRAMES_PER_WINDOW, CLIP_EMBED_DIM), "float32", "CLIP frame features, 8 fps")),
+                TensorSpec("frames", ("B", FRAMES_PER_WINDOW, CLIP_EMBED_DIM), "float32",
+                           "CLIP frame features, 8 fps")),
         outputs=tuple(TensorSpec(n, ("B", T, 2, NUM_CLASSES) if n == "seg_prob" else ("B", NUM_CLASSES), "float32")
                       for n in HAN_OUTPUTS),
         checkpoint_formats=("lsld-engine HAN checkpoints and the official LSLD.pt (see lsld_engine.checkpoint)",),
