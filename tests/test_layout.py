@@ -77,3 +77,22 @@ def test_old_module_entries_are_aliases(module, word):
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert word in out.stdout
+
+
+def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_error(tmp_path):
+    import numpy as np
+
+    from lsld_engine.files import atomic_path, write_text_atomic
+
+    target = tmp_path / "sub" / "labels.npz"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".npz"
+        np.savez(tmp, x=np.arange(3))  # np.savez keeps a name that already ends in .npz
+    assert np.load(target)["x"].tolist() == [0, 1, 2]
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        np.savez(tmp, x=np.arange(5))
+        raise RuntimeError("killed mid-write")
+    assert np.load(target)["x"].tolist() == [0, 1, 2]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["labels.npz"]
+    write_text_atomic(tmp_path / "m.json", "{}\n")
+    assert (tmp_path / "m.json").read_text() == "{}\n"
