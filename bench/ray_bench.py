@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lsld_engine.inputs import assign_ids
+from lsld_engine.video_inputs import assign_ids
 from lsld_engine.testing.videos import bench_clips
 
 

@@ -165,7 +165,7 @@ def done_ids(path: str | os.PathLike, fmt: str | None = None) -> set[str]:
 
 
 def _file_statuses(path: str, fmt: str) -> dict[str, str]:
-    from lsld_engine.inputs import read_records
+    from lsld_engine.video_inputs import read_records
 
     local, temp = _local_copy(path)
     try:

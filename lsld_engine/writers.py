@@ -22,6 +22,7 @@ with no event, or a failed one, still gets one row with the event fields empty.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,11 +31,13 @@ import os
 from pathlib import Path
 from typing import IO
 
+from lsld_engine.errors import LsldError
+from lsld_engine.files import atomic_path
 from lsld_engine.events import TRACKS
 from lsld_engine.llp import CLASS_INDEX
 
 
-class PredictionsError(ValueError):
+class PredictionsError(LsldError, ValueError):
     """A malformed predictions file; the message names the file and line."""
 
 
@@ -133,13 +136,14 @@ class ParquetResultsWriter(_Writer):
         self._pr = pr
         self._rows: list[dict] = []
         self.row_group_size = row_group_size
+        self._atomic = contextlib.ExitStack()  # the temporary file, renamed over ``path`` on close
         if isinstance(path, (str, os.PathLike)):
             self.path = Path(path)
-            self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-            self._sink = self._tmp
+            pr.pyarrow()  # a missing pyarrow is reported before the temporary file exists
+            sink = self._atomic.enter_context(atomic_path(self.path))
         else:  # a binary file object: written when closed
-            self.path, self._tmp, self._sink = None, None, path
-        self._writer = pr.open_writer(self._sink)
+            self.path, sink = None, path
+        self._writer = pr.open_writer(sink)
         if append and self.path is not None and self.path.is_file():
             for rec in pr.read_parquet_records(self.path).values():
                 self._rows.append(rec)
@@ -161,15 +165,14 @@ class ParquetResultsWriter(_Writer):
         self._flush_rows()
         self._writer.close()
         self._writer = None
-        if self._tmp is not None:
-            os.replace(self._tmp, self.path)
+        self._atomic.close()
 
-    def __exit__(self, exc_type, *rest) -> None:
-        if exc_type is not None and exc_type is not KeyboardInterrupt and self._tmp is not None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and exc_type is not KeyboardInterrupt and self._writer is not None:
             # a crash: keep the previous file; an interrupt still saves the finished videos
             self._writer.close()
             self._writer = None
-            self._tmp.unlink(missing_ok=True)
+            self._atomic.__exit__(exc_type, exc, tb)
             return
         self.close()
 

@@ -174,7 +174,7 @@ def test_driver_killed_twice_then_resumed_gives_the_same_records(ray_local, vide
 
 
 def test_a_killed_decode_worker_is_retried_and_nothing_is_lost(ray_local, videos, single, tmp_path):
-    from lsld_engine.parse import Summary
+    from lsld_engine.pipeline import Summary
     from lsld_engine.scale.engine import RayOptions, plan, run_parse
     from lsld_engine.scale.sinks import ShardSink
     from lsld_engine.scale.sources import list_inputs

@@ -100,9 +100,9 @@ def test_results_folder_shards_manifest_and_duplicates(tmp_path):
     assert (m["videos"], m["ok"], m["error"], m["shards"]) == (3, 2, 1, 2) and read_manifest(out) == m
     assert read_results(out) == {r["video_id"]: r for r in records()}
     # a second run (Parquet shards in the same folder) drops the manifest until it finishes
-    (out / "._tmp-part-x.jsonl").write_text("half")  # a killed run's unfinished shard
+    (out / ".part-x.tmp-99.jsonl").write_text("half")  # a killed run's unfinished shard
     sink2 = ShardSink(out, "parquet", rows_per_shard=10)
-    assert read_manifest(out) is None and not (out / "._tmp-part-x.jsonl").exists()
+    assert read_manifest(out) is None and not (out / ".part-x.tmp-99.jsonl").exists()
     sink2.write(error_record("c", "boom"))
     assert sink2.close(inputs=4)["videos"] == 4 and read_results(out)["c"]["status"] == "error"
     # the same video in two shards is an error naming both

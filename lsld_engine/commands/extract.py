@@ -62,7 +62,7 @@ def setup_logging(args) -> None:
     root.propagate = False
 
 
-def resolve_device(args) -> tuple[str, str]:
+def device_and_precision(args) -> tuple[str, str]:
     """``(device, precision)`` from the flags and what is available."""
     import torch
 
@@ -80,11 +80,11 @@ def default_workers(device: str) -> int:
 def decode_function(args):
     """The decode workers' per-video function for ``--pixels`` / ``--decoder`` (None: the reference)."""
     if getattr(args, "decoder", "cpu") == "nvdec":
-        from lsld_engine.nvdec import decode_nvdec
+        from lsld_engine.media.nvdec import decode_nvdec
 
         return decode_nvdec
     if getattr(args, "pixels", "cpu") == "device":
-        from lsld_engine.raw_media import decode_raw
+        from lsld_engine.media.raw_planes import decode_raw
 
         return decode_raw
     return None
@@ -101,13 +101,17 @@ def backend_options(args, device: str, precision: str) -> dict:
         opts["size"] = "small"
     if getattr(args, "engine_dir", None):
         opts["engine_dir"] = str(args.engine_dir)
+    if getattr(args, "backend", None) == "tensorrt":
+        # The command line (not the library) hands the runtime the builder for missing engines.
+        from export.tensorrt_build import build_engine
+        opts["build_missing"] = build_engine
     return opts
 
 
 def collect(args, prog: str):
     """The inputs of ``args`` (sorted, unique ids); a usage error is printed and exits with status 2
     (status 1 means "some videos failed")."""
-    from lsld_engine.inputs import collect_inputs
+    from lsld_engine.video_inputs import collect_inputs
 
     def usage_error(msg: str) -> SystemExit:
         print(f"{prog}: error: {msg}", file=sys.stderr)
@@ -146,10 +150,12 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args)
     if args.ray is None:
         items = collect(args, prog)
-    device, precision = resolve_device(args) if args.ray is None else (args.device or "cpu", args.precision or "fp32")
+    # with --ray the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
+    device, precision = (device_and_precision(args) if args.ray is None
+                         else (args.device or "cpu", args.precision or "fp32"))
     opts = backend_options(args, device, precision)
     try:
-        check_weights(["clip-image", "clap-audio"], **opts)
+        check_weights(["clip_image", "clap_audio"], **opts)
     except MissingWeightsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -165,14 +171,14 @@ def run(args: argparse.Namespace) -> int:
     todo, skipped = pending(items, store)
     if args.limit is not None:
         todo = todo[: args.limit]
-    from lsld_engine.parse import Summary
+    from lsld_engine.pipeline import Summary
 
     summary = Summary(total=len(items), skipped=skipped)
     log.info("%d videos: %d to extract, %d already done (%s)", len(items), len(todo), skipped, store.root)
     if todo:
         backend = create_backend("torch", **opts)
         if hasattr(backend, "warm_up"):
-            backend.warm_up(("clip-image", "clap-audio"))
+            backend.warm_up(("clip_image", "clap_audio"))
         workers = default_workers(device) if args.workers is None else args.workers
         try:
             extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lsld_engine.commands.extract import (add_encoder_arguments, add_input_arguments, backend_options, collect,
-                                          decode_function, default_workers, resolve_device, setup_logging)
+                                          decode_function, default_workers, device_and_precision, setup_logging)
 from lsld_engine.commands.scale import add_ray_arguments
 from lsld_engine.writers import WRITERS
 
@@ -38,20 +38,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsld_engine.parse import Summary, Thresholds, parse_videos
+    from lsld_engine.parse import Thresholds, parse_videos
+    from lsld_engine.pipeline import Summary
     from lsld_engine.results import done_ids, is_uri
     from lsld_engine.writers import PredictionsError, format_of, get_writer
 
     setup_logging(args)
     if args.ray is None:
         items = collect(args, PROG)
-    device, precision = resolve_device(args) if args.ray is None else (args.device or "cpu", args.precision or "fp32")
+    # with --ray the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
+    device, precision = (device_and_precision(args) if args.ray is None
+                         else (args.device or "cpu", args.precision or "fp32"))
     opts = backend_options(args, device, precision)
     if args.backend == "torch":
         from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
 
         try:
-            check_weights(["clip-image", "clap-audio", "han"], **opts)
+            check_weights(["clip_image", "clap_audio", "han"], **opts)
         except MissingWeightsError as e:
             print(f"{PROG}: error: {e}", file=sys.stderr)
             return 2

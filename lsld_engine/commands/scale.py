@@ -118,7 +118,7 @@ def _connect(args, prog: str):
 
 def run_parse(args, prog: str, backend_opts: dict) -> int:
     """``lsld-engine parse --ray``: weights already checked by the command; writes a results folder."""
-    from lsld_engine.parse import Summary
+    from lsld_engine.pipeline import Summary
     from lsld_engine.results import done_ids, is_uri
     from lsld_engine.scale.cluster import RayUnavailableError, shutdown
     from lsld_engine.scale.engine import run_parse as run
@@ -176,7 +176,7 @@ def run_parse(args, prog: str, backend_opts: dict) -> int:
 def run_extract(args, prog: str, backend_opts: dict) -> int:
     """``lsld-engine extract --ray``: the dataset layout of one machine, written by the encoder actors."""
     from lsld_engine.extract import FeatureStore, pending
-    from lsld_engine.parse import Summary
+    from lsld_engine.pipeline import Summary
     from lsld_engine.results import is_uri
     from lsld_engine.scale.cluster import RayUnavailableError, shutdown
     from lsld_engine.scale.engine import run_extract as run

@@ -24,9 +24,9 @@ import warnings
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from lsld_engine.inputs import VideoInput
 from lsld_engine.llp import T
-from lsld_engine.parse import Summary
+from lsld_engine.pipeline import Summary
+from lsld_engine.video_inputs import VideoInput
 
 log = logging.getLogger(__name__)
 

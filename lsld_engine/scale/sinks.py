@@ -4,7 +4,7 @@ Records are small (about 2 KB a video against megabytes of decoded media), so th
 them: it buffers records and writes a shard every ``rows_per_shard`` records or ``shard_seconds``
 seconds, whichever comes first, with the format's writer from :data:`lsld_engine.writers.WRITERS`.
 A shard is complete or absent: on a local/shared filesystem it is written under a hidden temporary
-name and renamed; on an object store it is one PUT. So a killed run loses at most the records of
+name and renamed (:func:`lsld_engine.files.atomic_path`); on an object store it is one PUT. So a killed run loses at most the records of
 its unwritten shard, and resuming (:func:`lsld_engine.results.done_ids` of the folder) never writes
 a video twice.
 
@@ -21,11 +21,9 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lsld_engine.files import atomic_path
 from lsld_engine.results import MANIFEST, SHARD_PREFIX, done_statuses, filesystem, is_uri, shard_files
 from lsld_engine.writers import WRITERS, get_writer
-
-_TMP_PREFIX = "._tmp-"
-
 
 class ShardSink:
     """Buffered, sharded writer of parse records into the folder ``out`` (a path or URI)."""
@@ -60,7 +58,7 @@ class ShardSink:
             raise NotADirectoryError(f"--out {d} is a file; with --ray, --out is a results folder")
         d.mkdir(parents=True, exist_ok=True)
         (d / MANIFEST).unlink(missing_ok=True)
-        for tmp in d.glob(f"{_TMP_PREFIX}*"):
+        for tmp in d.glob(f".{SHARD_PREFIX}*.tmp-*"):  # atomic_path's names of unfinished shards
             tmp.unlink(missing_ok=True)
 
     def _put(self, name: str, data: bytes) -> None:
@@ -69,13 +67,8 @@ class ShardSink:
             with fs.open_output_stream(f"{p}/{name}") as f:
                 f.write(data)
             return
-        d = Path(self.out)
-        tmp = d / f"{_TMP_PREFIX}{name}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, d / name)
+        with atomic_path(Path(self.out) / name) as tmp:
+            tmp.write_bytes(data)
 
     # --- records --------------------------------------------------------------------------------
 

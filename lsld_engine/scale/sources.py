@@ -1,6 +1,6 @@
 """List the videos of a scale-out run: folders, ``--list`` files and globs, local or on any pyarrow filesystem.
 
-Local paths go through :func:`lsld_engine.inputs.collect_inputs` (the single-machine rules: video
+Local paths go through :func:`lsld_engine.video_inputs.collect_inputs` (the single-machine rules: video
 extensions, sorted, unique ids); a glob (``archive/**/*.mp4``) is expanded first. URIs
 (``s3://bucket/archive/``, ``gs://...``, ``hdfs://...``) are listed with ``pyarrow.fs``: folders
 recursively by extension, globs by matching the listing of their fixed prefix. Ids are file stems;
@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from lsld_engine.inputs import VIDEO_EXTENSIONS, VideoInput, collect_inputs
+from lsld_engine.video_inputs import VIDEO_EXTENSIONS, VideoInput, collect_inputs
 from lsld_engine.results import filesystem, is_uri
 
 _GLOB_CHARS = set("*?[")

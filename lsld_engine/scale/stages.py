@@ -2,7 +2,7 @@
 
 Both wrap the single-machine code instead of repeating it:
 
-- :func:`decode_batch` runs :func:`lsld_engine.decode_pool.decode_stream` over a batch of inputs:
+- :func:`decode_batch` runs :func:`lsld_engine.media.pool.decode_stream` over a batch of inputs:
   with a per-file ``timeout`` the videos are decoded in one child process that is stopped and
   replaced when a file takes too long (exactly the single-machine behaviour); without one they
   are decoded in the task's own process (no spawn cost). Inputs on object stores are copied to a
@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lsld_engine.decode_pool import DecodeFailure, decode_stream
+from lsld_engine.media.pool import DecodeFailure, decode_stream
 from lsld_engine.media import FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, DecodedVideo
 from lsld_engine.results import filesystem, is_uri
 
