@@ -31,7 +31,8 @@ from typing import Any, Callable
 import numpy as np
 
 from lsld_engine.media.pool import DecodeFailure, decode_stream
-from lsld_engine.media import FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, DecodedVideo
+from lsld_engine.media import (FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, DecodedVideo,
+                               decode_video)
 from lsld_engine.results import filesystem, is_uri
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ def decode_batch(batch: dict[str, Any], *, timeout: float | None = None, decode_
     ``timeout``: seconds per file (a child process is used and replaced on expiry); ``decode_fn``:
     the per-video decoder (default :func:`lsld_engine.media.decode_video`); ``threads``: FFmpeg threads.
     """
+    # whole videos (one row each), also where decode_stream's own default streams parts of long videos
+    decode_fn = decode_fn or decode_video
     paths = [str(p) for p in batch["path"]]
     ids = [str(v) for v in batch["video_id"]]
     local, temps, failed = [], [], {}
