@@ -25,8 +25,8 @@ def write_predictions(run: Path, data: Path, split: str, out: Path) -> Path:
 
     from lsld_engine.checkpoint import load_han
     from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
-    from lsld_engine.events import track_events
-    from lsld_engine.training import pooled_visual, predict, predict_masks
+    from lsld_engine.events import predict_masks, track_events
+    from lsld_engine.training import pooled_visual, predict
     from lsld_engine.writers import get_writer, ok_record
 
     paths = dataset_paths(data)

@@ -2,8 +2,9 @@
 # Create .venv and install lsld-engine into it.
 #   scripts/setup.sh          core: metrics, denoising, training (CPU torch, small download)
 #   scripts/setup.sh full     everything the test suite needs: encoders (open_clip, laion_clap),
-#                             media (PyAV), ONNX Runtime, matplotlib, pytest; as root on Debian/Ubuntu
-#                             also the chromium package (the report tests open pages in it)
+#                             media (PyAV), ONNX Runtime, Ray Data + pyarrow (scale out, Parquet),
+#                             matplotlib, pytest; as root on Debian/Ubuntu also the chromium
+#                             package (the report tests open pages in it)
 # Environment: PYTHON (default python3), LSLD_TORCH overrides the torch requirement, e.g.
 #   LSLD_TORCH="torch torchvision" scripts/setup.sh full     # a CUDA machine: newest CUDA build
 set -euo pipefail

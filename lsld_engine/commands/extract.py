@@ -18,7 +18,7 @@ log = logging.getLogger("lsld_engine")
 # --- options shared with `parse` ----------------------------------------------------------------
 
 def add_input_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="*", type=Path,
+    p.add_argument("inputs", nargs="*",
                    help="video files and/or folders (walked recursively for common video extensions)")
     p.add_argument("--list", dest="list_file", type=Path, default=None,
                    help="a text file with one video path per line (relative to the file's folder)")
@@ -62,7 +62,7 @@ def setup_logging(args) -> None:
     root.propagate = False
 
 
-def resolve_device(args) -> tuple[str, str]:
+def device_and_precision(args) -> tuple[str, str]:
     """``(device, precision)`` from the flags and what is available."""
     import torch
 
@@ -80,11 +80,11 @@ def default_workers(device: str) -> int:
 def decode_function(args):
     """The decode workers' per-video function for ``--pixels`` / ``--decoder`` (None: the reference)."""
     if getattr(args, "decoder", "cpu") == "nvdec":
-        from lsld_engine.nvdec import decode_nvdec
+        from lsld_engine.media.nvdec import decode_nvdec
 
         return decode_nvdec
     if getattr(args, "pixels", "cpu") == "device":
-        from lsld_engine.raw_media import decode_raw
+        from lsld_engine.media.raw_planes import decode_raw
 
         return decode_raw
     return None
@@ -101,13 +101,17 @@ def backend_options(args, device: str, precision: str) -> dict:
         opts["size"] = "small"
     if getattr(args, "engine_dir", None):
         opts["engine_dir"] = str(args.engine_dir)
+    if getattr(args, "backend", None) == "tensorrt":
+        # The command line (not the library) hands the runtime the builder for missing engines.
+        from export.tensorrt_build import build_engine
+        opts["build_missing"] = build_engine
     return opts
 
 
 def collect(args, prog: str):
     """The inputs of ``args`` (sorted, unique ids); a usage error is printed and exits with status 2
     (status 1 means "some videos failed")."""
-    from lsld_engine.inputs import collect_inputs
+    from lsld_engine.video_inputs import collect_inputs
 
     def usage_error(msg: str) -> SystemExit:
         print(f"{prog}: error: {msg}", file=sys.stderr)
@@ -129,9 +133,12 @@ def collect(args, prog: str):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_input_arguments(p)
-    p.add_argument("--out", required=True, type=Path, help="dataset root (writes ROOT/feats/...)")
+    p.add_argument("--out", required=True, help="dataset root (writes ROOT/feats/...)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="feature file dtype")
     add_encoder_arguments(p)
+    from lsld_engine.commands.scale import add_ray_arguments
+
+    add_ray_arguments(p, shards=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,26 +148,37 @@ def run(args: argparse.Namespace) -> int:
 
     prog = "lsld-engine extract"
     setup_logging(args)
-    items = collect(args, prog)
-    device, precision = resolve_device(args)
+    if args.ray is None:
+        items = collect(args, prog)
+    # with --ray the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
+    device, precision = (device_and_precision(args) if args.ray is None
+                         else (args.device or "cpu", args.precision or "fp32"))
     opts = backend_options(args, device, precision)
     try:
-        check_weights(["clip-image", "clap-audio"], **opts)
+        check_weights(["clip_image", "clap_audio"], **opts)
     except MissingWeightsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    if args.ray is not None:
+        from lsld_engine.commands.scale import run_extract
+
+        if args.device is None:  # the actors' device follows their GPUs (see lsld_engine.scale.engine)
+            opts.pop("device")
+        if args.precision is None:
+            opts.pop("precision")
+        return run_extract(args, prog, opts)
     store = FeatureStore(args.out, args.dtype)
     todo, skipped = pending(items, store)
     if args.limit is not None:
         todo = todo[: args.limit]
-    from lsld_engine.parse import Summary
+    from lsld_engine.pipeline import Summary
 
     summary = Summary(total=len(items), skipped=skipped)
     log.info("%d videos: %d to extract, %d already done (%s)", len(items), len(todo), skipped, store.root)
     if todo:
         backend = create_backend("torch", **opts)
         if hasattr(backend, "warm_up"):
-            backend.warm_up(("clip-image", "clap-audio"))
+            backend.warm_up(("clip_image", "clap_audio"))
         workers = default_workers(device) if args.workers is None else args.workers
         try:
             extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary,

@@ -1,4 +1,4 @@
-"""``lsld-engine plot``: draw one video's timeline from a predictions JSONL (PNG)."""
+"""``lsld-engine plot``: draw one video's timeline from a predictions file (PNG)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ _SHOWN = 10  # ids suggested when --video is not in the file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", type=Path, help="predictions JSONL (lsld-engine parse --out)")
+    parser.add_argument("results", type=Path, help="predictions: JSONL, Parquet or a results folder (lsld-engine parse --out)")
     parser.add_argument("--video", required=True, help="video id to draw (the record's video_id)")
     parser.add_argument("--annotations", type=Path, default=None,
                         help="LLP annotation folder (AVVP_eval_*.csv): draw the ground truth beside the predictions")
@@ -19,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lsld_engine.viz.common import PlotError, save_png
     from lsld_engine.viz.timeline import find_ground_truth, record_timeline
-    from lsld_engine.writers import read_predictions
+    from lsld_engine.results import read_results
 
-    preds = read_predictions(args.results)
+    preds = read_results(args.results)
     if args.video not in preds:
         ids = list(preds)
         more = f" ... and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else ""

@@ -6,11 +6,14 @@ import io
 import os
 from pathlib import Path
 
+from lsld_engine.errors import LsldError
+from lsld_engine.files import atomic_path
+
 #: Dots per inch of every saved figure (sizes are chosen in inches for this density).
 DPI = 110
 
 
-class PlotError(ValueError):
+class PlotError(LsldError, ValueError):
     """Bad input to a figure (unknown video, inconsistent arrays); the message says which."""
 
 
@@ -39,11 +42,11 @@ def save_png(fig, path: str | os.PathLike) -> Path:
     """Write ``fig`` as a PNG (atomically) and close it; returns the path."""
     plt = pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, bbox_inches="tight", facecolor="white")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -59,10 +59,11 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"labels file not found: {path}")
+    from lsld_engine.denoise import load_labels
+
     try:
-        with np.load(path, allow_pickle=False) as z:
-            out = {k: z[k] for k in z.files}
-    except ValueError as e:
+        _, out = load_labels(path)
+    except (ValueError, OSError) as e:
         raise PlotError(f"{path}: not a labels file ({e})") from None
     need = ("video_ids", "audio", "visual_den", "visual")
     missing = [k for k in need if k not in out]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lsld_engine.class_metrics import (CLASS_KEYS, class_counts, class_support, confusion, per_class_f1)
+from lsld_engine.files import atomic_path
 from lsld_engine.llp import CLASSES
 from lsld_engine.metrics import METRIC_KEYS, per_video
 from lsld_engine.viz.common import png_data_uri, pretty
@@ -156,9 +157,8 @@ def write_report(out_dir: str | os.PathLike, page: str) -> Path:
         raise NotADirectoryError(f"--report {out}: is a file; give a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
-    tmp = path.with_name("index.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return path
 
 
