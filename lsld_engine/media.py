@@ -259,10 +259,12 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
             duration = container.duration / 1e6 if container.duration else last_end
     else:
         duration = last_end if last_end > prev_t else prev_t + step
-    w = num_windows_for(duration)
-    if max_windows is not None:
-        w = min(w, max_windows)
-    positions = fr_rule.picks(frame_rule, len(grid), w, FRAMES_PER_WINDOW)
+    w_all = num_windows_for(duration)
+    if stopped_early and not hold:  # only max_windows stops it early: the video has more windows
+        w_all = max(w_all, max_windows + 1)
+    w = w_all if max_windows is None else min(w_all, max_windows)
+    # the picks of the video's own windows (the last window's differs), cut to the decoded ones
+    positions = fr_rule.picks(frame_rule, len(grid), w_all, FRAMES_PER_WINDOW)[: w * FRAMES_PER_WINDOW]
     chosen = [conv[p] for p in positions]
     return chosen, t0, float(duration), w, rotation, np.asarray(grid, np.int64)
 

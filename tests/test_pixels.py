@@ -184,8 +184,8 @@ def test_nvdec_unsupported_file_falls_back_per_file(videos, monkeypatch):
 def test_skip_nonref_option_bounded_timing_error(tmp_path):
     spec = VideoSpec(duration=4.0, acodec=None, options={"preset": "veryfast", "bf": "3"})
     p = make_video(tmp_path / "bframes.mp4", spec)
-    full = decode_video(p)
-    fast = media.decode_media(p, audio=False, skip_nonref=True, frame_fn=media._clip_frame)
+    full = decode_video(p, frame_rule="hold")
+    fast = media.decode_media(p, audio=False, skip_nonref=True, frame_fn=media._clip_frame, frame_rule="hold")
     shown = np.array([read_frame_index(f) for f in fast.frames])
     want = np.searchsorted(frame_times(spec), np.arange(len(shown)) / 8 + 1e-4, side="right") - 1
     assert np.all(shown <= want) and np.all(want - shown <= 4)  # earlier frame, never a later one
@@ -243,7 +243,7 @@ def test_parse_with_device_pixels_matches_reference(videos, caplog, tmp_path):
              _write_yuv444(tmp_path / "fallback444.mp4")]
     inputs = [VideoInput(str(p), p.stem) for p in paths]
     fn = decode_function(type("A", (), {"pixels": "device", "decoder": "cpu"})())
-    assert fn is decode_raw
+    assert fn.func is decode_raw and fn.keywords == {"frame_rule": "official", "jpeg_roundtrip": False}
     be = ToyBackend()
     ref, dev = _ListWriter(), _ListWriter()
     parse_videos(inputs, be, ref, workers=0, ordered=True, progress=False, save_probs=True)
