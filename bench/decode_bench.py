@@ -11,7 +11,10 @@ with PyAV into a cache folder (``lsld_engine.testing.videos.bench_spec``, like
    the whole ``decode_video``, plus swscale's bicubic resize for comparison;
 2. the hand-over cost of one decoded clip: shared-memory file vs pickling through a pipe;
 3. videos/s of ``decode_stream`` per worker count (and shm vs pipe transport), with the ratio
-   to in-process decoding.
+   to in-process decoding;
+4. the frame rules side by side: ``decode_video`` with ``frame_rule="hold"`` (the old default),
+   ``"official"`` (the new default) and ``"official"`` + JPEG round trip, one clip in-process
+   and ``decode_stream`` clips/s with the largest worker count.
 Timings are wall-clock and depend on what else runs on the machine; nothing is asserted.
 """
 from __future__ import annotations
@@ -134,6 +137,32 @@ def throughput(paths: list[Path], n: int, workers: list[int]) -> None:
         print(f"   {w:7d} {tr:>9s} {vps:9.2f} {vps / base:14.2f}")
 
 
+def rules(paths: list[Path], n: int, workers: int, repeat: int) -> None:
+    """The frame rules side by side (rows interleaved, best of ``repeat``; stream rows one run each)."""
+    variants = {"hold (old default)": {"frame_rule": "hold"}, "official (new default)": {"frame_rule": "official"},
+                "official + JPEG round trip": {"frame_rule": "official", "jpeg_roundtrip": True}}
+    p = str(paths[0])
+    best = {k: float("inf") for k in variants}
+    for _ in range(repeat):
+        for k, kw in variants.items():
+            best[k] = min(best[k], _best(lambda: media.decode_video(p, **kw), 1))
+    tasks = [(paths[i % len(paths)], f"v{i}") for i in range(n)]
+    vps = {}
+    for k, kw in variants.items():
+        it = decode_pool.decode_stream(iter([tasks[0]] + tasks), workers=workers, **kw)
+        next(it)
+        t = time.perf_counter()
+        out = list(it)
+        assert len(out) == n and not any(isinstance(r, decode_pool.DecodeFailure) for r in out)
+        vps[k] = n / (time.perf_counter() - t)
+    base = "hold (old default)"
+    print(f"\n4) frame rules: decode_video one clip in-process (best of {repeat}), and decode_stream "
+          f"{n} clips with {workers} workers")
+    print(f"   {'rule':28s} {'s/clip':>8s} {'x hold':>7s} {'videos/s':>9s} {'x hold':>7s}")
+    for k in variants:
+        print(f"   {k:28s} {best[k]:8.3f} {best[k] / best[base]:7.2f} {vps[k]:9.2f} {vps[k] / vps[base]:7.2f}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=12, help="clips decoded per throughput row")
@@ -150,6 +179,7 @@ def main(argv=None) -> None:
     split(paths[0], args.repeat)
     handover(40)
     throughput(paths, args.videos, [int(x) for x in args.workers.split(",")])
+    rules(paths, args.videos, max(int(x) for x in args.workers.split(",")), args.repeat)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ Clips: synthetic 10-s textured H.264 (crf 23, veryfast: has B-frames) + AAC at 2
    CPU seconds per clip of all processes (workers included), which other load on a shared
    machine disturbs far less than wall-clock.
 
+4. the frame rules side by side, one clip in-process (best of ``--repeat``, interleaved): the naive
+   path and raw planes + device pixels with ``frame_rule="hold"`` (the old default) and
+   ``"official"`` (the new default; raw planes ship only the 80 picked frames' distinct planes).
+
 No encoder runs (see ``bench/gpu_decode.py`` for parse end to end). Wall-clock timings depend on
 what else runs on the machine; nothing is asserted.
 """
@@ -76,7 +80,7 @@ def skip_nonref(path: Path, repeat: int) -> None:
     for _ in range(repeat):  # interleaved: load from other processes hits both alike
         for flag in (False, True):
             t = time.perf_counter()
-            m = media.decode_media(p, audio=False, skip_nonref=flag, frame_fn=lambda f, r: f.time)
+            m = media.decode_media(p, audio=False, skip_nonref=flag, frame_fn=lambda f, r: f.time, frame_rule="hold")
             times[flag] = min(times[flag], time.perf_counter() - t)
             chosen[flag] = np.array(m.frames, float)
     err = chosen[False] - chosen[True]
@@ -87,6 +91,26 @@ def skip_nonref(path: Path, repeat: int) -> None:
     print(f"   non-ref skipped      {times[True] * 1000:8.1f} ms   saving {100 * (1 - times[True] / times[False]):.0f}%")
     print(f"   timing error: {np.mean(err > 0) * 100:.0f}% of the 80 frames show an earlier frame; "
           f"mean {err.mean() * 1000:.1f} ms, max {err.max() * 1000:.1f} ms ({err.max() / step:.0f} source frames)")
+
+
+def rules(path: Path, repeat: int, device: str) -> None:
+    from lsld_engine import media
+    from lsld_engine.raw_media import decode_raw, raw_to_clip
+
+    p = str(path)
+    rows = {}
+    for rule in ("hold", "official"):
+        rows[f"naive decode_video, {rule}"] = lambda rule=rule: media.decode_video(p, frame_rule=rule)
+        rows[f"decode_raw + raw_to_clip, {rule}"] = lambda rule=rule: raw_to_clip(
+            [decode_raw(p, frame_rule=rule)], device=device, out="uint8")
+    best = {k: float("inf") for k in rows}
+    for _ in range(repeat):
+        for k, fn in rows.items():
+            best[k] = min(best[k], _time(fn))
+    print(f"\n4. frame rules, one clip ({path.name}), in-process, best of {repeat}, pixels on {device}")
+    for k, v in best.items():
+        old = best[k.replace("official", "hold")]
+        print(f"   {k:<44s} {v * 1000:8.1f} ms   x{v / old:.2f} of hold")
 
 
 def _cpu_seconds() -> float:
@@ -161,6 +185,7 @@ def main(argv=None) -> None:
         naive, new, naive_cpu, new_cpu = stream(paths, nw, device, args.group)
         print(f"   {nw:>7d} {naive:>9.2f} {new:>11.2f} {new / naive:>6.2f}x | {naive_cpu:>16.3f} {new_cpu:>11.3f} "
               f"{naive_cpu / new_cpu:>6.2f}x")
+    rules(paths[0], args.repeat, device)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ Two steps, kept apart so that a GPU path (issue 8) can replace the second one:
 
 ``decode_video(path)`` runs both and returns a :class:`DecodedVideo`.
 
-Frame selection rule: output frame ``k`` of window ``w`` stands for time ``t = 10 w + k / 8`` s,
-measured from the first decoded video frame. It is the frame *being displayed* at ``t``: the last
-frame whose presentation time (its pts, so variable frame rate is handled) is ``<= t + 1e-4`` s.
-Times past the end of the video show the last frame (padding repeats the last frame).
+Frame rule (:mod:`lsld_engine.frame_rule`, ``frame_rule=``): ``"official"`` (default) picks what
+the official LSLD scripts pick (``ffmpeg -r 8`` images from the file's start time, then
+``round(linspace(0, N - 1, 80))``), computed from the decoded frames' timestamps; ``"hold"``
+shows at output frame ``k`` of window ``w`` the frame on screen at ``t = 10 w + k / 8`` s after the
+first video frame (the last frame whose pts is ``<= t + 1e-4`` s; padding repeats the last frame).
 
 Audio: resampled by FFmpeg (``AudioResampler``, fltp, 48 kHz, channel layout kept), then the
 channels are *averaged* here (FFmpeg's own downmix to mono is a sum scaled by 1/sqrt(2)). It is
