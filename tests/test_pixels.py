@@ -258,3 +258,10 @@ def test_parse_with_device_pixels_matches_reference(videos, caplog, tmp_path):
             np.testing.assert_allclose([e["score"] for e in ea], [e["score"] for e in eb], atol=2e-3)
         np.testing.assert_allclose(a["probs"]["visual"], b["probs"]["visual"], atol=2e-3)
     assert "fallback444" in caplog.text and "reference CPU pixel path" in caplog.text
+
+
+def test_nvdec_with_jpeg_roundtrip_decodes_on_the_cpu(videos):
+    r = nvdec.decode_nvdec(videos["h264_aac_25fps"], jpeg_roundtrip=True, audio=False)
+    assert r.decoder.startswith("cpu (nvdec: --jpeg-roundtrip") and "JPEG round trip" in r.fallback
+    ref = decode_video(videos["h264_aac_25fps"], jpeg_roundtrip=True, audio=False).frames
+    np.testing.assert_array_equal(raw_to_clip([r], device="cpu"), ref.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3))
