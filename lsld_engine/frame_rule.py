@@ -83,7 +83,8 @@ class CfrGrid:
     def __init__(self, time_base: Fraction, start_time_us: int | None, single_stream: bool, fps: int):
         self.tb = Fraction(time_base)
         self.tb_out = Fraction(1, fps)
-        self.offset = -(start_time_us or 0)  # the demuxer's shift (µs), as ffmpeg's ts_offset
+        # the demuxer's shift of every pts (ffmpeg's ts_offset: minus the file's start time)
+        self.shift = _rescale(-(start_time_us or 0), _US, self.tb)
         self.vscfr = single_stream
         extra = min(max(29 - floor(log2(self.tb_out.denominator)), 0), 16)
         self.fine = Fraction(self.tb_out.numerator, self.tb_out.denominator << extra)
@@ -95,7 +96,7 @@ class CfrGrid:
 
     def sync_time(self, pts: int) -> float:
         """Input ``pts`` on the output grid (slots after the file's start time), as FFmpeg computes it."""
-        pts = pts + _rescale(self.offset, _US, self.tb)
+        pts = pts + self.shift
         x = _rescale(pts, self.tb, self.fine) / self.extra
         if x != round(x):  # exact integers stay; anything else moves off a possible exact half
             x += (1 if x > 0 else -1) / (1 << 17)
@@ -181,6 +182,25 @@ def linspace_pick(n: int, k: int) -> np.ndarray:
     return np.round(np.linspace(0, n - 1, k)).astype(np.int64)
 
 
+def window_positions(rule: str, grid_len: int, w: int, num_windows: int, per_window: int) -> np.ndarray:
+    """Grid positions shown by window ``w`` of ``num_windows``, ``(per_window,)`` int64.
+
+    For a decoder that streams windows: a window that is not the last needs only the grid up to
+    position ``per_window * (w + 1)``, and it is known not to be the last once a frame past the
+    window tolerance after its end has been decoded; the last window needs the grid to the end.
+    """
+    k = per_window
+    if rule == "hold":
+        return np.minimum(np.arange(w * k, (w + 1) * k), grid_len - 1)
+    if rule != "official":
+        raise ValueError(f"unknown frame rule {rule!r} (choose from {', '.join(FRAME_RULES)})")
+    lo = min(w * k, grid_len - 1)
+    n = (grid_len if w == num_windows - 1 else min(grid_len, lo + k)) - lo
+    if num_windows > 1 and n < k:  # short last window: pad, do not stretch
+        return lo + np.minimum(np.arange(k), n - 1)
+    return lo + linspace_pick(n, k)
+
+
 def picks(rule: str, grid_len: int, num_windows: int, per_window: int) -> np.ndarray:
     """Grid positions shown by the ``num_windows * per_window`` output frames, ``(W * 80,)`` int64.
 
@@ -191,20 +211,8 @@ def picks(rule: str, grid_len: int, num_windows: int, per_window: int) -> np.nda
     """
     if grid_len <= 0:
         raise ValueError("no frames to pick from")
-    k = per_window
-    if rule == "hold":
-        return np.minimum(np.arange(num_windows * k), grid_len - 1)
-    if rule != "official":
-        raise ValueError(f"unknown frame rule {rule!r} (choose from {', '.join(FRAME_RULES)})")
-    out = np.empty(num_windows * k, np.int64)
-    for w in range(num_windows):
-        lo = min(w * k, grid_len - 1)
-        n = (grid_len if w == num_windows - 1 else min(grid_len, lo + k)) - lo
-        if num_windows > 1 and n < k:  # short last window: pad, do not stretch
-            out[w * k: (w + 1) * k] = lo + np.minimum(np.arange(k), n - 1)
-        else:
-            out[w * k: (w + 1) * k] = lo + linspace_pick(n, k)
-    return out
+    return np.concatenate([window_positions(rule, grid_len, w, num_windows, per_window)
+                           for w in range(num_windows)])
 
 
 class HoldGrid:
@@ -256,5 +264,5 @@ def check_rule(rule: str) -> str:
     return rule
 
 
-__all__ = ["FRAME_RULES", "DEFAULT_FRAME_RULE", "CfrGrid", "estimate_duration", "cfr_grid", "linspace_pick", "picks", "HoldGrid",
+__all__ = ["FRAME_RULES", "DEFAULT_FRAME_RULE", "CfrGrid", "estimate_duration", "cfr_grid", "linspace_pick", "window_positions", "picks", "HoldGrid",
            "hold_indices", "check_rule"]
