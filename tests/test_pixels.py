@@ -265,3 +265,14 @@ def test_nvdec_with_jpeg_roundtrip_decodes_on_the_cpu(videos):
     assert r.decoder.startswith("cpu (nvdec: --jpeg-roundtrip") and "JPEG round trip" in r.fallback
     ref = decode_video(videos["h264_aac_25fps"], jpeg_roundtrip=True, audio=False).frames
     np.testing.assert_array_equal(raw_to_clip([r], device="cpu"), ref.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3))
+
+
+def test_nvdec_passes_the_frame_rule_on(videos, monkeypatch):
+    """decode_nvdec hands ``frame_rule`` to the shared selection code (here through its CPU fallback)."""
+    monkeypatch.setattr(nvdec, "_UNAVAILABLE", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    p = videos["h264_aac_25fps"]
+    hold, official = nvdec.decode_nvdec(p, frame_rule="hold", audio=False), nvdec.decode_nvdec(p, audio=False)
+    ref = decode_raw(p, frame_rule="hold", audio=False)
+    np.testing.assert_array_equal(hold.y[hold.index], ref.y[ref.index])
+    assert not np.array_equal(hold.y[hold.index], official.y[official.index])
