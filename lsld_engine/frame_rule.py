@@ -264,5 +264,5 @@ def check_rule(rule: str) -> str:
     return rule
 
 
-__all__ = ["FRAME_RULES", "DEFAULT_FRAME_RULE", "CfrGrid", "estimate_duration", "cfr_grid", "linspace_pick", "window_positions", "picks", "HoldGrid",
-           "hold_indices", "check_rule"]
+__all__ = ["FRAME_RULES", "DEFAULT_FRAME_RULE", "CfrGrid", "estimate_duration", "cfr_grid", "linspace_pick",
+           "window_positions", "picks", "HoldGrid", "hold_indices", "check_rule"]

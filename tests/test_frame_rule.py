@@ -16,6 +16,11 @@ from lsld_engine.testing.videos import VideoSpec, bench_spec, frame_times, make_
 K = FRAMES_PER_WINDOW
 
 
+def _index(frame, rotation):
+    """``frame_fn`` reading the frame counter drawn into each frame."""
+    return read_frame_index(frame.to_ndarray(format="rgb24"))
+
+
 # --- the rule on timestamps alone ------------------------------------------------------------
 
 def test_linspace_pick_is_the_official_expression():
@@ -95,7 +100,7 @@ def test_hold_rule_is_unchanged(tmp_path):
     """``hold`` still shows the frame on screen at each k/8 s (also its pure form, hold_indices)."""
     spec = VideoSpec(fps=Fraction(20), vfr=True, container="mkv", acodec=None)
     p = make_video(tmp_path / "vfr.mkv", spec)
-    m = decode_media(p, audio=False, frame_rule="hold", frame_fn=lambda f, r: read_frame_index(f.to_ndarray(format="rgb24")))
+    m = decode_media(p, audio=False, frame_rule="hold", frame_fn=_index)
     want = hold_indices(frame_times(spec) - frame_times(spec)[0], 1, TIME_EPS, FPS, K)
     np.testing.assert_array_equal(m.frames, want)
 
@@ -142,10 +147,6 @@ def test_official_frames_are_ffmpegs(ffmpeg, tmp_path, name):
     assert d.num_windows == 1
     shown = np.array([read_frame_index(f) for f in d.frames.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)])
     np.testing.assert_array_equal(shown, ref[linspace_pick(len(ref), K)])
-
-
-def _index(frame, rotation):
-    return read_frame_index(frame.to_ndarray(format="rgb24"))
 
 
 @pytest.mark.parametrize("fps,duration,windows", [(Fraction(30000, 1001), 25.0, 3), (Fraction(25), 10 + 3 / 25, 2)])
