@@ -163,6 +163,37 @@ def estimate_duration(duration: int, ts_diff: int, codec_duration: int, guessed_
     return max(last, 1)
 
 
+class FrameClock:
+    """Each decoded frame's ``(pts, duration)`` in stream ticks, as FFmpeg's command line fills them in
+    for ``-r`` (:func:`estimate_duration`): call it with the frame's ``pts`` (None when missing) and
+    stored ``duration`` (0 / None when unknown), frames in presentation order.
+
+    ``codec_rate`` / ``guessed_rate``: the codec's and the stream's guessed frame rates (Fractions or
+    None); ``ts_unreliable``: the container has timestamp discontinuities (``AVFMT_TS_DISCONT``).
+    """
+
+    def __init__(self, time_base: Fraction, codec_rate=None, guessed_rate=None, ts_unreliable: bool = False):
+        self.tb = Fraction(time_base)
+        self.codec, self.guessed = self._ticks(codec_rate), self._ticks(guessed_rate)
+        self.ts_unreliable = ts_unreliable
+        self.last_pts: int | None = None
+        self.last = 0
+
+    def _ticks(self, rate) -> int:
+        """One frame at ``rate`` in stream ticks, rounded as ``av_rescale_q`` (0 when unknown)."""
+        if not rate or not rate.numerator or not rate.denominator:
+            return 0
+        return _rescale(1, 1 / Fraction(rate), self.tb)
+
+    def __call__(self, pts: int | None, duration: int | None) -> tuple[int, int]:
+        if pts is None:  # no timestamp: right after the previous frame
+            pts = 0 if self.last_pts is None else self.last_pts + self.last
+        diff = pts - self.last_pts if self.last_pts is not None else -1
+        d = estimate_duration(int(duration or 0), diff, self.codec, self.guessed, self.last, self.ts_unreliable)
+        self.last_pts, self.last = int(pts), d
+        return int(pts), d
+
+
 def cfr_grid(pts, durations, time_base: Fraction, start_time_us: int | None, single_stream: bool,
              fps: int) -> np.ndarray:
     """The whole ``-r 8`` grid at once: ``(N,)`` int64 input-frame numbers of the output images.
@@ -264,5 +295,5 @@ def check_rule(rule: str) -> str:
     return rule
 
 
-__all__ = ["FRAME_RULES", "DEFAULT_FRAME_RULE", "CfrGrid", "estimate_duration", "cfr_grid", "linspace_pick",
-           "window_positions", "picks", "HoldGrid", "hold_indices", "check_rule"]
+__all__ = ["FRAME_RULES", "DEFAULT_FRAME_RULE", "CfrGrid", "estimate_duration", "FrameClock", "cfr_grid",
+           "linspace_pick", "window_positions", "picks", "HoldGrid", "hold_indices", "check_rule"]

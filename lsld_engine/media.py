@@ -195,7 +195,9 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
         grid_rule = fr_rule.HoldGrid(limit, TIME_EPS, FPS)
     else:
         grid_rule = fr_rule.CfrGrid(tb, container.start_time, len(container.streams) == 1, FPS)
-    durations = _DurationEstimator(container, stream, tb)
+    flags = getattr(container.format, "flags", 0)
+    discont = bool(flags & 0x0200) if isinstance(flags, int) else False  # AVFMT_TS_DISCONT (MPEG-TS)
+    durations = fr_rule.FrameClock(tb, getattr(stream.codec_context, "framerate", None), stream.guessed_rate, discont)
 
     conv: list = []  # converted object per grid entry
     grid: list[int] = []
@@ -235,8 +237,7 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
             if hold:
                 put(grid_rule.push(rel))
             else:
-                pts, dur = durations(fr)
-                put(grid_rule.push(pts, dur))
+                put(grid_rule.push(*durations(fr.pts, fr.duration)))
             prev, prev_t = fr, rel
             last_end = rel + (float(fr.duration * fr.time_base) if fr.duration and fr.time_base else 0.0)
             if hold and len(grid) >= limit or not hold and max_windows is not None and \
@@ -268,39 +269,6 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
     positions = fr_rule.picks(frame_rule, len(grid), w_all, FRAMES_PER_WINDOW)[: w * FRAMES_PER_WINDOW]
     chosen = [conv[p] for p in positions]
     return chosen, t0, float(duration), w, rotation, np.asarray(grid, np.int64)
-
-
-class _DurationEstimator:
-    """Each decoded frame's ``(pts, duration)`` in stream ticks, filled in as FFmpeg's command line
-    does for ``-r`` (:func:`lsld_engine.frame_rule.estimate_duration`)."""
-
-    def __init__(self, container, stream, tb: Fraction):
-        from lsld_engine import frame_rule
-
-        self.estimate = frame_rule.estimate_duration
-        self.tb = tb
-        flags = getattr(container.format, "flags", 0)
-        self.ts_unreliable = bool(flags & 0x0200) if isinstance(flags, int) else False  # AVFMT_TS_DISCONT
-        codec_rate = getattr(stream.codec_context, "framerate", None)
-        self.codec = self._ticks(codec_rate)
-        self.guessed = self._ticks(stream.guessed_rate)
-        self.last_pts: int | None = None
-        self.last = 0
-
-    def _ticks(self, rate) -> int:
-        if not rate or not rate.numerator or not rate.denominator:
-            return 0
-        f = Fraction(1) / Fraction(rate) / self.tb
-        return int(f.numerator * 2 + f.denominator) // (2 * f.denominator)  # round half up
-
-    def __call__(self, frame) -> tuple[int, int]:
-        pts = frame.pts
-        if pts is None:
-            pts = 0 if self.last_pts is None else self.last_pts + self.last
-        diff = pts - self.last_pts if self.last_pts is not None else -1
-        d = self.estimate(int(frame.duration or 0), diff, self.codec, self.guessed, self.last, self.ts_unreliable)
-        self.last_pts, self.last = pts, d
-        return int(pts), int(d)
 
 
 def _decode_audio(container, stream, path: str, t0: float, num_windows: int) -> np.ndarray:
@@ -363,8 +331,8 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
     ``jpeg_roundtrip``: code every grid frame as the official scripts' JPEG file and decode it
     back before ``frame_fn`` (:mod:`lsld_engine.jpeg_roundtrip`; ``frame_fn`` then gets RGB frames).
 
-    ``frame_fn(frame, rotation)`` is applied once per distinct chosen ``av.VideoFrame`` as soon as
-    it is chosen (default: keep the decoded frame, pixels untouched in FFmpeg's format; a GPU
+    ``frame_fn(frame, rotation)`` is applied once per distinct grid frame (``av.VideoFrame``) as
+    soon as the rule puts it on its grid (default: keep the decoded frame, pixels untouched in FFmpeg's format; a GPU
     path can copy raw planes here instead). ``max_windows`` caps the windows decoded (decoding
     stops early); ``threads`` is the decoder's thread count (0 = FFmpeg's choice).
     ``skip_nonref``: let the decoder drop non-reference frames (``skip_frame = "NONREF"``): less
