@@ -65,7 +65,7 @@ class CfrGrid:
     What FFmpeg does (fftools, ``video_sync_process``), restated:
 
     - input times are shifted by the *file's* start time (the earliest stream, e.g. audio that
-      starts before the video), then put on the ``1/8`` s grid with 16 extra bits of precision
+      starts before the video; for MPEG-TS the video's own, see :func:`grid_start_us`), then put on the ``1/8`` s grid with 16 extra bits of precision
       (``sync``, nudged by ``2^-17`` off exact halves);
     - ``delta0 = sync - next`` (how far the frame lies past the next output slot), ``delta = delta0
       + duration``; a frame overlapping the slot (``delta0 < 0 < delta``) counts from the slot;
@@ -141,13 +141,14 @@ class CfrGrid:
 
 def estimate_duration(duration: int, ts_diff: int, codec_duration: int, guessed_duration: int, last: int,
                       ts_unreliable: bool = False) -> int:
-    """A decoded frame's duration (stream time base) as FFmpeg's command line estimates it for ``-r``.
+    """A decoded frame's duration (stream time base) as FFmpeg's command line estimates it (to place
+    a following frame that has no timestamp).
 
     ``duration``: the frame's own (from its packet; 0 when unknown); ``ts_diff``: its pts minus the
     previous frame's (-1 for the first); ``codec_duration``: one frame at the codec's frame rate
     (0 when unknown); ``guessed_duration``: one frame at the stream's guessed rate (0 when unknown);
-    ``last``: the previous estimate; ``ts_unreliable``: the container has timestamp discontinuities
-    (MPEG-TS). Containers that store durations (MP4, most others) give ``duration`` itself.
+    ``last``: the previous estimate; ``ts_unreliable``: the container has no timestamps
+    (``AVFMT_NOTIMESTAMPS``, raw streams). Containers that store durations give ``duration`` itself.
     """
     # a duration of 1 tick next to a much longer pts step was made up by the demuxer
     unreliable = duration == 1 and ts_diff > 2
@@ -163,19 +164,40 @@ def estimate_duration(duration: int, ts_diff: int, codec_duration: int, guessed_
     return max(last, 1)
 
 
+#: libavformat's ``AVFMT_NOTIMESTAMPS`` / ``AVFMT_TS_DISCONT`` demuxer flags (``container.format.flags``).
+AVFMT_NOTIMESTAMPS = 0x0080
+AVFMT_TS_DISCONT = 0x0200
+
+
+def grid_start_us(file_start_us: int | None, video_start: int | None, time_base: Fraction, flags: int) -> int:
+    """The start time (µs) ``ffmpeg`` measures the ``-r`` grid from, for the official command.
+
+    The file's start time (the earliest stream), except for containers with timestamp
+    discontinuities (MPEG-TS: ``AVFMT_TS_DISCONT``), where ``ffmpeg`` recomputes it over the streams
+    the output uses ("Correcting start time of Input #0"): for ``%06d.jpg`` only the video.
+    """
+    if flags & AVFMT_TS_DISCONT and file_start_us is not None and video_start is not None:
+        return _rescale(video_start, Fraction(time_base), _US)
+    return file_start_us or 0
+
+
 class FrameClock:
-    """Each decoded frame's ``(pts, duration)`` in stream ticks, as FFmpeg's command line fills them in
-    for ``-r`` (:func:`estimate_duration`): call it with the frame's ``pts`` (None when missing) and
-    stored ``duration`` (0 / None when unknown), frames in presentation order.
+    """Each decoded frame's ``(pts, duration)`` in stream ticks as ``ffmpeg``'s ``-r`` sees them.
+
+    Call it with the frame's ``pts`` (None when missing) and stored ``duration`` (0 / None when
+    unknown), frames in presentation order. The duration is the frame's own (from its packet;
+    demuxers make one up when the container stores none); ``ffmpeg``'s estimate
+    (:func:`estimate_duration`) only places a frame that has no pts after the previous one.
 
     ``codec_rate`` / ``guessed_rate``: the codec's and the stream's guessed frame rates (Fractions or
-    None); ``ts_unreliable``: the container has timestamp discontinuities (``AVFMT_TS_DISCONT``).
+    None); ``flags``: the demuxer's ``AVFMT_*`` flags (``AVFMT_NOTIMESTAMPS``: raw streams, whose
+    timestamps ``ffmpeg`` does not trust).
     """
 
-    def __init__(self, time_base: Fraction, codec_rate=None, guessed_rate=None, ts_unreliable: bool = False):
+    def __init__(self, time_base: Fraction, codec_rate=None, guessed_rate=None, flags: int = 0):
         self.tb = Fraction(time_base)
         self.codec, self.guessed = self._ticks(codec_rate), self._ticks(guessed_rate)
-        self.ts_unreliable = ts_unreliable
+        self.ts_unreliable = bool(flags & AVFMT_NOTIMESTAMPS)
         self.last_pts: int | None = None
         self.last = 0
 
@@ -186,12 +208,13 @@ class FrameClock:
         return _rescale(1, 1 / Fraction(rate), self.tb)
 
     def __call__(self, pts: int | None, duration: int | None) -> tuple[int, int]:
+        duration = int(duration or 0)
         if pts is None:  # no timestamp: right after the previous frame
             pts = 0 if self.last_pts is None else self.last_pts + self.last
         diff = pts - self.last_pts if self.last_pts is not None else -1
-        d = estimate_duration(int(duration or 0), diff, self.codec, self.guessed, self.last, self.ts_unreliable)
-        self.last_pts, self.last = int(pts), d
-        return int(pts), d
+        self.last = estimate_duration(duration, diff, self.codec, self.guessed, self.last, self.ts_unreliable)
+        self.last_pts = int(pts)
+        return int(pts), duration
 
 
 def cfr_grid(pts, durations, time_base: Fraction, start_time_us: int | None, single_stream: bool,
@@ -295,5 +318,5 @@ def check_rule(rule: str) -> str:
     return rule
 
 
-__all__ = ["FRAME_RULES", "DEFAULT_FRAME_RULE", "CfrGrid", "estimate_duration", "FrameClock", "cfr_grid",
-           "linspace_pick", "window_positions", "picks", "HoldGrid", "hold_indices", "check_rule"]
+__all__ = ["FRAME_RULES", "DEFAULT_FRAME_RULE", "CfrGrid", "estimate_duration", "FrameClock", "grid_start_us",
+           "cfr_grid", "linspace_pick", "window_positions", "picks", "HoldGrid", "hold_indices", "check_rule"]

@@ -191,13 +191,14 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
     step = 1 / float(rate) if rate else 1 / FPS
     tb = stream.time_base or Fraction(1, 90000)
     hold = fr_rule.check_rule(frame_rule) == "hold"
+    flags = getattr(container.format, "flags", 0)  # the demuxer's AVFMT_* flags
+    flags = flags if isinstance(flags, int) else 0
     if hold:
         grid_rule = fr_rule.HoldGrid(limit, TIME_EPS, FPS)
     else:
-        grid_rule = fr_rule.CfrGrid(tb, container.start_time, len(container.streams) == 1, FPS)
-    flags = getattr(container.format, "flags", 0)
-    discont = bool(flags & 0x0200) if isinstance(flags, int) else False  # AVFMT_TS_DISCONT (MPEG-TS)
-    durations = fr_rule.FrameClock(tb, getattr(stream.codec_context, "framerate", None), stream.guessed_rate, discont)
+        grid_rule = fr_rule.CfrGrid(tb, fr_rule.grid_start_us(container.start_time, stream.start_time, tb, flags),
+                                    len(container.streams) == 1, FPS)
+    durations = fr_rule.FrameClock(tb, getattr(stream.codec_context, "framerate", None), stream.guessed_rate, flags)
 
     conv: list = []  # converted object per grid entry
     grid: list[int] = []

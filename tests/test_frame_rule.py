@@ -131,6 +131,9 @@ ORACLE_CASES = {
     "3_frames_long_30fps": VideoSpec(fps=Fraction(30), duration=10 + 3 / 30),
     "under_1s": VideoSpec(duration=0.72),
     "5fps_late": VideoSpec(fps=Fraction(5), video_start=0.6),  # slower than 8 fps: the grid repeats frames
+    "mpegts": VideoSpec(container="ts"),  # timestamp discontinuities: ffmpeg starts the grid at the video
+    "mpegts_late": VideoSpec(container="ts", fps=Fraction(30000, 1001), video_start=0.48),
+    "webm_vp9": VideoSpec(container="webm", vcodec="libvpx-vp9", acodec="libopus", fps=Fraction(24)),
 }
 
 
