@@ -14,8 +14,7 @@ the MJPEG encoder bundled in PyAV set up as ``ffmpeg`` sets it up for ``image2``
 
 Checked against the real ffmpeg 9.0.2 (tests/test_frame_rule.py): the decoded pixels are
 identical; the files differ only in the encoder version string of the comment marker.
-Display rotation is applied after the round trip (ffmpeg rotates before coding): a rotated
-video's chroma subsampling then differs slightly.
+A rotated video is turned before coding, plane by plane, as ffmpeg's autorotation does.
 """
 from __future__ import annotations
 
@@ -60,25 +59,50 @@ class JpegRoundTrip:
         cc.open()
         return cc
 
-    def encode(self, frame) -> bytes:
-        """The JPEG file ffmpeg would write for ``frame`` at this point of the sequence."""
+    def encode(self, frame, rotation: int = 0) -> bytes:
+        """The JPEG file ffmpeg would write for ``frame`` at this point of the sequence, the display
+        rotation (counter-clockwise degrees) applied first as ffmpeg's autorotation does."""
         fmt = _jpeg_format(frame.format.name)
-        key = (frame.width, frame.height, fmt)
-        if self.encoder is None or key != self.key:  # a size change re-creates the encoder, as ffmpeg does
-            self.encoder, self.key = self._open(frame, fmt), key
         img = frame.reformat(format=fmt, interpolation="BICUBIC")
+        if rotation % 360:
+            img = _rotate(img, rotation)
+        key = (img.width, img.height, fmt)
+        if self.encoder is None or key != self.key:  # a size change re-creates the encoder, as ffmpeg does
+            self.encoder, self.key = self._open(img, fmt), key
         img.pts = self.count
         img.time_base = Fraction(1, self.fps)
         self.count += 1
         return b"".join(bytes(p) for p in self.encoder.encode(img))
 
-    def __call__(self, frame):
+    def __call__(self, frame, rotation: int = 0):
         import av
         from PIL import Image
 
-        with Image.open(io.BytesIO(self.encode(frame))) as im:
+        with Image.open(io.BytesIO(self.encode(frame, rotation))) as im:
             rgb = np.asarray(im.convert("RGB"))
         return av.VideoFrame.from_ndarray(rgb, format="rgb24")
+
+
+def _plane(frame, i: int) -> np.ndarray:
+    p = frame.planes[i]
+    return np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width]
+
+
+def _rotate(frame, rotation: int):
+    """``frame`` (planar 8-bit YUV) turned ``rotation`` degrees counter-clockwise, plane by plane:
+    what ffmpeg's transpose / flip filters do, so chroma is not resampled."""
+    import av
+
+    k = (rotation // 90) % 4
+    planes = [np.ascontiguousarray(np.rot90(_plane(frame, i), k)) for i in range(3)]
+    h, w = planes[0].shape
+    out = av.VideoFrame(w, h, frame.format.name)
+    for i, pl in enumerate(planes):
+        dst = out.planes[i]
+        buf = np.zeros((dst.height, dst.line_size), np.uint8)
+        buf[: pl.shape[0], : pl.shape[1]] = pl
+        dst.update(buf.tobytes())
+    return out
 
 
 __all__ = ["JpegRoundTrip", "DEFAULT_BIT_RATE"]

@@ -216,7 +216,7 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
         for src in sources:
             frame = fr if src == i else prev
             if roundtrip is not None:  # each grid entry is its own JPEG (rate control sees them all)
-                conv.append(frame_fn(roundtrip(frame), rotation))
+                conv.append(frame_fn(roundtrip(frame, rotation), 0))  # turned before coding, as ffmpeg
             else:
                 if memo[0] != src:
                     memo = (src, frame_fn(frame, rotation))

@@ -11,7 +11,8 @@ from lsld_engine import frame_rule, media  # noqa: E402
 from lsld_engine.frame_rule import CfrGrid, cfr_grid, hold_indices, linspace_pick, picks  # noqa: E402
 from lsld_engine.media import FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, TIME_EPS, decode_media, decode_video  # noqa: E402
 from lsld_engine.testing import ffmpeg_oracle  # noqa: E402
-from lsld_engine.testing.videos import VideoSpec, bench_spec, frame_times, make_video, read_frame_index  # noqa: E402
+from lsld_engine.testing.videos import (VideoSpec, bench_spec, frame_times, make_video, read_frame_index,  # noqa: E402
+                                        with_)
 
 K = FRAMES_PER_WINDOW
 
@@ -189,14 +190,17 @@ def test_audio_does_not_depend_on_the_frame_rule(tmp_path):
 
 
 @pytest.mark.slow
-def test_jpeg_roundtrip_reproduces_ffmpegs_jpegs(ffmpeg, tmp_path):
-    """Textured 10-s clip: every grid image re-coded in memory decodes to ffmpeg's JPEG file's pixels
-    (max difference 0 with PyAV 18.1 against ffmpeg 9.0.2; 2 allowed for other builds)."""
+@pytest.mark.parametrize("duration,rotation", [(10.0, 0), (3.0, 90)])
+def test_jpeg_roundtrip_reproduces_ffmpegs_jpegs(ffmpeg, tmp_path, duration, rotation):
+    """Textured clip: every grid image re-coded in memory decodes to ffmpeg's JPEG file's pixels
+    (max difference 0 with PyAV 18.1 against ffmpeg 9.0.2; 2 allowed for other builds), a
+    display-rotated video turned before coding as ffmpeg does."""
     from lsld_engine.jpeg_roundtrip import JpegRoundTrip
 
-    p = make_video(tmp_path / "tex.mp4", bench_spec(320, 180))
+    spec = with_(bench_spec(320, 180), duration=duration, rotation=rotation)
+    p = make_video(tmp_path / "tex.mp4", spec)
     files = ffmpeg_oracle.official_frames(ffmpeg, p, tmp_path / "jpg")
-    m = decode_media(p, audio=False, jpeg_roundtrip=True, frame_fn=lambda f, r: f.to_ndarray(format="rgb24"))
+    m = decode_media(p, audio=False, jpeg_roundtrip=True, frame_fn=media.rgb_frame)
     assert len(m.grid) == len(files)
     pick = linspace_pick(len(files), K)
     diffs = [np.abs(m.frames[i].astype(int) - ffmpeg_oracle.read_rgb(files[j]).astype(int)).max()
@@ -205,9 +209,9 @@ def test_jpeg_roundtrip_reproduces_ffmpegs_jpegs(ffmpeg, tmp_path):
     # the files themselves: same size to within the encoder's version string
     rt = JpegRoundTrip(FPS)
     frames = list(av.open(str(p)).decode(video=0))
-    sizes = [len(rt.encode(frames[s])) for s in m.grid]
+    sizes = [len(rt.encode(frames[s], m.rotation)) for s in m.grid]
     assert all(abs(a - f.stat().st_size) <= 4 for a, f in zip(sizes, files))
     # without the round trip the pixels do differ (the option does something)
-    plain = decode_media(p, audio=False, frame_fn=lambda f, r: f.to_ndarray(format="rgb24"))
+    plain = decode_media(p, audio=False, frame_fn=media.rgb_frame)
     assert max(np.abs(plain.frames[i].astype(int) - ffmpeg_oracle.read_rgb(files[j]).astype(int)).max()
                for i, j in enumerate(pick)) > 10
