@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lsld_engine import media
-from lsld_engine.frame_rule import linspace_pick
+from lsld_engine.media.frame_rule import linspace_pick
 from lsld_engine.testing import ffmpeg_oracle
 from lsld_engine.testing.videos import VideoSpec, bench_spec, make_video, read_frame_index
 

@@ -18,23 +18,20 @@ retried by the next run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from lsld_engine.dataset import CLAP_SUBDIR, CLIP_SUBDIR
-from lsld_engine.decode_pool import DecodeFailure, decode_stream
-from lsld_engine.embed import EmbeddedVideo, embed_stream
-from lsld_engine.inputs import VideoInput, read_records
-from lsld_engine.parse import Summary
-
-log = logging.getLogger(__name__)
+from lsld_engine.embed import EmbeddedVideo
+from lsld_engine.files import atomic_path
+from lsld_engine.media.pool import DecodeFailure
+from lsld_engine.pipeline import Summary, embedded_groups
+from lsld_engine.video_inputs import VideoInput, read_records
 
 LOG_NAME = "feats/extract_log.jsonl"
 
@@ -72,15 +69,8 @@ class FeatureStore:
 
 def save_atomic(path: Path, array: np.ndarray) -> None:
     """``np.save`` to a temporary name beside ``path``, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def log_record(video: EmbeddedVideo | DecodeFailure) -> dict:
@@ -107,33 +97,18 @@ def extract_features(inputs: Iterable[VideoInput], backend, store: FeatureStore,
                      progress: bool = True, max_frames: int | None = None, decode_timeout: float | None = None,
                      summary: Summary | None = None, decode_fn=None) -> Summary:
     """Decode, embed and write ``inputs`` (all of them: filter with :func:`pending` first).
-    ``decode_fn``: the workers' per-video decoder (see :func:`lsld_engine.parse.parse_videos`)."""
-    from tqdm import tqdm
-
+    ``workers``, ``max_frames``, ``decode_timeout``, ``decode_fn``: see :func:`lsld_engine.pipeline.embedded_groups`."""
     summary = summary or Summary()
     inputs = list(inputs)
-    t0 = time.perf_counter()
-    decoded = decode_stream(((i.path, i.video_id) for i in inputs), workers=workers, timeout=decode_timeout,
-                            decode_fn=decode_fn)
-    bar = tqdm(total=len(inputs), unit="video", file=sys.stderr, disable=not progress, dynamic_ncols=True,
-               smoothing=0.1)
-    try:
-        with open(store.log_path, "a", encoding="utf-8") as logf:
-            for item in embed_stream(decoded, backend, max_frames=max_frames):
-                if isinstance(item, DecodeFailure):
-                    log.warning("failed: %s", item.error)
-                    summary.failed.append((item.video_id, item.error))
-                else:
+    groups = embedded_groups(inputs, backend, summary, workers=workers, progress=progress, max_frames=max_frames,
+                             decode_timeout=decode_timeout, decode_fn=decode_fn)
+    with open(store.log_path, "a", encoding="utf-8") as logf, contextlib.closing(groups):
+        for group in groups:
+            for item in group:
+                if not isinstance(item, DecodeFailure):
                     store.write(item)
-                    summary.done += 1
-                    summary.windows += item.num_windows
                 # after the files: a line "ok" means every file of the video is in place
                 logf.write(json.dumps(log_record(item), ensure_ascii=False) + "\n")
                 logf.flush()
-                bar.update(1)
-                if summary.failed:
-                    bar.set_postfix(failed=len(summary.failed), refresh=False)
-    finally:
-        bar.close()
-        summary.seconds = time.perf_counter() - t0
+                summary.count(item)
     return summary

@@ -7,7 +7,7 @@ Read it top to bottom (:func:`parse_videos`)::
                                -> EmbeddedVideo (W, 80, 512) CLIP, (W, 10, 512) CLAP
     HAN    (windows of many videos in one call)
                                -> seg_prob (W, 10, 2, C), a_prob / v_prob (W, C)
-    events (inference rule of training.predict_masks, windows laid end to end, absolute times)
+    events (inference rule of events.predict_masks, windows laid end to end, absolute times)
     writer (one flushed line per video; error lines for videos that failed)
 
 Long videos are parsed as consecutive 10-s windows (each window is one HAN input, like an LLP
@@ -17,23 +17,19 @@ event, and times are absolute (see :mod:`lsld_engine.events`). Events past the t
 """
 from __future__ import annotations
 
-import logging
-import sys
-import time
-from dataclasses import dataclass, field
+import contextlib
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
-from lsld_engine.decode_pool import DecodeFailure, decode_stream
-from lsld_engine.embed import EmbeddedVideo, embed_groups
-from lsld_engine.events import track_events
-from lsld_engine.inputs import VideoInput
+from lsld_engine.embed import EmbeddedVideo
+from lsld_engine.events import predict_masks, track_events
 from lsld_engine.llp import T
-from lsld_engine.training import predict_masks
+from lsld_engine.media.pool import DecodeFailure
+from lsld_engine.pipeline import Summary, embedded_groups
+from lsld_engine.video_inputs import VideoInput
 from lsld_engine.writers import error_record, ok_record
-
-log = logging.getLogger(__name__)
 
 #: Decimals kept for ``--save-probs`` probabilities (keeps lines short; far below model noise).
 PROB_DECIMALS = 4
@@ -46,33 +42,6 @@ class Thresholds:
 
     segment: float = 0.5
     video: float = 0.5
-
-
-@dataclass
-class Summary:
-    """What a run did: ``done`` ok videos (``windows`` 10-s windows), ``failed`` ``(video_id, error)``."""
-
-    total: int = 0
-    skipped: int = 0
-    done: int = 0
-    windows: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def videos_per_second(self) -> float:
-        n = self.done + len(self.failed)
-        return n / self.seconds if self.seconds > 0 else 0.0
-
-    def format(self, what: str = "parsed") -> str:
-        lines = [f"{what} {self.done} videos ({self.windows} windows), failed {len(self.failed)}, "
-                 f"skipped {self.skipped} already done, of {self.total} inputs, in {self.seconds:.1f} s "
-                 f"({self.videos_per_second:.2f} videos/s)"]
-        for vid, err in self.failed[:20]:
-            lines.append(f"  failed: {vid}: {err}")
-        if len(self.failed) > 20:
-            lines.append(f"  ... and {len(self.failed) - 20} more failures (see the error lines)")
-        return "\n".join(lines)
 
 
 def run_han(backend, videos: list[EmbeddedVideo]) -> list[dict[str, np.ndarray]]:
@@ -121,38 +90,17 @@ def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int 
                  summary: Summary | None = None, decode_fn=None) -> Summary:
     """Parse ``inputs`` with ``backend`` and ``writer.write`` one record per video as each completes.
 
-    ``ordered``: records in input order (else completion order). ``workers``: decode processes
-    (0 = in a thread of this process). ``max_frames``: CLIP frames per encode round (see
-    :func:`lsld_engine.embed.embed_groups`). ``decode_fn``: the per-video decoder of the workers
-    (default :func:`lsld_engine.media.decode_video`; :func:`lsld_engine.raw_media.decode_raw` /
-    :func:`lsld_engine.nvdec.decode_nvdec` for device pixels, see docs/pixels.md). Returns (and fills ``summary``) the run's counts.
+    ``workers``, ``ordered``, ``max_frames``, ``decode_timeout``, ``decode_fn``: see
+    :func:`lsld_engine.pipeline.embedded_groups`. Returns (and fills ``summary``) the run's counts.
     """
-    from tqdm import tqdm
-
     summary = summary or Summary()
-    inputs = list(inputs)
-    t0 = time.perf_counter()
-    decoded = decode_stream(((i.path, i.video_id) for i in inputs), workers=workers, ordered=ordered,
-                            timeout=decode_timeout, decode_fn=decode_fn)
-    bar = tqdm(total=total if total is not None else len(inputs), unit="video", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True, smoothing=0.1)
-    try:
-        for group in embed_groups(decoded, backend, max_frames=max_frames):
-            ok = [v for v in group if isinstance(v, EmbeddedVideo)]
-            outputs = iter(run_han(backend, ok))
+    with contextlib.closing(embedded_groups(inputs, backend, summary, workers=workers, ordered=ordered,
+                                            progress=progress, total=total, max_frames=max_frames,
+                                            decode_timeout=decode_timeout, decode_fn=decode_fn)) as groups:
+        for group in groups:
+            outputs = iter(run_han(backend, [v for v in group if isinstance(v, EmbeddedVideo)]))
             for item in group:
-                if isinstance(item, DecodeFailure):
-                    log.warning("failed: %s", item.error)
-                    writer.write(failure_record(item))
-                    summary.failed.append((item.video_id, item.error))
-                else:
-                    writer.write(video_record(item, next(outputs), thresholds, save_probs))
-                    summary.done += 1
-                    summary.windows += item.num_windows
-                bar.update(1)
-            if summary.failed:
-                bar.set_postfix(failed=len(summary.failed), refresh=False)
-    finally:
-        bar.close()
-        summary.seconds = time.perf_counter() - t0
+                writer.write(failure_record(item) if isinstance(item, DecodeFailure)
+                             else video_record(item, next(outputs), thresholds, save_probs))
+                summary.count(item)
     return summary

@@ -28,11 +28,12 @@ import os
 from pathlib import Path
 from typing import IO
 
+from lsld_engine.errors import LsldError
 from lsld_engine.events import TRACKS
 from lsld_engine.llp import CLASS_INDEX
 
 
-class PredictionsError(ValueError):
+class PredictionsError(LsldError, ValueError):
     """A malformed predictions file; the message names the file and line."""
 
 
@@ -109,7 +110,7 @@ class CsvEventsWriter(_Writer):
         self._csv.writerows(rows or [[vid, status, "", "", "", "", "", record.get("error", "")]])
 
 
-#: Writers by format name; the CLI's ``--format`` choices are exactly these keys.
+#: Writers by format name (``lsld-engine parse`` writes ``jsonl``; ``csv`` is for library callers).
 WRITERS: dict[str, type[_Writer]] = {w.format: w for w in (JsonlWriter, CsvEventsWriter)}
 
 

@@ -1,4 +1,4 @@
-"""The frame rule (lsld_engine.frame_rule): FFmpeg's ``-r 8`` grid + the official linspace pick, and
+"""The frame rule (lsld_engine.media.frame_rule): FFmpeg's ``-r 8`` grid + the official linspace pick, and
 sample-and-hold; checked by frame identity against the real ffmpeg of the ``imageio-ffmpeg`` wheel."""
 from fractions import Fraction
 
@@ -7,8 +7,9 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from lsld_engine import frame_rule, media  # noqa: E402
-from lsld_engine.frame_rule import CfrGrid, cfr_grid, hold_indices, linspace_pick, picks  # noqa: E402
+from lsld_engine import media  # noqa: E402
+from lsld_engine.media import frame_rule  # noqa: E402
+from lsld_engine.media.frame_rule import CfrGrid, cfr_grid, hold_indices, linspace_pick, picks  # noqa: E402
 from lsld_engine.media import FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, TIME_EPS, decode_media, decode_video  # noqa: E402
 from lsld_engine.testing import ffmpeg_oracle  # noqa: E402
 from lsld_engine.testing.videos import (VideoSpec, bench_spec, frame_times, make_video, read_frame_index,  # noqa: E402
@@ -171,9 +172,9 @@ def test_official_windows_of_a_long_video(ffmpeg, tmp_path, fps, duration, windo
 
 
 def test_device_pixel_path_picks_the_same_frames(tmp_path):
-    """raw_media (device pixels; NVDEC shares its selection code) ships only the picked frames,
+    """raw_planes (device pixels; NVDEC shares its selection code) ships only the picked frames,
     and they are the reference path's."""
-    from lsld_engine.raw_media import decode_raw, raw_to_clip
+    from lsld_engine.media.raw_planes import decode_raw, raw_to_clip
 
     p = make_video(tmp_path / "v30.mp4", VideoSpec(fps=Fraction(30)))
     r = decode_raw(p)
@@ -195,7 +196,7 @@ def test_jpeg_roundtrip_reproduces_ffmpegs_jpegs(ffmpeg, tmp_path, duration, rot
     """Textured clip: every grid image re-coded in memory decodes to ffmpeg's JPEG file's pixels
     (max difference 0 with PyAV 18.1 against ffmpeg 9.0.2; 2 allowed for other builds), a
     display-rotated video turned before coding as ffmpeg does."""
-    from lsld_engine.jpeg_roundtrip import JpegRoundTrip
+    from lsld_engine.media.jpeg_roundtrip import JpegRoundTrip
 
     spec = with_(bench_spec(320, 180), duration=duration, rotation=rotation)
     p = make_video(tmp_path / "tex.mp4", spec)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from lsld_engine.cli import at_least
-from lsld_engine.frame_rule import DEFAULT_FRAME_RULE, FRAME_RULES
+from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE, FRAME_RULES
 
 log = logging.getLogger("lsld_engine")
 
@@ -70,7 +70,7 @@ def setup_logging(args) -> None:
     root.propagate = False
 
 
-def resolve_device(args) -> tuple[str, str]:
+def device_and_precision(args) -> tuple[str, str]:
     """``(device, precision)`` from the flags and what is available."""
     import torch
 
@@ -91,9 +91,9 @@ def decode_function(args):
     from functools import partial
 
     if getattr(args, "decoder", "cpu") == "nvdec":
-        from lsld_engine.nvdec import decode_nvdec as fn
+        from lsld_engine.media.nvdec import decode_nvdec as fn
     elif getattr(args, "pixels", "cpu") == "device":
-        from lsld_engine.raw_media import decode_raw as fn
+        from lsld_engine.media.raw_planes import decode_raw as fn
     else:
         from lsld_engine.media import decode_video as fn
     return partial(fn, frame_rule=getattr(args, "frame_rule", DEFAULT_FRAME_RULE),
@@ -111,13 +111,17 @@ def backend_options(args, device: str, precision: str) -> dict:
         opts["size"] = "small"
     if getattr(args, "engine_dir", None):
         opts["engine_dir"] = str(args.engine_dir)
+    if getattr(args, "backend", None) == "tensorrt":
+        # The command line (not the library) hands the runtime the builder for missing engines.
+        from export.tensorrt_build import build_engine
+        opts["build_missing"] = build_engine
     return opts
 
 
 def collect(args, prog: str):
     """The inputs of ``args`` (sorted, unique ids); a usage error is printed and exits with status 2
     (status 1 means "some videos failed")."""
-    from lsld_engine.inputs import collect_inputs
+    from lsld_engine.video_inputs import collect_inputs
 
     def usage_error(msg: str) -> SystemExit:
         print(f"{prog}: error: {msg}", file=sys.stderr)
@@ -152,10 +156,10 @@ def run(args: argparse.Namespace) -> int:
     prog = "lsld-engine extract"
     setup_logging(args)
     items = collect(args, prog)
-    device, precision = resolve_device(args)
+    device, precision = device_and_precision(args)
     opts = backend_options(args, device, precision)
     try:
-        check_weights(["clip-image", "clap-audio"], **opts)
+        check_weights(["clip_image", "clap_audio"], **opts)
     except MissingWeightsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -163,14 +167,14 @@ def run(args: argparse.Namespace) -> int:
     todo, skipped = pending(items, store)
     if args.limit is not None:
         todo = todo[: args.limit]
-    from lsld_engine.parse import Summary
+    from lsld_engine.pipeline import Summary
 
     summary = Summary(total=len(items), skipped=skipped)
     log.info("%d videos: %d to extract, %d already done (%s)", len(items), len(todo), skipped, store.root)
     if todo:
         backend = create_backend("torch", **opts)
         if hasattr(backend, "warm_up"):
-            backend.warm_up(("clip-image", "clap-audio"))
+            backend.warm_up(("clip_image", "clap_audio"))
         workers = default_workers(device) if args.workers is None else args.workers
         try:
             extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary,

@@ -2,8 +2,8 @@
 
 ``ffmpeg -i VIDEO -y -r 8 %06d.jpg`` exactly as the official LSLD ``extract_frames.py`` runs it,
 with the binary of the ``imageio-ffmpeg`` wheel (a ``dev`` extra). The engine itself never runs
-ffmpeg; only tests and ``bench/`` do, to check :mod:`lsld_engine.frame_rule` and
-:mod:`lsld_engine.jpeg_roundtrip` against the real thing.
+ffmpeg; only tests and ``bench/`` do, to check :mod:`lsld_engine.media.frame_rule` and
+:mod:`lsld_engine.media.jpeg_roundtrip` against the real thing.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Media decoding: any video file -> 8-fps CLIP frames and 48 kHz mono audio in 10-second windows.
 
-The data contract (sample rate, frame rate, window length, image size) is named once here and
-imported everywhere else.
+The data contract (sample rate, frame rate, window length, image size) is named once in
+:mod:`lsld_engine.contract` and re-exported here.
 
-Two steps, kept apart so that a GPU path (issue 8) can replace the second one:
+Two steps, kept apart so that the device pixel path (:mod:`lsld_engine.media.pixels`) can replace the second one:
 
 1. ``decode_media(path)`` — demux + decode only: picks the frames to show (still as decoded
    ``av.VideoFrame`` objects, no colour conversion) and the audio as ``(W, 10, 48000)`` float32.
@@ -13,7 +13,7 @@ Two steps, kept apart so that a GPU path (issue 8) can replace the second one:
 
 ``decode_video(path)`` runs both and returns a :class:`DecodedVideo`.
 
-Frame rule (:mod:`lsld_engine.frame_rule`, ``frame_rule=``): ``"official"`` (default) picks what
+Frame rule (:mod:`lsld_engine.media.frame_rule`, ``frame_rule=``): ``"official"`` (default) picks what
 the official LSLD scripts pick (``ffmpeg -r 8`` images from the file's start time, then
 ``round(linspace(0, N - 1, 80))``), computed from the decoded frames' timestamps; ``"hold"``
 shows at output frame ``k`` of window ``w`` the frame on screen at ``t = 10 w + k / 8`` s after the
@@ -38,30 +38,17 @@ from typing import Sequence
 
 import numpy as np
 
-from lsld_engine.frame_rule import DEFAULT_FRAME_RULE
-from lsld_engine.llp import T
-
-#: Audio sample rate fed to CLAP (Hz).
-SAMPLE_RATE: int = 48000
-#: Visual frames per second fed to CLIP.
-FPS: int = 8
-#: Length of one LLP clip / parsing window (s).
-WINDOW_SECONDS: int = 10
-#: Frames per window (80).
-FRAMES_PER_WINDOW: int = FPS * WINDOW_SECONDS
-#: One-second segments per window (LLP's T = 10).
-SEGMENTS_PER_WINDOW: int = T
-#: Audio samples per one-second segment.
-SAMPLES_PER_SEGMENT: int = SAMPLE_RATE * WINDOW_SECONDS // SEGMENTS_PER_WINDOW
-#: CLIP ViT-B/16 input side (pixels).
-IMAGE_SIZE: int = 224
+from lsld_engine.contract import (FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE,  # noqa: F401 - the contract,
+                                  SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, WINDOW_SECONDS)  # re-exported
+from lsld_engine.errors import LsldError
+from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE
 
 #: Tolerance when comparing a frame's presentation time with a wanted time (s); far below any
 #: real frame interval, above float rounding of pts * time_base.
 TIME_EPS: float = 1e-4
 
 
-class MediaError(RuntimeError):
+class MediaError(LsldError, RuntimeError):
     """A video that cannot be decoded; the message names the file and the problem."""
 
 
@@ -75,7 +62,7 @@ class DecodedMedia:
     ``audio``: ``(W, 10, 48000)`` float32 mono.
     ``rotation``: counter-clockwise degrees (multiple of 90) to apply for display.
     ``grid``: ``(N,)`` int64 source frame numbers (decode order) of the frame rule's grid, e.g. the
-    ``N`` images of ``ffmpeg -r 8`` for ``official`` (:mod:`lsld_engine.frame_rule`).
+    ``N`` images of ``ffmpeg -r 8`` for ``official`` (:mod:`lsld_engine.media.frame_rule`).
     """
 
     path: str
@@ -171,16 +158,16 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
     Returns ``(chosen, t0, duration, windows, rotation, grid)``; ``chosen`` holds ``frame_fn(frame,
     rotation)`` for all ``W * 80`` outputs (the same object repeated where one source frame fills
     several), ``grid`` the source frame numbers (decode order) of the rule's grid
-    (:mod:`lsld_engine.frame_rule`). ``frame_fn`` runs once per distinct grid frame, as soon as the
+    (:mod:`lsld_engine.media.frame_rule`). ``frame_fn`` runs once per distinct grid frame, as soon as the
     rule puts it on the grid, so decoded frames are not all kept in memory. ``roundtrip`` (a
-    :class:`lsld_engine.jpeg_roundtrip.JpegRoundTrip`) re-codes every grid entry, in grid order,
+    :class:`lsld_engine.media.jpeg_roundtrip.JpegRoundTrip`) re-codes every grid entry, in grid order,
     before ``frame_fn``. ``hold`` stops decoding once the last wanted time is resolved when the
     stream declares its duration; ``official`` decodes to the end (the last window's pick depends
     on how many grid frames the end adds) unless ``max_windows`` cuts the video short.
     """
     import av
 
-    from lsld_engine import frame_rule as fr_rule
+    from lsld_engine.media import frame_rule as fr_rule
 
     declared = _declared_video_duration(stream)
     limit_w = None if declared is None else num_windows_for(declared)
@@ -328,9 +315,9 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
     """Decode step: choose the ``W * 80`` frames to show, and decode the audio.
 
     ``frame_rule``: ``"official"`` (the official LSLD scripts' ``ffmpeg -r 8`` + linspace pick)
-    or ``"hold"`` (sample and hold at ``k / 8`` s), see :mod:`lsld_engine.frame_rule`.
+    or ``"hold"`` (sample and hold at ``k / 8`` s), see :mod:`lsld_engine.media.frame_rule`.
     ``jpeg_roundtrip``: code every grid frame as the official scripts' JPEG file and decode it
-    back before ``frame_fn`` (:mod:`lsld_engine.jpeg_roundtrip`; ``frame_fn`` then gets RGB frames).
+    back before ``frame_fn`` (:mod:`lsld_engine.media.jpeg_roundtrip`; ``frame_fn`` then gets RGB frames).
 
     ``frame_fn(frame, rotation)`` is applied once per distinct grid frame (``av.VideoFrame``) as
     soon as the rule puts it on its grid (default: keep the decoded frame, pixels untouched in FFmpeg's format; a GPU
@@ -339,7 +326,7 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
     ``skip_nonref``: let the decoder drop non-reference frames (``skip_frame = "NONREF"``): less
     decoding, but a wanted time that falls on a dropped frame shows the previous decoded frame
     (see docs/pixels.md for the measured saving and timing error). Off by default.
-    ``hwaccel``: an ``av.codec.hwaccel.HWAccel`` for the video (NVDEC, :mod:`lsld_engine.nvdec`).
+    ``hwaccel``: an ``av.codec.hwaccel.HWAccel`` for the video (NVDEC, :mod:`lsld_engine.media.nvdec`).
     Raises :class:`MediaError` naming the file.
     """
     path = str(path)
@@ -356,7 +343,7 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
             vs.codec_context.skip_frame = "NONREF"
         roundtrip = None
         if jpeg_roundtrip:
-            from lsld_engine.jpeg_roundtrip import JpegRoundTrip
+            from lsld_engine.media.jpeg_roundtrip import JpegRoundTrip
 
             roundtrip = JpegRoundTrip(FPS)
         frames, t0, duration, w, rotation, grid = _select_frames(c, vs, path, max_windows, frame_fn, frame_rule,

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from lsld_engine import media
+from lsld_engine.media import decode as media
 
 log = logging.getLogger(__name__)
 
