@@ -1,4 +1,4 @@
-"""Device pixel step (lsld_engine.media.pixels), raw-plane decoding (raw_media) and the NVDEC fallback (nvdec)."""
+"""Device pixel step (lsld_engine.media.pixels), raw-plane decoding (raw_planes) and the NVDEC fallback (nvdec)."""
 import numpy as np
 import pytest
 
