@@ -153,3 +153,13 @@ def test_frame_rule_flag_reaches_the_features(videos, tmp_path, toy):
     with pytest.raises(SystemExit) as e:
         main(["extract", str(one), "--out", str(tmp_path / "x"), "--frame-rule", "nearest"])
     assert e.value.code == 2
+
+
+def test_ray_decode_tasks_get_the_frame_rule_flags():
+    """`--ray` decodes with the CPU reference path, with `--frame-rule` / `--jpeg-roundtrip` bound."""
+    import argparse
+
+    from lsld_engine.commands.scale import _decode_fn
+
+    fn = _decode_fn(argparse.Namespace(frame_rule="hold", jpeg_roundtrip=True, pixels="cpu", decoder="cpu"))
+    assert fn.func is decode_video and fn.keywords == {"frame_rule": "hold", "jpeg_roundtrip": True}

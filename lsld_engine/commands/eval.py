@@ -1,4 +1,5 @@
-"""``lsld-engine eval``: score a predictions JSONL against LLP segment annotations (official metrics).
+"""``lsld-engine eval``: score predictions (a JSONL or Parquet file, or a results folder of shards)
+against LLP segment annotations (official metrics).
 
 Only the ``audio`` and ``visual`` tracks of each record are scored: the audio-visual track is, by
 the official definition, their product (a file's ``audio_visual`` events are not read).
@@ -13,13 +14,15 @@ from pathlib import Path
 from lsld_engine.events import events_to_masks
 from lsld_engine.llp import EVAL_SPLITS, T, AnnotationError, default_llp_dir, load_split
 from lsld_engine.metrics import evaluate, format_table
-from lsld_engine.writers import PredictionsError, read_predictions
+from lsld_engine.results import read_results
+from lsld_engine.writers import PredictionsError
 
 _SHOWN = 20  # ids listed in a missing-videos error before "... and N more"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pred", required=True, type=Path, help="predictions JSONL (one line per video)")
+    parser.add_argument("--pred", required=True,
+                        help="predictions: a JSONL or Parquet file, or a results folder (parse --ray)")
     parser.add_argument("--annotations", type=Path, default=None,
                         help="folder with the LLP annotation files (AVVP_*.csv); default: $LSLD_LLP_DIR "
                              "or ../shared/llp when present")
@@ -32,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except (AnnotationError, PredictionsError, FileNotFoundError) as e:
+    except (AnnotationError, PredictionsError, FileNotFoundError, ModuleNotFoundError) as e:
         print(f"lsld-engine eval: error: {e}", file=sys.stderr)
         return 2
 
@@ -44,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
               "(the folder with AVVP_test_pd.csv, AVVP_eval_audio.csv, ...) or set LSLD_LLP_DIR", file=sys.stderr)
         return 2
     split = load_split(ann, args.split)
-    preds = read_predictions(args.pred)
+    preds = read_results(args.pred)
 
     absent = [v for v in split.video_ids if v not in preds]
     failed = [v for v in split.video_ids if v in preds and preds[v]["status"] != "ok"]

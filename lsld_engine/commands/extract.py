@@ -19,7 +19,7 @@ log = logging.getLogger("lsld_engine")
 # --- options shared with `parse` ----------------------------------------------------------------
 
 def add_input_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="*", type=Path,
+    p.add_argument("inputs", nargs="*",
                    help="video files and/or folders (walked recursively for common video extensions)")
     p.add_argument("--list", dest="list_file", type=Path, default=None,
                    help="a text file with one video path per line (relative to the file's folder)")
@@ -143,9 +143,12 @@ def collect(args, prog: str):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_input_arguments(p)
-    p.add_argument("--out", required=True, type=Path, help="dataset root (writes ROOT/feats/...)")
+    p.add_argument("--out", required=True, help="dataset root (writes ROOT/feats/...)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="feature file dtype")
     add_encoder_arguments(p)
+    from lsld_engine.commands.scale import add_ray_arguments
+
+    add_ray_arguments(p, shards=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,14 +158,25 @@ def run(args: argparse.Namespace) -> int:
 
     prog = "lsld-engine extract"
     setup_logging(args)
-    items = collect(args, prog)
-    device, precision = device_and_precision(args)
+    if args.ray is None:
+        items = collect(args, prog)
+    # with --ray the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
+    device, precision = (device_and_precision(args) if args.ray is None
+                         else (args.device or "cpu", args.precision or "fp32"))
     opts = backend_options(args, device, precision)
     try:
         check_weights(["clip_image", "clap_audio"], **opts)
     except MissingWeightsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    if args.ray is not None:
+        from lsld_engine.commands.scale import run_extract
+
+        if args.device is None:  # the actors' device follows their GPUs (see lsld_engine.scale.engine)
+            opts.pop("device")
+        if args.precision is None:
+            opts.pop("precision")
+        return run_extract(args, prog, opts)
     store = FeatureStore(args.out, args.dtype)
     todo, skipped = pending(items, store)
     if args.limit is not None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from lsld_engine.commands.extract import (add_encoder_arguments, add_input_arguments, backend_options, collect,
                                           decode_function, default_workers, device_and_precision, setup_logging)
+from lsld_engine.commands.scale import add_ray_arguments
+from lsld_engine.writers import WRITERS
 
 log = logging.getLogger("lsld_engine")
 PROG = "lsld-engine parse"
@@ -15,7 +17,10 @@ PROG = "lsld-engine parse"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_input_arguments(p)
-    p.add_argument("--out", required=True, type=Path, help="predictions JSONL (one line per video)")
+    p.add_argument("--out", required=True,
+                   help="predictions file (one record per video; with --ray a results folder of shards)")
+    p.add_argument("--format", choices=list(WRITERS), default=None,
+                   help="results format (default: from the --out suffix, else jsonl; docs/formats.md)")
     p.add_argument("--model", help="HAN checkpoint: from `python -m train.lsld` (.safetensors) or the official LSLD.pt")
     p.add_argument("--backend", choices=("torch", "onnx", "tensorrt"), default="torch",
                    help="inference backend (onnx / tensorrt run the files of `lsld-engine export`)")
@@ -29,17 +34,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ordered", action="store_true",
                    help="write lines in path order (default: completion order, which is faster)")
     add_encoder_arguments(p)
+    add_ray_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsld_engine.video_inputs import read_records
     from lsld_engine.parse import Thresholds, parse_videos
     from lsld_engine.pipeline import Summary
-    from lsld_engine.writers import JsonlWriter
+    from lsld_engine.results import done_ids, is_uri
+    from lsld_engine.writers import PredictionsError, format_of, get_writer
 
     setup_logging(args)
-    items = collect(args, PROG)
-    device, precision = device_and_precision(args)
+    if args.ray is None:
+        items = collect(args, PROG)
+    # with --ray the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
+    device, precision = (device_and_precision(args) if args.ray is None
+                         else (args.device or "cpu", args.precision or "fp32"))
     opts = backend_options(args, device, precision)
     if args.backend == "torch":
         from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
@@ -54,11 +63,25 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
 
-    done: dict = {}
+    if args.ray is not None:
+        from lsld_engine.commands.scale import run_parse
+
+        if args.device is None:  # the actors' device follows their GPUs (see lsld_engine.scale.engine)
+            opts.pop("device")
+        if args.precision is None:
+            opts.pop("precision")
+        return run_parse(args, PROG, opts)
+    if is_uri(args.out):
+        print(f"{PROG}: error: --out {args.out}: results on an object store need --ray (a results folder); "
+              "one machine writes a local file", file=sys.stderr)
+        return 2
+    fmt = args.format or format_of(args.out)
+    args.out = Path(args.out)
+    done: set = set()
     if args.out.exists() and args.resume:
         try:
-            done = read_records(args.out)
-        except ValueError as e:
+            done = done_ids(args.out, fmt)
+        except (ValueError, PredictionsError) as e:
             print(f"{PROG}: error: cannot resume: {e}", file=sys.stderr)
             return 2
     todo = [i for i in items if i.video_id not in done]
@@ -85,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     workers = default_workers(device) if args.workers is None else args.workers
     thresholds = Thresholds(args.seg_threshold, args.video_threshold)
     try:
-        with JsonlWriter(args.out, append=args.resume) as writer:
+        with get_writer(fmt, args.out, append=args.resume) as writer:
             parse_videos(todo, backend, writer, workers=workers, ordered=args.ordered, thresholds=thresholds,
                          save_probs=args.save_probs, progress=not args.quiet, summary=summary,
                          decode_timeout=args.decode_timeout, decode_fn=decode_function(args))
