@@ -24,6 +24,13 @@ more than one window is not stretched (its audio is zero-padded, so stretching t
 put them at the wrong seconds): its missing frames repeat its last frame, as with ``hold``. A
 video with one window, however short, is stretched exactly as the official scripts do.
 
+Streaming windows: a decoder that hands out a long video window by window keeps one
+:class:`CfrGrid` for the whole pass; a window that is not the last is final once the grid holds
+``80 (w + 1)`` images and a frame more than the window tolerance past its end has been decoded
+(:func:`window_positions`). A decoder that seeks to a window must first feed the grid the
+timestamps of the frames before it (packet pts and durations from demuxing suffice; ``-r 8`` is
+counted from the file's start, not from the window's).
+
 Rates and window sizes are passed in (``lsld_engine.media`` names them once). See docs/media.md
 for which rule is for what and how both were checked against FFmpeg 9.0.
 """
