@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install lsld-engine into it.
-#   scripts/setup.sh          core: metrics, denoising, training (CPU torch, small download)
+#   scripts/setup.sh          core: metrics, denoising, training, figures (CPU torch, matplotlib)
 #   scripts/setup.sh full     everything the test suite needs: encoders (open_clip, laion_clap),
 #                             media (PyAV), ONNX Runtime, Ray Data + pyarrow (scale out, Parquet),
 #                             matplotlib, pytest; as root on Debian/Ubuntu also the chromium
@@ -20,7 +20,8 @@ case "$mode" in
   core)
     # 2.13.0 has a CPU wheel on this kind of machine; a bare 'torch' would pull a multi-GB CUDA build.
     pip ${LSLD_TORCH:-torch==2.13.0}
-    pip -e .
+    # [plot]: the main job draws curves.png in its run folder.
+    pip -e ".[plot]"
     ;;
   full)
     # open_clip needs torchvision, and torchvision must match torch exactly.
