@@ -20,7 +20,7 @@ from typing import Callable
 #: would load torch for ``lsld-engine eval``). All subclass ValueError / RuntimeError / OSError.
 USER_ERROR_NAMES = frozenset({
     "CheckpointError", "FeatureError", "PredictionsError", "PromptError", "AnnotationError", "MediaError",
-    "MissingWeightsError",
+    "MissingWeightsError", "InputFileError", "InputError", "OutputError",
 })
 _USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 

@@ -31,8 +31,9 @@ import numpy as np
 from lsld_engine.dataset import CLAP_SUBDIR, CLIP_SUBDIR
 from lsld_engine.decode_pool import DecodeFailure, decode_stream
 from lsld_engine.embed import EmbeddedVideo, embed_stream
-from lsld_engine.inputs import VideoInput, read_records
+from lsld_engine.inputs import InputError, VideoInput, read_records
 from lsld_engine.parse import Summary
+from lsld_engine.writers import printable
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,15 @@ def log_record(video: EmbeddedVideo | DecodeFailure) -> dict:
 def pending(inputs: Iterable[VideoInput], store: FeatureStore) -> tuple[list[VideoInput], int]:
     """Inputs still to extract, and how many were skipped as done."""
     logged = read_records(store.log_path) if store.log_path.is_file() else {}
+    owner = {wid: vid for vid, rec in logged.items() if rec.get("status") == "ok"
+             for wid in rec.get("windows", []) if isinstance(wid, str) and wid != vid}
     todo, skipped = [], 0
+    inputs = list(inputs)
+    for vi in inputs:
+        if vi.video_id in owner:  # e.g. `long@10.mp4` extracted into a root that holds `long.mp4`
+            raise InputError(f"{vi.shown_path}: its id {vi.video_id!r} is a window of video {owner[vi.video_id]!r} "
+                             f"already in {store.root}; its files would overwrite that window: rename the file "
+                             "or use another --out")
     for vi in inputs:
         if store.is_done(vi, logged.get(vi.video_id)):
             skipped += 1
@@ -128,7 +137,7 @@ def extract_features(inputs: Iterable[VideoInput], backend, store: FeatureStore,
                     summary.done += 1
                     summary.windows += item.num_windows
                 # after the files: a line "ok" means every file of the video is in place
-                logf.write(json.dumps(log_record(item), ensure_ascii=False) + "\n")
+                logf.write(json.dumps(printable(log_record(item)), ensure_ascii=False) + "\n")
                 logf.flush()
                 bar.update(1)
                 if summary.failed:

@@ -28,7 +28,7 @@ import numpy as np
 from lsld_engine.decode_pool import DecodeFailure, decode_stream
 from lsld_engine.embed import EmbeddedVideo, embed_groups
 from lsld_engine.events import track_events
-from lsld_engine.inputs import VideoInput
+from lsld_engine.inputs import Skipped, VideoInput
 from lsld_engine.llp import T
 from lsld_engine.training import predict_masks
 from lsld_engine.writers import error_record, ok_record
@@ -58,16 +58,23 @@ class Summary:
     windows: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    walk: Skipped | None = None  # what folder walks left out
 
     @property
     def videos_per_second(self) -> float:
         n = self.done + len(self.failed)
         return n / self.seconds if self.seconds > 0 else 0.0
 
-    def format(self, what: str = "parsed") -> str:
+    def format(self, what: str = "parsed", verbose: bool = False) -> str:
+        """The run's summary lines; ``verbose`` also lists each odd entry a folder walk skipped."""
         lines = [f"{what} {self.done} videos ({self.windows} windows), failed {len(self.failed)}, "
                  f"skipped {self.skipped} already done, of {self.total} inputs, in {self.seconds:.1f} s "
                  f"({self.videos_per_second:.2f} videos/s)"]
+        if self.walk is not None and self.walk.total:
+            hint = "" if verbose or not self.walk.odd else " (--verbose lists them)"
+            lines.append(self.walk.format() + hint)
+            if verbose:
+                lines += [f"  skipped: {path} ({reason})" for path, reason in self.walk.odd]
         for vid, err in self.failed[:20]:
             lines.append(f"  failed: {vid}: {err}")
         if len(self.failed) > 20:

@@ -105,9 +105,10 @@ def backend_options(args, device: str, precision: str) -> dict:
 
 
 def collect(args, prog: str):
-    """The inputs of ``args`` (sorted, unique ids); a usage error is printed and exits with status 2
-    (status 1 means "some videos failed")."""
-    from lsld_engine.inputs import collect_inputs
+    """``(inputs, walk)``: the inputs of ``args`` (sorted, unique ids) and what folder walks skipped
+    (:class:`lsld_engine.inputs.Skipped`); a usage error is printed and exits with status 2 (status
+    1 means "some videos failed")."""
+    from lsld_engine.inputs import InputError, Skipped, collect_inputs
 
     def usage_error(msg: str) -> SystemExit:
         print(f"{prog}: error: {msg}", file=sys.stderr)
@@ -115,14 +116,16 @@ def collect(args, prog: str):
 
     if not args.inputs and args.list_file is None:
         raise usage_error("give video files / folders, or --list FILE")
+    walk = Skipped()
     try:
-        items = collect_inputs(args.inputs, args.list_file)
-    except FileNotFoundError as e:
+        items = collect_inputs(args.inputs, args.list_file, skipped=walk)
+    except (FileNotFoundError, InputError) as e:
         raise usage_error(str(e)) from None
     if not items:
         where = ", ".join(map(str, args.inputs)) or str(args.list_file)
-        raise usage_error(f"no video files found in {where}")
-    return items
+        extra = f" ({walk.format()})" if walk.total else ""
+        raise usage_error(f"no video files found in {where}{extra}")
+    return items, walk
 
 
 # --- extract --------------------------------------------------------------------------------------
@@ -135,13 +138,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsld_engine.backends import create_backend
-    from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
-    from lsld_engine.extract import FeatureStore, extract_features, pending
+    from lsld_engine.extract import LOG_NAME
+    from lsld_engine.outputs import OutputLock, check_writable
 
     prog = "lsld-engine extract"
     setup_logging(args)
-    items = collect(args, prog)
+    items, walk = collect(args, prog)
+    # The root first (cheap): locked and known writable before any network loads.
+    check_writable(args.out, folder=True)
+    check_writable(args.out / LOG_NAME)
+    with OutputLock(args.out, folder=True, what="dataset root"):
+        return _run_locked(args, items, walk, prog)
+
+
+def _run_locked(args, items, walk, prog: str) -> int:
+    from lsld_engine.backends import create_backend
+    from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
+    from lsld_engine.extract import FeatureStore, extract_features, pending
+    from lsld_engine.outputs import OutputError, is_disk_full
+    from lsld_engine.parse import Summary
+
     device, precision = resolve_device(args)
     opts = backend_options(args, device, precision)
     try:
@@ -150,12 +166,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     store = FeatureStore(args.out, args.dtype)
-    todo, skipped = pending(items, store)
+    todo, skipped = pending(items, store)  # validates the whole log before anything is written
     if args.limit is not None:
         todo = todo[: args.limit]
-    from lsld_engine.parse import Summary
-
-    summary = Summary(total=len(items), skipped=skipped)
+    summary = Summary(total=len(items), skipped=skipped, walk=walk)
     log.info("%d videos: %d to extract, %d already done (%s)", len(items), len(todo), skipped, store.root)
     if todo:
         backend = create_backend("torch", **opts)
@@ -167,9 +181,15 @@ def run(args: argparse.Namespace) -> int:
                              decode_timeout=args.decode_timeout, decode_fn=decode_function(args))
         except KeyboardInterrupt:
             print(f"{prog}: interrupted; finished videos are kept, run again to resume\n"
-                  + summary.format("extracted"), file=sys.stderr)
+                  + summary.format("extracted", verbose=args.verbose), file=sys.stderr)
             return 130
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            raise OutputError(f"{getattr(e, 'filename', None) or store.root}: {e.strerror} after {summary.done} videos "
+                              f"were extracted and logged this run (no half-written file is left); free space, "
+                              "then run the same command again to resume") from None
         finally:
             backend.close()
-    print(summary.format("extracted"), file=sys.stderr)
+    print(summary.format("extracted", verbose=args.verbose), file=sys.stderr)
     return 1 if summary.failed else 0

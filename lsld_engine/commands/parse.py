@@ -33,11 +33,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lsld_engine.inputs import read_records
+    from lsld_engine.outputs import OutputLock, check_writable
+
+    setup_logging(args)
+    items, walk = collect(args, PROG)
+    # The output first (cheap): locked, validated and known writable before any network loads.
+    check_writable(args.out)
+    with OutputLock(args.out) as lock:
+        done = read_records(args.out, repair=args.resume)  # validates the whole file before changing it
+        if not args.resume and done:
+            lock.truncate()
+            done = {}
+        return _run_locked(args, items, walk, done, lock)
+
+
+def _run_locked(args, items, walk, done: dict, lock) -> int:
+    from lsld_engine.outputs import OutputError, is_disk_full
     from lsld_engine.parse import Summary, Thresholds, parse_videos
     from lsld_engine.writers import JsonlWriter
 
-    setup_logging(args)
-    items = collect(args, PROG)
     device, precision = resolve_device(args)
     opts = backend_options(args, device, precision)
     if args.backend == "torch":
@@ -53,22 +67,15 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
 
-    done: dict = {}
-    if args.out.exists() and args.resume:
-        try:
-            done = read_records(args.out)
-        except ValueError as e:
-            print(f"{PROG}: error: cannot resume: {e}", file=sys.stderr)
-            return 2
     todo = [i for i in items if i.video_id not in done]
     if args.limit is not None:
         todo = todo[: args.limit]
     summary = Summary(total=len(items), skipped=len(items) - len(todo) if args.limit is None
-                      else sum(i.video_id in done for i in items))
+                      else sum(i.video_id in done for i in items), walk=walk)
     if done:
         log.info("resuming %s: %d of %d videos already there", args.out, summary.skipped, len(items))
     if not todo:
-        print(summary.format(), file=sys.stderr)
+        print(summary.format(verbose=args.verbose), file=sys.stderr)
         return 0
 
     from lsld_engine.backends import create_backend
@@ -80,19 +87,24 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     workers = default_workers(device) if args.workers is None else args.workers
     thresholds = Thresholds(args.seg_threshold, args.video_threshold)
+    writer = JsonlWriter(lock.text())
     try:
-        with JsonlWriter(args.out, append=args.resume) as writer:
-            parse_videos(todo, backend, writer, workers=workers, ordered=args.ordered, thresholds=thresholds,
-                         save_probs=args.save_probs, progress=not args.quiet, summary=summary,
-                         decode_timeout=args.decode_timeout, decode_fn=decode_function(args))
+        parse_videos(todo, backend, writer, workers=workers, ordered=args.ordered, thresholds=thresholds,
+                     save_probs=args.save_probs, progress=not args.quiet, summary=summary,
+                     decode_timeout=args.decode_timeout, decode_fn=decode_function(args))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; finished videos are in {args.out}, run again to resume\n"
-              + summary.format(), file=sys.stderr)
+              + summary.format(verbose=args.verbose), file=sys.stderr)
         return 130
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        raise OutputError(f"{args.out}: {e.strerror} after writing {writer.written} lines this run "
+                          f"({len(done) + writer.written} videos in the file, each line complete; a cut last "
+                          "line is dropped on resume): free space, then run the same command again to resume") from None
     finally:
         backend.close()
-    print(summary.format(), file=sys.stderr)
+    print(summary.format(verbose=args.verbose), file=sys.stderr)
     return 1 if summary.failed else 0
