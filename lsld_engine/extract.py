@@ -117,15 +117,14 @@ def extract_features(inputs: Iterable[VideoInput], backend, store: FeatureStore,
                      summary: Summary | None = None, decode_fn=None) -> Summary:
     """Decode, embed and write ``inputs`` (all of them: filter with :func:`pending` first).
     ``decode_fn``: the workers' per-video decoder (see :func:`lsld_engine.parse.parse_videos`)."""
-    from tqdm import tqdm
+    from lsld_engine.progress import progress_bar
 
     summary = summary or Summary()
     inputs = list(inputs)
     t0 = time.perf_counter()
     decoded = decode_stream(((i.path, i.video_id) for i in inputs), workers=workers, timeout=decode_timeout,
                             decode_fn=decode_fn)
-    bar = tqdm(total=len(inputs), unit="video", file=sys.stderr, disable=not progress, dynamic_ncols=True,
-               smoothing=0.1)
+    bar = progress_bar(total=len(inputs), unit="video", disable=not progress, dynamic_ncols=True, smoothing=0.1)
     try:
         with open(store.log_path, "a", encoding="utf-8") as logf:
             for item in embed_stream(decoded, backend, max_frames=max_frames):

@@ -134,15 +134,15 @@ def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int 
     (default :func:`lsld_engine.media.decode_video`; :func:`lsld_engine.raw_media.decode_raw` /
     :func:`lsld_engine.nvdec.decode_nvdec` for device pixels, see docs/pixels.md). Returns (and fills ``summary``) the run's counts.
     """
-    from tqdm import tqdm
+    from lsld_engine.progress import progress_bar
 
     summary = summary or Summary()
     inputs = list(inputs)
     t0 = time.perf_counter()
     decoded = decode_stream(((i.path, i.video_id) for i in inputs), workers=workers, ordered=ordered,
                             timeout=decode_timeout, decode_fn=decode_fn)
-    bar = tqdm(total=total if total is not None else len(inputs), unit="video", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    bar = progress_bar(total=total if total is not None else len(inputs), unit="video",
+                       disable=not progress, dynamic_ncols=True, smoothing=0.1)
     try:
         for group in embed_groups(decoded, backend, max_frames=max_frames):
             ok = [v for v in group if isinstance(v, EmbeddedVideo)]

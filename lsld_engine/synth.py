@@ -350,8 +350,8 @@ def make_world(root: str | os.PathLike, *, n_train: int, n_val: int, n_test: int
     total = sum(len(s[0]) for s in splits.values())
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, desc="synth features", unit="video", file=sys.stderr, leave=False)
+        from lsld_engine.progress import progress_bar
+        bar = progress_bar(total=total, desc="synth features", unit="video", leave=False)
     chunk = 512
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: list = []
@@ -397,14 +397,20 @@ def label_quality(root: str | os.PathLike, labels_path: str | os.PathLike) -> di
 
     ``F1`` binarizes labels at 0.5; ``soft_F1`` uses the label values as weights.
     """
+    from lsld_engine.untrusted import InputFileError, load_npz
+
     root = Path(root)
     tp = root / TRUTH_FILE
     if not tp.is_file():
         raise FileNotFoundError(f"{tp} not found: quality needs a synthetic world (python -m lsld_engine.synth make)")
     with np.load(tp, allow_pickle=False) as z:
         t_ids, gt = list(z["video_ids"]), {"audio": z["audio"], "visual": z["visual"]}
-    with np.load(labels_path, allow_pickle=False) as z:
-        l_ids, lab = list(z["video_ids"]), {k: z[k] for k in ("audio", "visual_den", "visual")}
+    z = load_npz(labels_path, required=("video_ids", "audio", "visual_den", "visual"))
+    l_ids, lab = list(z["video_ids"]), {k: z[k] for k in ("audio", "visual_den", "visual")}
+    for k, a in lab.items():
+        if a.shape != gt["audio"].shape or a.dtype.kind not in "fiub":
+            raise InputFileError(f"{labels_path}: {k!r} must be a numeric {gt['audio'].shape} array, "
+                                 f"got {a.dtype} {a.shape}")
     if l_ids != t_ids:
         raise ValueError(f"{labels_path}: video_ids do not match {tp} (labels for another root?)")
     weak = load_split(root, "train").weak

@@ -168,12 +168,16 @@ def read_labels(path: Path, video_ids: list[str]) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise SystemExit(f"labels file not found: {path}; run `python -m train.lsld denoise --data ROOT "
                          f"--out {path}` first (or pass --labels weak)")
-    with np.load(path, allow_pickle=False) as z:
-        labels = {k: z[k] for k in z.files}
-    ids = [str(v) for v in labels.get("video_ids", [])]
+    from lsld_engine.untrusted import InputFileError, load_npz
+
+    labels = load_npz(path, required=("video_ids",))  # one-line errors: object arrays, not an npz, ...
+    if labels["video_ids"].ndim != 1 or labels["video_ids"].dtype.kind not in "US":
+        raise InputFileError(f"{path}: video_ids must be a 1-D array of strings, got {labels['video_ids'].dtype} "
+                             f"{labels['video_ids'].shape}")
+    ids = [str(v) for v in labels["video_ids"]]
     if ids != list(video_ids):
         first = next((i for i, (a, b) in enumerate(zip(ids, video_ids)) if a != b), min(len(ids), len(video_ids)))
-        raise SystemExit(f"{path}: video_ids do not match AVVP_train.csv ({len(ids)} vs {len(video_ids)} videos; "
+        raise InputFileError(f"{path}: video_ids do not match AVVP_train.csv ({len(ids)} vs {len(video_ids)} videos; "
                          f"first difference at row {first}); re-run the denoise stage on this dataset")
     return labels
 

@@ -68,7 +68,9 @@ def resolve_device(args) -> tuple[str, str]:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     precision = args.precision or ("fp16" if device.startswith("cuda") else "fp32")
-    return device, precision
+    from lsld_engine.hardware import resolve_precision
+
+    return device, resolve_precision(precision, device)
 
 
 def default_workers(device: str) -> int:

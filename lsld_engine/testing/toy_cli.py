@@ -1,0 +1,31 @@
+"""``python -m lsld_engine.testing.toy_cli parse|extract ...``: the CLI with the toy backend, for
+tests that need a real second process (locks, kill -9, resource limits).
+
+``LSLD_TOY_DELAY`` (seconds) sleeps in every image-embedding call, so a test can catch the run
+in the middle.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def main(argv: list[str]) -> int:
+    from lsld_engine import backends
+    from lsld_engine.cli import main as cli_main
+    from lsld_engine.testing.backends import ToyBackend
+
+    delay = float(os.environ.get("LSLD_TOY_DELAY", "0") or 0)
+
+    class SlowToy(ToyBackend):
+        def embed_images(self, images):
+            time.sleep(delay)
+            return super().embed_images(images)
+
+    backends.create_backend = lambda name, **options: SlowToy(model=options.get("model"))
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
