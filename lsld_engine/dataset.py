@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache

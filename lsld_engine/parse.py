@@ -18,7 +18,6 @@ event, and times are absolute (see :mod:`lsld_engine.events`). Events past the t
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Iterable

@@ -25,7 +25,6 @@ import copy
 import json
 import logging
 import os
-import sys
 import time
 from typing import Callable
 from dataclasses import asdict, dataclass, field

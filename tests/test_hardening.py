@@ -387,6 +387,19 @@ def test_hostile_lines_in_eval_are_one_line_errors(name, world, tmp_path, capsys
     one_error_line(capsys.readouterr().err, f"{pred}:2")
 
 
+def test_hostile_checkpoint_metadata_is_a_one_line_error(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from lsld_engine.checkpoint import CheckpointError, read_state_dict
+
+    for bad in ("[" * 100_000 + "]" * 100_000, "1" * 5000, "[1, 2]"):
+        path = tmp_path / "han.safetensors"
+        save_file({"w": torch.zeros(2)}, str(path), metadata={"han_config": bad})
+        with pytest.raises(CheckpointError, match=str(path)):
+            read_state_dict(path)
+
+
 def _object_npz(path: Path, ids) -> Path:
     arrays = {"video_ids": np.asarray(ids), "audio": np.empty(len(ids), dtype=object)}
     np.savez(path, **arrays)  # saving object arrays pickles them; loading must refuse

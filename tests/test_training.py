@@ -254,7 +254,8 @@ def test_cli_denoise_stage_and_label_alignment(tiny_world, tmp_path):
               "--epochs", "1", "--num-layers", "1", "--no-progress"])
 
 
-def test_bf16_precision_trains():
+def test_bf16_precision_trains(monkeypatch):
+    monkeypatch.setenv("LSLD_ALLOW_SLOW_BF16", "1")  # exercise bf16 numerics on any CPU (slow where emulated)
     train, val = _data()
     seed_everything(6)
     model = HAN(config=SMALL)
