@@ -31,7 +31,7 @@ from lsld_engine.dataset import CLAP_SUBDIR, CLIP_SUBDIR
 from lsld_engine.decode_pool import DecodeFailure, decode_stream
 from lsld_engine.embed import EmbeddedVideo, embed_stream
 from lsld_engine.inputs import InputError, VideoInput, read_records
-from lsld_engine.parse import Summary
+from lsld_engine.parse import Summary, media_options
 from lsld_engine.writers import printable
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,13 @@ def save_atomic(path: Path, array: np.ndarray) -> None:
         raise
 
 
-def log_record(video: EmbeddedVideo | DecodeFailure) -> dict:
-    """The extract log line of one video."""
+def log_record(video: EmbeddedVideo | DecodeFailure, windows: list[str] | None = None) -> dict:
+    """The extract log line of one video; ``windows``: the ids of all its windows (default: those of
+    ``video``, which for a streamed video is only its last part)."""
     if isinstance(video, DecodeFailure):
         return {"video_id": video.video_id, "path": video.path, "status": "error", "error": video.error}
     return {"video_id": video.video_id, "path": video.path, "status": "ok", "duration": video.duration,
-            "has_audio": video.has_audio, "windows": video.window_ids}
+            "has_audio": video.has_audio, "windows": windows if windows is not None else video.window_ids}
 
 
 def pending(inputs: Iterable[VideoInput], store: FeatureStore) -> tuple[list[VideoInput], int]:
@@ -113,29 +114,39 @@ def pending(inputs: Iterable[VideoInput], store: FeatureStore) -> tuple[list[Vid
 
 def extract_features(inputs: Iterable[VideoInput], backend, store: FeatureStore, *, workers: int = 2,
                      progress: bool = True, max_frames: int | None = None, decode_timeout: float | None = None,
-                     summary: Summary | None = None, decode_fn=None) -> Summary:
+                     summary: Summary | None = None, decode_fn=None, limits=None) -> Summary:
     """Decode, embed and write ``inputs`` (all of them: filter with :func:`pending` first).
-    ``decode_fn``: the workers' per-video decoder (see :func:`lsld_engine.parse.parse_videos`)."""
+    ``decode_fn``, ``limits``: as in :func:`lsld_engine.parse.parse_videos`. A long video arrives
+    in parts (a few windows each) whose files are written as they come; its log line follows its
+    last part."""
     from lsld_engine.progress import progress_bar
 
     summary = summary or Summary()
     inputs = list(inputs)
     t0 = time.perf_counter()
     decoded = decode_stream(((i.path, i.video_id) for i in inputs), workers=workers, timeout=decode_timeout,
-                            decode_fn=decode_fn)
+                            decode_fn=decode_fn, **media_options(limits))
     bar = progress_bar(total=len(inputs), unit="video", disable=not progress, dynamic_ncols=True, smoothing=0.1)
     try:
         with open(store.log_path, "a", encoding="utf-8") as logf:
+            written: dict[str, list[str]] = {}  # window ids written so far of open (streamed) videos
             for item in embed_stream(decoded, backend, max_frames=max_frames):
                 if isinstance(item, DecodeFailure):
+                    written.pop(item.video_id, None)  # its files stay, unlogged: redone next run
                     log.warning("failed: %s", item.error)
                     summary.failed.append((item.video_id, item.error))
                 else:
                     store.write(item)
+                    ids = written.setdefault(item.video_id, [])
+                    ids += item.window_ids
+                    if not item.final:
+                        continue  # more parts of this video to come
+                    del written[item.video_id]
                     summary.done += 1
-                    summary.windows += item.num_windows
+                    summary.windows += len(ids)
                 # after the files: a line "ok" means every file of the video is in place
-                logf.write(json.dumps(printable(log_record(item)), ensure_ascii=False) + "\n")
+                windows = None if isinstance(item, DecodeFailure) else ids
+                logf.write(json.dumps(printable(log_record(item, windows)), ensure_ascii=False) + "\n")
                 logf.flush()
                 bar.update(1)
                 if summary.failed:

@@ -29,6 +29,7 @@ the plain stem when ``W == 1`` (so LLP's 10-s clips keep LLP's ``filename``), ot
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,47 @@ TIME_EPS: float = 1e-4
 
 class MediaError(RuntimeError):
     """A video that cannot be decoded; the message names the file and the problem."""
+
+
+#: Default cap on a video's length (s): longer videos (or files that claim to be) are refused with
+#: a :class:`MediaError` before any decoding. Memory does not grow with length (windows stream,
+#: :func:`decode_parts`); the cap bounds the time one file can take. ``--max-duration`` changes it.
+MAX_DURATION_S: float = 4 * 3600.0
+#: Default cap on the picture size (``W x H``, either orientation): one decoded 8K frame is ~100 MB
+#: as RGB. ``--max-resolution`` changes it.
+MAX_RESOLUTION: tuple[int, int] = (7680, 4320)
+#: Windows per part when a video is decoded as a stream of parts (:func:`decode_parts`): 3 windows
+#: of frames are ~36 MB of ``uint8`` crops, whatever the video's length.
+WINDOWS_PER_PART: int = 3
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Caps checked while decoding: ``max_duration`` seconds, ``max_resolution`` ``(W, H)`` (a frame
+    may be landscape or portrait: its long side is compared with the long cap, its short side with
+    the short one)."""
+
+    max_duration: float = MAX_DURATION_S
+    max_resolution: tuple[int, int] = MAX_RESOLUTION
+
+    def check_size(self, path: str, width: int, height: int) -> None:
+        cap_long, cap_short = max(self.max_resolution), min(self.max_resolution)
+        if max(width, height) > cap_long or min(width, height) > cap_short:
+            raise MediaError(f"{path}: picture {width}x{height} is larger than the maximum resolution "
+                             f"{self.max_resolution[0]}x{self.max_resolution[1]} (--max-resolution)")
+
+    def check_duration(self, path: str, seconds: float, what: str = "lasts") -> None:
+        if seconds > self.max_duration:
+            raise MediaError(f"{path}: the video {what} {seconds:.0f} s, more than the maximum duration "
+                             f"{self.max_duration:g} s (--max-duration)")
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """``"7680x4320"`` -> ``(7680, 4320)``; raises ``ValueError`` for anything else."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit() or int(w) < 1 or int(h) < 1:
+        raise ValueError(f"expected WIDTHxHEIGHT (e.g. 7680x4320), got {text!r}")
+    return int(w), int(h)
 
 
 @dataclass
@@ -95,7 +137,9 @@ class Windowed:
 
     @property
     def window_ids(self) -> list[str]:
-        return window_ids(self.video_id, self.num_windows)
+        """Entry ids of these windows (a part of a streamed video: :func:`part_window_ids`)."""
+        return part_window_ids(self.video_id, getattr(self, "first_window", 0), self.num_windows,
+                               getattr(self, "final", True))
 
 
 @dataclass
@@ -113,6 +157,27 @@ class DecodedVideo(Windowed):
     has_audio: bool
     frames: np.ndarray
     audio: np.ndarray
+
+
+@dataclass
+class DecodedPart(DecodedVideo):
+    """A run of consecutive windows of a video decoded as a stream (:func:`decode_parts`).
+
+    ``frames`` / ``audio`` as in :class:`DecodedVideo` for this part's windows only;
+    ``first_window``: index of its first window in the video; ``final``: the video's last part,
+    the only one whose ``duration`` is the true length (earlier parts carry the time decoded so far).
+    """
+
+    first_window: int = 0
+    final: bool = True
+
+
+def part_window_ids(video_id: str, first_window: int, num_windows: int, final: bool) -> list[str]:
+    """Entry ids of windows ``first_window ..`` of a video: :func:`window_ids` when the part is the
+    whole video, else always ``video_id@<start_s>`` (a video with several parts has several windows)."""
+    if first_window == 0 and final:
+        return window_ids(video_id, num_windows)
+    return [f"{video_id}@{(first_window + w) * WINDOW_SECONDS}" for w in range(num_windows)]
 
 
 def video_id_of(path: str | Path) -> str:
@@ -158,7 +223,7 @@ def _declared_video_duration(stream) -> float | None:
     return None
 
 
-def _select_frames(container, stream, path: str, max_windows: int | None, frame_fn):
+def _select_frames(container, stream, path: str, max_windows: int | None, frame_fn, chosen=None):
     """Decode and pick the displayed frame for each wanted time.
 
     Returns ``(chosen, t0, duration, windows, rotation)``; ``chosen`` holds ``frame_fn(frame,
@@ -166,7 +231,8 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
     several times). ``frame_fn`` runs once per distinct chosen frame, as soon as it is chosen, so
     decoded frames are not all kept in memory. Decoding stops once the last wanted time is
     resolved (one frame past it is decoded) when the stream declares its duration; otherwise it
-    runs to the end of the stream.
+    runs to the end of the stream. ``chosen``: where chosen frames go (default a new list; a
+    :class:`_WindowSink` streams full windows out and enforces the duration cap).
     """
     import av
 
@@ -178,7 +244,7 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
     rate = stream.average_rate or stream.guessed_rate
     step = 1 / float(rate) if rate else 1 / FPS
 
-    chosen: list = []
+    chosen = [] if chosen is None else chosen
     prev = prev_conv = None  # last decoded frame, and its conversion once chosen
     prev_t = 0.0  # its time relative to t0
     t0 = None
@@ -231,47 +297,132 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
 
 def _decode_audio(container, stream, path: str, t0: float, num_windows: int) -> np.ndarray:
     """``(num_windows, 10, 48000)`` float32 mono, aligned to the video time origin ``t0``."""
-    import av
-
     need = num_windows * WINDOW_SECONDS * SAMPLE_RATE
-    chunks: list[np.ndarray] = []
-    have = 0
-    resampler = None
-    drop = 0  # samples before the video's time origin still to discard
-    try:
-        for fr in container.decode(stream):
-            if resampler is None:
-                start = fr.time if fr.time is not None else t0
-                # keep the channel layout: averaging is done below (FFmpeg's downmix is not a mean)
-                resampler = av.AudioResampler(format="fltp", layout=fr.layout.name, rate=SAMPLE_RATE)
-                skip = int(round((start - t0) * SAMPLE_RATE))
-                if skip > 0:  # audio starts after the first video frame: lead with silence
-                    chunks.append(np.zeros(skip, np.float32))
-                    have += skip
-                drop = max(0, -skip)
-            for out in resampler.resample(fr):
-                x = out.to_ndarray().mean(axis=0, dtype=np.float32) if out.samples else None
-                if x is None:
-                    continue
-                if drop:
-                    cut = min(drop, x.size)
-                    x, drop = x[cut:], drop - cut
-                chunks.append(x)
-                have += x.size
-            if have >= need:
-                break
-        else:
-            if resampler is not None:
-                for out in resampler.resample(None):
+    return _AudioReader(container, stream, path, t0).take(need).reshape(
+        num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT)
+
+
+class _AudioReader:
+    """A video's audio decoded on demand: :meth:`take` ``(n)`` gives the next ``n`` mono samples.
+
+    Resampled by FFmpeg to 48 kHz (channel layout kept), channels averaged, aligned to the video's
+    time origin ``t0`` (leading silence added or early samples dropped), zero-padded past the end.
+    Only what has been decoded and not yet taken is held, so a stream of parts of a long video
+    never holds its whole audio.
+    """
+
+    def __init__(self, container, stream, path: str, t0: float):
+        self.container, self.stream, self.path, self.t0 = container, stream, path, t0
+        self._frames = None  # the decode iterator, started on the first take
+        self._resampler = None
+        self._drop = 0  # samples before the video's time origin still to discard
+        self._chunks: list[np.ndarray] = []
+        self._have = 0
+        self._ended = False
+
+    def _push(self, x: np.ndarray) -> None:
+        if self._drop:
+            cut = min(self._drop, x.size)
+            x, self._drop = x[cut:], self._drop - cut
+        if x.size:
+            self._chunks.append(x)
+            self._have += x.size
+
+    def _fill(self, n: int) -> None:
+        import av
+
+        if self._frames is None:
+            self._frames = iter(self.container.decode(self.stream))
+        try:
+            while self._have < n and not self._ended:
+                fr = next(self._frames, None)
+                if fr is None:
+                    self._ended = True
+                    if self._resampler is not None:
+                        for out in self._resampler.resample(None):
+                            if out.samples:
+                                self._chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+                                self._have += out.samples
+                    break
+                if self._resampler is None:
+                    start = fr.time if fr.time is not None else self.t0
+                    # keep the channel layout: averaging is done here (FFmpeg's downmix is not a mean)
+                    self._resampler = av.AudioResampler(format="fltp", layout=fr.layout.name, rate=SAMPLE_RATE)
+                    skip = int(round((start - self.t0) * SAMPLE_RATE))
+                    if skip > 0:  # audio starts after the first video frame: lead with silence
+                        self._push(np.zeros(skip, np.float32))
+                    self._drop = max(0, -skip)
+                for out in self._resampler.resample(fr):
                     if out.samples:
-                        chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-    except av.error.FFmpegError as e:
-        raise MediaError(f"{path}: audio decoding failed ({type(e).__name__}: {e})") from e
-    audio = np.zeros(need, np.float32)
-    if chunks:
-        pcm = np.concatenate(chunks)[:need]
-        audio[: pcm.size] = pcm
-    return audio.reshape(num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT)
+                        self._push(out.to_ndarray().mean(axis=0, dtype=np.float32))
+        except av.error.FFmpegError as e:
+            raise MediaError(f"{self.path}: audio decoding failed ({type(e).__name__}: {e})") from e
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` samples ``(n,)`` float32 (zeros past the end of the stream)."""
+        self._fill(n)
+        out = np.zeros(n, np.float32)
+        got = 0
+        while self._chunks and got < n:
+            c = self._chunks[0]
+            k = min(c.size, n - got)
+            out[got:got + k] = c[:k]
+            got += k
+            if k == c.size:
+                self._chunks.pop(0)
+            else:
+                self._chunks[0] = c[k:]
+        self._have -= got
+        return out
+
+
+class _WindowSink:
+    """Where :func:`_select_frames` puts chosen frames (list-like: ``append``, ``extend``, ``len``).
+
+    Enforces the duration cap as frames are chosen (a file whose timestamps jump an hour ahead
+    stops here, after ``max_duration`` seconds of frames, not after filling memory), and with
+    ``emit`` hands out every ``per_part`` complete windows as soon as they are chosen, keeping only
+    the current part in memory. A complete window is always part of the video (its frames end
+    before a later frame's time), so a part handed out is never taken back.
+    """
+
+    def __init__(self, path: str, limits: "MediaLimits", per_part: int = 0, emit=None):
+        self.path, self.limits, self.emit = path, limits, emit
+        self.per = max(1, per_part) * FRAMES_PER_WINDOW
+        self.items: list = []
+        self.offset = 0  # frames already handed out
+        # the cap, plus one window of padding (a video just under the cap pads its last window)
+        self.max_frames = int(limits.max_duration * FPS) + FRAMES_PER_WINDOW
+
+    def __len__(self) -> int:
+        return self.offset + len(self.items)
+
+    def append(self, item) -> None:
+        if self.offset + len(self.items) >= self.max_frames:
+            self.limits.check_duration(self.path, len(self) / FPS + 1, "runs past")
+        self.items.append(item)
+        # hand a part out once a second of frames follows it: then the video surely goes on past
+        # the part (the last window needs more than WINDOW_TOLERANCE_SECONDS), so the last part is
+        # never empty
+        if self.emit is not None and len(self.items) > self.per + FPS:
+            part, self.items = self.items[: self.per], self.items[self.per:]
+            first = self.offset // FRAMES_PER_WINDOW
+            self.offset += len(part)
+            self.emit(part, first)
+
+    def extend(self, items) -> None:
+        for item in items:
+            self.append(item)
+
+    def __getitem__(self, key):
+        # `_select_frames` returns `chosen[: w * 80]`: the caller cuts with `rest(w)` instead
+        return self
+
+    def rest(self, num_windows: int) -> tuple[list, int]:
+        """The frames not handed out, cut to ``num_windows`` windows in all, and the index of their
+        first window."""
+        keep = max(num_windows * FRAMES_PER_WINDOW - self.offset, 0)
+        return self.items[:keep], self.offset // FRAMES_PER_WINDOW
 
 
 def _raw_frame(frame, rotation: int):
@@ -280,7 +431,7 @@ def _raw_frame(frame, rotation: int):
 
 def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
                  audio: bool = True, threads: int = 0, frame_fn=_raw_frame,
-                 skip_nonref: bool = False, hwaccel=None) -> DecodedMedia:
+                 skip_nonref: bool = False, hwaccel=None, limits: MediaLimits | None = None) -> DecodedMedia:
     """Decode step: choose the ``W * 80`` frames to show, and decode the audio.
 
     ``frame_fn(frame, rotation)`` is applied once per distinct chosen ``av.VideoFrame`` as soon as
@@ -291,6 +442,8 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
     decoding, but a wanted time that falls on a dropped frame shows the previous decoded frame
     (see docs/pixels.md for the measured saving and timing error). Off by default.
     ``hwaccel``: an ``av.codec.hwaccel.HWAccel`` for the video (NVDEC, :mod:`lsld_engine.nvdec`).
+    ``limits``: the duration and resolution caps (default :class:`MediaLimits`). The whole video is
+    held (``W * 80`` chosen frames); :func:`decode_parts` streams it instead.
     Raises :class:`MediaError` naming the file.
     """
     path = str(path)
@@ -301,11 +454,16 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
         if not c.streams.video:
             raise MediaError(f"{path}: no video stream (streams: {[s.type for s in c.streams]})")
         vs = c.streams.video[0]
+        limits = limits or MediaLimits()
+        _check_declared(c, vs, path, limits)
         vs.thread_type = "AUTO"
         vs.thread_count = threads
         if skip_nonref:
             vs.codec_context.skip_frame = "NONREF"
-        frames, t0, duration, w, rotation = _select_frames(c, vs, path, max_windows, frame_fn)
+        sink = _WindowSink(path, limits)
+        frames, t0, duration, w, rotation = _select_frames(c, vs, path, max_windows, _checked(frame_fn, path, limits),
+                                                           sink)
+        frames = sink.rest(w)[0]
     has_audio = False
     pcm = np.zeros((w, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)
     if audio:
@@ -384,3 +542,82 @@ def decode_video(path: str | Path, video_id: str | None = None, *, max_windows: 
                      frame_fn=_clip_frame)
     frames = np.stack(m.frames).reshape(m.num_windows, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3)
     return DecodedVideo(m.path, m.video_id, m.duration, m.has_audio, frames, m.audio)
+
+
+def _check_declared(container, stream, path: str, limits: MediaLimits) -> None:
+    """Refuse a file whose declared picture size or duration is over ``limits``, before decoding."""
+    cc = stream.codec_context
+    if cc.width and cc.height:
+        limits.check_size(path, cc.width, cc.height)
+    declared = _declared_video_duration(stream)
+    if declared is not None:
+        limits.check_duration(path, declared, "declares")
+
+
+def _checked(frame_fn, path: str, limits: MediaLimits):
+    """``frame_fn`` that first checks each frame's size (a stream may change size mid-way)."""
+    def fn(frame, rotation: int):
+        limits.check_size(path, frame.width, frame.height)
+        return frame_fn(frame, rotation)
+    return fn
+
+
+def decode_parts(path: str | Path, video_id: str | None = None, *, emit=None,
+                 windows_per_part: int = WINDOWS_PER_PART, max_windows: int | None = None, audio: bool = True,
+                 threads: int = 0, limits: MediaLimits | None = None) -> DecodedPart:
+    """:func:`decode_video` as a stream: memory does not grow with the video's length.
+
+    Every ``windows_per_part`` complete windows become a :class:`DecodedPart` (frames ``(K, 80,
+    224, 224, 3)`` uint8, audio ``(K, 10, 48000)`` float32, its own audio decoded alongside) handed
+    to ``emit(part)`` as soon as they are chosen; the last part (with the true duration, ``final``)
+    is returned. Frames and audio are exactly those of :func:`decode_video`. ``emit=None``: one
+    part holding the whole video. ``limits``: duration and resolution caps (:class:`MediaLimits`).
+    Raises :class:`MediaError` naming the file (also after some parts were emitted).
+    """
+    path = str(path)
+    video_id = video_id or video_id_of(path)
+    limits = limits or MediaLimits()
+    if not Path(path).is_file():
+        raise MediaError(f"{path}: no such file")
+    state: dict = {"t0": None, "reader": None}
+
+    def frame_fn(frame, rotation: int):
+        if state["t0"] is None:  # the first chosen frame is the first decoded one: the time origin
+            state["t0"] = frame.time if frame.time is not None else 0.0
+        return _clip_frame(frame, rotation)
+
+    with _open(path) as c, (_open(path) if audio else contextlib.nullcontext()) as ca:
+        if not c.streams.video:
+            raise MediaError(f"{path}: no video stream (streams: {[s.type for s in c.streams]})")
+        vs = c.streams.video[0]
+        _check_declared(c, vs, path, limits)
+        vs.thread_type = "AUTO"
+        vs.thread_count = threads
+        has_audio = bool(audio and ca.streams.audio)
+
+        def audio_for(num_windows: int) -> np.ndarray:
+            if not has_audio:
+                return np.zeros((num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)
+            if state["reader"] is None:
+                state["reader"] = _AudioReader(ca, ca.streams.audio[0], path, state["t0"])
+            pcm = state["reader"].take(num_windows * WINDOW_SECONDS * SAMPLE_RATE)
+            return pcm.reshape(num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT)
+
+        def part(frames: list, first: int, duration: float, final: bool) -> DecodedPart:
+            w = len(frames) // FRAMES_PER_WINDOW
+            pix = np.stack(frames).reshape(w, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3)
+            return DecodedPart(path, video_id, duration, has_audio, pix, audio_for(w), first, final)
+
+        def on_part(frames: list, first: int) -> None:
+            emit(part(frames, first, (first + len(frames) // FRAMES_PER_WINDOW) * WINDOW_SECONDS, False))
+
+        sink = _WindowSink(path, limits, windows_per_part, on_part if emit is not None else None)
+        _, t0, duration, w, _ = _select_frames(c, vs, path, max_windows, _checked(frame_fn, path, limits), sink)
+        state["t0"] = t0 if state["t0"] is None else state["t0"]
+        frames, first = sink.rest(w)
+        if not frames:  # the video ended on a part boundary: an empty last part carries the duration
+            return DecodedPart(path, video_id, float(duration), has_audio,
+                               np.zeros((0, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8),
+                               np.zeros((0, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32), first, True)
+        return part(frames, first, float(duration), True)
+

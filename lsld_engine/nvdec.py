@@ -117,7 +117,7 @@ class _GpuCollector:
 
 
 def decode_nvdec(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
-                 audio: bool = True, threads: int = 0, skip_nonref: bool = False):
+                 audio: bool = True, threads: int = 0, skip_nonref: bool = False, limits=None):
     """Decode with NVDEC and preprocess on the GPU -> :class:`lsld_engine.raw_media.RawVideo` whose
     ``frames`` holds the finished ``(W, 80, 224, 224, 3)`` uint8 crops (``decoder="nvdec"``).
 
@@ -130,19 +130,21 @@ def decode_nvdec(path: str | Path, video_id: str | None = None, *, max_windows: 
     why = nvdec_unavailable_reason()
     if not why:
         try:
-            return _decode_on_gpu(path, video_id, max_windows=max_windows, audio=audio, skip_nonref=skip_nonref)
+            return _decode_on_gpu(path, video_id, max_windows=max_windows, audio=audio, skip_nonref=skip_nonref,
+                                  limits=limits)
         except media.MediaError as e:
             # a file broken for FFmpeg stays broken on the CPU; a device-side failure does not
             why = f"NVDEC decode failed: {e}"
         except (NvdecUnsupported, NotImplementedError, RuntimeError, ValueError, TypeError) as e:
             why = f"{type(e).__name__}: {e}"
         log.info("%s: NVDEC not used (%s); decoding on the CPU", path, why)
-    r = decode_raw(path, video_id, max_windows=max_windows, audio=audio, threads=threads, skip_nonref=skip_nonref)
+    r = decode_raw(path, video_id, max_windows=max_windows, audio=audio, threads=threads, skip_nonref=skip_nonref,
+                   limits=limits)
     r.decoder = f"cpu (nvdec: {why})"
     return r
 
 
-def _decode_on_gpu(path, video_id, *, max_windows, audio, skip_nonref):
+def _decode_on_gpu(path, video_id, *, max_windows, audio, skip_nonref, limits=None):
     import torch
 
     from lsld_engine.pixels import clip_input
@@ -150,7 +152,7 @@ def _decode_on_gpu(path, video_id, *, max_windows, audio, skip_nonref):
 
     col = _GpuCollector()
     m = media.decode_media(path, video_id, max_windows=max_windows, audio=audio, threads=1,
-                           frame_fn=col, skip_nonref=skip_nonref, hwaccel=hwaccel())
+                           frame_fn=col, skip_nonref=skip_nonref, hwaccel=hwaccel(), limits=limits)
     y, uv = torch.stack(col.y), torch.stack(col.uv)
     x = clip_input(y, uv=uv, spec=col.spec, rotation=m.rotation, device=y.device, dtype=torch.uint8)
     index = np.asarray(m.frames, np.int32)

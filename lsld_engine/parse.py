@@ -10,6 +10,10 @@ Read it top to bottom (:func:`parse_videos`)::
     events (inference rule of training.predict_masks, windows laid end to end, absolute times)
     writer (one flushed line per video; error lines for videos that failed)
 
+Memory does not grow with a video's length: a long video arrives as parts of a few windows
+(:func:`lsld_engine.media.decode_parts`), each part is embedded and run through the HAN as it
+comes, and only its small HAN outputs are kept until the video's last part closes its record.
+
 Long videos are parsed as consecutive 10-s windows (each window is one HAN input, like an LLP
 clip); their segment masks are laid end to end, so an event crossing a window boundary stays one
 event, and times are absolute (see :mod:`lsld_engine.events`). Events past the true duration
@@ -95,12 +99,14 @@ def video_record(video: EmbeddedVideo, probs: dict[str, np.ndarray], thresholds:
                  save_probs: bool = False) -> dict:
     """The JSONL record of one parsed video (format: docs/formats.md).
 
-    ``probs``: this video's HAN outputs, ``seg_prob (W, 10, 2, C)``, ``a_prob``/``v_prob`` ``(W, C)``.
+    ``probs``: this video's HAN outputs, ``seg_prob (W, 10, 2, C)``, ``a_prob``/``v_prob`` ``(W, C)``
+    (all ``W`` windows; ``video`` gives id, path, duration and ``has_audio``: for a streamed video,
+    its last part).
     """
     seg = probs["seg_prob"]
     mask_a, mask_v = predict_masks(seg, probs["a_prob"], probs["v_prob"], thresholds.segment, thresholds.video)
     events = track_events(mask_a, mask_v, seg[:, :, 0], seg[:, :, 1], duration=video.duration)
-    rec = ok_record(video.video_id, events, video.duration, video.num_windows * T)
+    rec = ok_record(video.video_id, events, video.duration, seg.shape[0] * T)
     rec["path"] = video.path
     rec["has_audio"] = video.has_audio
     if save_probs:
@@ -117,6 +123,11 @@ def failure_record(failure: DecodeFailure) -> dict:
     return rec
 
 
+def media_options(limits) -> dict:
+    """``decode_stream`` keyword arguments for the duration / resolution caps (none: defaults)."""
+    return {} if limits is None else {"limits": limits}
+
+
 def _rounded(x: np.ndarray) -> list:
     return np.round(x.astype(np.float64), PROB_DECIMALS).tolist()
 
@@ -124,10 +135,11 @@ def _rounded(x: np.ndarray) -> list:
 def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int = 2, ordered: bool = False,
                  thresholds: Thresholds = Thresholds(), save_probs: bool = False, progress: bool = True,
                  total: int | None = None, max_frames: int | None = None, decode_timeout: float | None = None,
-                 summary: Summary | None = None, decode_fn=None) -> Summary:
+                 summary: Summary | None = None, decode_fn=None, limits=None) -> Summary:
     """Parse ``inputs`` with ``backend`` and ``writer.write`` one record per video as each completes.
 
-    ``ordered``: records in input order (else completion order). ``workers``: decode processes
+    ``limits``: :class:`lsld_engine.media.MediaLimits` (duration / resolution caps; default caps
+    when None). ``ordered``: records in input order (else completion order). ``workers``: decode processes
     (0 = in a thread of this process). ``max_frames``: CLIP frames per encode round (see
     :func:`lsld_engine.embed.embed_groups`). ``decode_fn``: the per-video decoder of the workers
     (default :func:`lsld_engine.media.decode_video`; :func:`lsld_engine.raw_media.decode_raw` /
@@ -139,22 +151,31 @@ def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int 
     inputs = list(inputs)
     t0 = time.perf_counter()
     decoded = decode_stream(((i.path, i.video_id) for i in inputs), workers=workers, ordered=ordered,
-                            timeout=decode_timeout, decode_fn=decode_fn)
+                            timeout=decode_timeout, decode_fn=decode_fn, **media_options(limits))
     bar = progress_bar(total=total if total is not None else len(inputs), unit="video",
                        disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    partial: dict[str, list[dict[str, np.ndarray]]] = {}  # HAN outputs of the parts of open videos
     try:
         for group in embed_groups(decoded, backend, max_frames=max_frames):
             ok = [v for v in group if isinstance(v, EmbeddedVideo)]
             outputs = iter(run_han(backend, ok))
             for item in group:
                 if isinstance(item, DecodeFailure):
+                    partial.pop(item.video_id, None)  # parts of a video that failed later
                     log.warning("failed: %s", item.error)
                     writer.write(failure_record(item))
                     summary.failed.append((item.video_id, item.error))
                 else:
-                    writer.write(video_record(item, next(outputs), thresholds, save_probs))
+                    parts = partial.setdefault(item.video_id, [])
+                    parts.append(next(outputs))
+                    if not item.final:
+                        continue  # more parts of this video to come
+                    del partial[item.video_id]
+                    probs = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts])
+                                                              for k in parts[0]}
+                    writer.write(video_record(item, probs, thresholds, save_probs))
                     summary.done += 1
-                    summary.windows += item.num_windows
+                    summary.windows += probs["seg_prob"].shape[0]
                 bar.update(1)
             if summary.failed:
                 bar.set_postfix(failed=len(summary.failed), refresh=False)

@@ -118,15 +118,17 @@ def _plane(frame, i: int) -> np.ndarray:
 
 
 def decode_raw(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
-               audio: bool = True, threads: int = 0, skip_nonref: bool = False) -> RawVideo:
+               audio: bool = True, threads: int = 0, skip_nonref: bool = False,
+               limits: media.MediaLimits | None = None) -> RawVideo:
     """Decode step only: the ``W * 80`` chosen frames as raw YUV planes, and the audio.
 
-    Same frame choice, audio, errors (:class:`lsld_engine.media.MediaError`) and options as
-    :func:`lsld_engine.media.decode_video`; ``skip_nonref`` see :func:`media.decode_media`.
+    Same frame choice, audio, errors (:class:`lsld_engine.media.MediaError`), caps (``limits``) and
+    options as :func:`lsld_engine.media.decode_video`; ``skip_nonref`` see :func:`media.decode_media`.
+    Not streamed: the distinct frames of the whole video are held (bounded by ``limits``).
     """
     col = _Collector()
     m = media.decode_media(path, video_id, max_windows=max_windows, audio=audio, threads=threads,
-                           frame_fn=col, skip_nonref=skip_nonref)
+                           frame_fn=col, skip_nonref=skip_nonref, limits=limits)
     index = np.asarray(m.frames, np.int32)
     spec = col.spec
     if col.fallback:

@@ -23,6 +23,27 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", dest="list_file", type=Path, default=None,
                    help="a text file with one video path per line (relative to the file's folder)")
     p.add_argument("--limit", type=at_least(0), default=None, help="process at most this many (not yet done) videos")
+    p.add_argument("--max-duration", type=at_least(0, float, strict=True), default=None, metavar="SECONDS",
+                   help="refuse (error line) a video longer than this, or one that claims to be "
+                        "(default 14400 = 4 h; memory does not grow with length, time does)")
+    p.add_argument("--max-resolution", type=_resolution, default=None, metavar="WxH",
+                   help="refuse (error line) a video whose picture is larger, either orientation (default 7680x4320)")
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    from lsld_engine.media import parse_resolution
+
+    try:
+        return parse_resolution(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def media_limits(args):
+    """The :class:`lsld_engine.media.MediaLimits` of ``--max-duration`` / ``--max-resolution``."""
+    from lsld_engine.media import MAX_DURATION_S, MAX_RESOLUTION, MediaLimits
+
+    return MediaLimits(args.max_duration or MAX_DURATION_S, args.max_resolution or MAX_RESOLUTION)
 
 
 def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
@@ -180,7 +201,8 @@ def _run_locked(args, items, walk, prog: str) -> int:
         workers = default_workers(device) if args.workers is None else args.workers
         try:
             extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary,
-                             decode_timeout=args.decode_timeout, decode_fn=decode_function(args))
+                             decode_timeout=args.decode_timeout, decode_fn=decode_function(args),
+                             limits=media_limits(args))
         except KeyboardInterrupt:
             print(f"{prog}: interrupted; finished videos are kept, run again to resume\n"
                   + summary.format("extracted", verbose=args.verbose), file=sys.stderr)

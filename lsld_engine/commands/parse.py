@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from lsld_engine.commands.extract import (add_encoder_arguments, add_input_arguments, backend_options, collect,
-                                          decode_function, default_workers, resolve_device, setup_logging)
+                                          decode_function, default_workers, media_limits, resolve_device,
+                                          setup_logging)
 
 log = logging.getLogger("lsld_engine")
 PROG = "lsld-engine parse"
@@ -93,7 +94,8 @@ def _run_locked(args, items, walk, done: dict, lock) -> int:
     try:
         parse_videos(todo, backend, writer, workers=workers, ordered=args.ordered, thresholds=thresholds,
                      save_probs=args.save_probs, progress=not args.quiet, summary=summary,
-                     decode_timeout=args.decode_timeout, decode_fn=decode_function(args))
+                     decode_timeout=args.decode_timeout, decode_fn=decode_function(args),
+                     limits=media_limits(args))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; finished videos are in {args.out}, run again to resume\n"
               + summary.format(verbose=args.verbose), file=sys.stderr)
