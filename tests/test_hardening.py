@@ -25,6 +25,7 @@ from lsld_engine import backends
 from lsld_engine.cli import main
 from lsld_engine.outputs import OutputLock
 from lsld_engine.testing.backends import ToyBackend
+from lsld_engine.testing.hostile import write_long_claim
 from lsld_engine.testing.videos import VideoSpec, make_video
 from lsld_engine.writers import read_predictions
 
@@ -87,8 +88,9 @@ def copy(src: Path, dst: Path | bytes) -> None:
 
 def toy_cli(*args, env=None, **kw) -> subprocess.Popen:
     e = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "lsld_engine.testing.toy_cli", *map(str, args),
-                             "--random-weights", "--quiet", "--workers", "0"],
+    command, *rest = map(str, args)  # the defaults first: a later flag in ``args`` overrides them
+    return subprocess.Popen([sys.executable, "-m", "lsld_engine.testing.toy_cli", command,
+                             "--random-weights", "--quiet", "--workers", "0", *rest],
                             env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -143,6 +145,139 @@ def test_list_file_with_non_utf8_names(clip, tmp_path, toy):
     assert list(read_predictions(out)) == ["\\xff\\xfe"]
 
 
+# --- 2. memory: long videos as a stream of parts, caps on duration and resolution ----------------
+
+def parts_of(windows_per_part):
+    import functools
+
+    from lsld_engine.media import decode_parts
+
+    return functools.partial(decode_parts, windows_per_part=windows_per_part)
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("long") / "long.mp4", VideoSpec(duration=45.0, freq=660.0,
+                                                                                pattern="texture"))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_video_parsed_in_parts_gives_the_whole_video_result(long_video, tmp_path, workers):
+    from lsld_engine.inputs import VideoInput
+    from lsld_engine.parse import parse_videos
+    from lsld_engine.writers import JsonlWriter
+
+    be = ToyBackend()
+    recs = {}
+    for k in (1, 100):  # five parts of one window, or the whole video in one part
+        out = tmp_path / f"r{k}.jsonl"
+        with JsonlWriter(out) as w:
+            s = parse_videos([VideoInput(str(long_video), "long")], be, w, workers=workers, progress=False,
+                             save_probs=True, decode_fn=parts_of(k))
+        assert s.done == 1 and s.windows == 5
+        recs[k] = read_predictions(out)["long"]
+    a, b = recs[1], recs[100]
+    assert a["segments"] == b["segments"] == 50 and a["duration"] == b["duration"]
+    np.testing.assert_allclose(a["probs"]["audio"], b["probs"]["audio"], atol=1e-3)
+    np.testing.assert_allclose(a["window_probs"]["visual"], b["window_probs"]["visual"], atol=1e-3)
+    assert a["events"] == b["events"] or all(len(a["events"][t]) == len(b["events"][t]) for t in a["events"])
+
+
+def test_extract_writes_each_part_and_logs_the_video_after_its_last(long_video, tmp_path):
+    from lsld_engine.extract import FeatureStore, extract_features
+    from lsld_engine.inputs import VideoInput, read_records
+    from lsld_engine.media import decode_video
+    from lsld_engine.testing.compare import assert_embeddings_match
+
+    store = FeatureStore(tmp_path / "root")
+    be = ToyBackend()
+    s = extract_features([VideoInput(str(long_video), "long")], be, store, workers=1, progress=False,
+                         decode_fn=parts_of(2))
+    assert s.done == 1 and s.windows == 5
+    log = read_records(store.log_path)["long"]
+    assert log["windows"] == [f"long@{10 * w}" for w in range(5)]
+    d = decode_video(long_video)
+    want = [be.embed_images(d.frames[w]) for w in range(5)]
+    for w in range(5):
+        assert_embeddings_match(np.load(store.clip_dir / f"long@{10 * w}.npy"), want[w],
+                                wrong=[x for j, x in enumerate(want) if j != w])
+
+
+def fail_after_one_part(path, video_id, *, emit, **kw):
+    """A streaming decoder that breaks after its first part (like a file corrupt half-way)."""
+    from lsld_engine.media import MediaError, decode_parts
+
+    def once(part):
+        emit(part)
+        raise MediaError(f"{path}: corrupt after the first part")
+    return decode_parts(path, video_id, emit=once, windows_per_part=1, **kw)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_video_failing_after_some_parts_gets_only_an_error_line(long_video, clip, tmp_path, workers):
+    from lsld_engine.inputs import VideoInput
+    from lsld_engine.parse import parse_videos
+    from lsld_engine.writers import JsonlWriter
+
+    out = tmp_path / "r.jsonl"
+    with JsonlWriter(out) as w:
+        s = parse_videos([VideoInput(str(long_video), "long"), VideoInput(str(clip), "clip")], ToyBackend(), w,
+                         workers=workers, progress=False, decode_fn=fail_after_one_part)
+    preds = read_predictions(out)
+    assert preds["long"]["status"] == "error" and "corrupt after the first part" in preds["long"]["error"]
+    assert preds["clip"]["status"] == "ok" and s.done == 1 and len(s.failed) == 1
+
+
+def test_duration_and_resolution_caps_are_error_lines(tmp_path, toy):
+    d = tmp_path / "archive"
+    d.mkdir()
+    write_long_claim(d / "hour.mp4", 3600)
+    make_video(d / "wide.mp4", VideoSpec(duration=2.0, width=640, height=96))
+    make_video(d / "fine.mp4", VideoSpec(duration=2.0))
+    out = tmp_path / "r.jsonl"
+    assert parse(d, out, "--max-duration", "600", "--max-resolution", "320x240") == 1
+    preds = read_predictions(out)
+    assert preds["fine"]["status"] == "ok"
+    assert "more than the maximum duration 600 s (--max-duration)" in preds["hour"]["error"]
+    assert "larger than the maximum resolution 320x240" in preds["wide"]["error"]
+
+
+def test_bad_max_resolution_is_a_usage_error(clip, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse(clip, tmp_path / "r.jsonl", "--max-resolution", "big")
+    assert e.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_tiny_file_declaring_20_minutes_streams_in_bounded_memory(tmp_path):
+    """A 1.6 KB MP4 that lasts 20 minutes: holding it whole takes 1.4 GB of crops (120 windows x 80 x
+    224 x 224 x 3), copied again into shared memory and mapped by the consumer (~2.5 GB above the
+    ~0.8 GB the toy `parse` needs for a short clip). Streamed, the whole run stays near its
+    short-clip size (measured 1.13 GB at 10 and at 30 minutes: it does not grow with length).
+    RSS is the largest of the run's processes (main or decode worker)."""
+    import resource
+
+    bomb = write_long_claim(tmp_path / "bomb.mp4", 1200)
+    assert bomb.stat().st_size < 4096
+    out = tmp_path / "r.jsonl"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    p = toy_cli("parse", bomb, "--out", out, "--workers", "1")
+    _, err = p.communicate(timeout=600)
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert p.returncode == 0, err
+    rec = read_predictions(out)["bomb"]
+    assert rec["status"] == "ok" and rec["segments"] == 1200  # all 120 windows went through
+    assert before < 1600, "an earlier child of this process already exceeded the bound; run this test alone"
+    assert peak_mb < 1600, f"peak RSS {peak_mb:.0f} MB"
+
+
+def test_ten_hours_declared_is_refused_before_decoding(tmp_path, toy):
+    bomb = write_long_claim(tmp_path / "ten.mp4", 36000)
+    out = tmp_path / "r.jsonl"
+    assert parse(bomb, out) == 1
+    assert "declares 36000 s, more than the maximum duration 14400 s" in read_predictions(out)["ten"]["error"]
+
+
 # --- 3. an --out that is not a predictions file --------------------------------------------------
 
 @pytest.mark.parametrize("content", [
@@ -184,8 +319,9 @@ def test_a_second_writer_is_refused_while_the_first_runs(clip, tmp_path):
     d.mkdir()
     for k in range(4):
         copy(clip, d / f"v{k}.mp4")
-    out = tmp_path / "r.jsonl"
-    first = toy_cli("parse", d, "--out", out, env={"LSLD_TOY_DELAY": "0.5"})
+    out, gate = tmp_path / "r.jsonl", tmp_path / "gate"
+    gate.touch()  # the first run holds in its encoder until the gate is removed
+    first = toy_cli("parse", d, "--out", out, env={"LSLD_TOY_GATE": str(gate)})
     try:
         wait_for(lambda: out.exists() and locked(out))
         second = toy_cli("parse", d, "--out", out)
@@ -193,6 +329,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(clip, tmp_path):
         assert second.returncode == 2
         one_error_line(err, str(out), "another process")
     finally:
+        gate.unlink()
         _, err1 = first.communicate(timeout=300)
     assert first.returncode == 0, err1
     assert sorted(read_predictions(out)) == [f"v{k}" for k in range(4)]  # each video once
@@ -204,9 +341,13 @@ def test_two_writers_started_together_one_wins(clip, tmp_path):
     d.mkdir()
     for k in range(3):
         copy(clip, d / f"v{k}.mp4")
-    out = tmp_path / "r.jsonl"
-    # the delay keeps the winner busy for seconds, so the loser meets its lock, not a finished file
-    procs = [toy_cli("parse", d, "--out", out, env={"LSLD_TOY_DELAY": "1.0"}) for _ in range(2)]
+    out, gate = tmp_path / "r.jsonl", tmp_path / "gate"
+    gate.touch()  # the winner holds in its encoder (and its lock) until the loser has been refused
+    procs = [toy_cli("parse", d, "--out", out, env={"LSLD_TOY_GATE": str(gate)}) for _ in range(2)]
+    try:
+        wait_for(lambda: any(p.poll() is not None for p in procs))
+    finally:
+        gate.unlink()
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(code for code, _ in results) == [0, 2], results
     one_error_line(next(err for code, err in results if code == 2), "another process")
@@ -234,6 +375,7 @@ def test_kill_9_mid_run_releases_the_lock_and_resume_is_exact(clip, tmp_path, to
     wait_for(lambda: out.exists() and out.read_bytes().count(b"\n") >= 1)
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=60)
+    assert out.read_bytes().count(b"\n") < 5  # killed mid-run
     assert parse(d, out) == 0
     assert sorted(read_predictions(out)) == [f"v{k}" for k in range(5)]
 
