@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsld_engine import decode_pool, media
+from lsld_engine.media import decode as media, pool as decode_pool
 from lsld_engine.testing.videos import bench_clips
 
 

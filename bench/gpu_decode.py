@@ -1,12 +1,12 @@
-"""One-call GPU benchmark of issue 8: `parse` end to end, naive vs CPU decode + GPU pixels vs NVDEC.
+"""One-call GPU benchmark of the device pixel path: `parse` end to end, naive vs CPU decode + GPU pixels vs NVDEC.
 
     python -m bench.gpu_decode [--videos 96] [--workers 1,8,16] [--modes naive,device,nvdec]
                                [--size real|small] [--toy] [--run-timeout 240] [--out results.json]
 
 (``bash bench/gpu_decode.sh`` wraps it for the lent machines: wheels, nvidia-smi, overall timeout.)
 
-Clips: synthetic 10-s 640x360 textured H.264 (crf 23, veryfast) + AAC at 25 fps, as in
-PERF-NOTES (``lsld_engine.testing.videos.bench_clips``: 8 encoded, the rest copies). Backend: random-weight
+Clips: synthetic 10-s 640x360 textured H.264 (crf 23, veryfast) + AAC at 25 fps
+(``lsld_engine.testing.videos.bench_clips``: 8 encoded, the rest copies). Backend: random-weight
 real-size towers (CLIP ViT-B/16, CLAP HTSAT-tiny) + HAN, fp16 autocast on CUDA, built and warmed
 once. For each mode and worker count it runs ``lsld_engine.parse.parse_videos`` over all clips
 (records discarded) and reports clips/s, plus the decode-only bound of the same decode function
@@ -20,7 +20,7 @@ once. For each mode and worker count it runs ``lsld_engine.parse.parse_videos`` 
 
 Each run has its own time limit (``--run-timeout``; a run that exceeds it is reported as such and
 the rest go on). Prints the card, CPU count and a table; writes JSON (and the table) to ``--out``
-or ``$OUT/gpu_decode.json`` when ``$OUT`` is set. Targets on an H200 machine (issue 8): >= 30
+or ``$OUT/gpu_decode.json`` when ``$OUT`` is set. Targets on an H200 machine: >= 30
 clips/s with CPU decode (>= 80% of its decode-only bound) and >= 100 clips/s with NVDEC.
 """
 from __future__ import annotations
@@ -54,11 +54,11 @@ def decode_fn_of(mode: str):
     if mode == "naive":
         return None
     if mode == "device":
-        from lsld_engine.raw_media import decode_raw
+        from lsld_engine.media.raw_planes import decode_raw
 
         return decode_raw
     if mode == "nvdec":
-        from lsld_engine.nvdec import decode_nvdec
+        from lsld_engine.media.nvdec import decode_nvdec
 
         return decode_nvdec
     raise ValueError(f"unknown mode {mode!r}")
@@ -66,7 +66,7 @@ def decode_fn_of(mode: str):
 
 def decode_only(paths, workers: int, fn) -> tuple[float, int]:
     """clips/s of the decode step alone, and how many files NVDEC decoded."""
-    from lsld_engine.decode_pool import DecodeFailure, decode_stream
+    from lsld_engine.media.pool import DecodeFailure, decode_stream
 
     t = time.perf_counter()
     nv = 0
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     import torch
 
     from lsld_engine.testing.videos import bench_clips
-    from lsld_engine.inputs import VideoInput
+    from lsld_engine.video_inputs import VideoInput
 
     out = args.out or (Path(os.environ["OUT"]) / "gpu_decode.json" if os.environ.get("OUT") else None)
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     try:
         import av
 
-        from lsld_engine.nvdec import nvdec_unavailable_reason
+        from lsld_engine.media.nvdec import nvdec_unavailable_reason
 
         header["pyav"] = av.__version__
         header["nvdec"] = nvdec_unavailable_reason() or "available"

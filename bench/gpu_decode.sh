@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-call GPU benchmark of issue 8 (NOT YET RUN: written without a GPU): `parse` clips/s for the
+# One-call GPU benchmark of the device pixel path (NOT YET RUN: written without a GPU): `parse` clips/s for the
 # naive pipeline, CPU decode + GPU pixels, and NVDEC, with 1/8/16 decode workers, random-weight
 # real-size towers in fp16; prints the card, the CPU count and a table (bench/gpu_decode.py).
 #

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lsld_engine.inputs import assign_ids
+from lsld_engine.video_inputs import assign_ids
 from lsld_engine.testing.videos import bench_clips
 
 
@@ -52,7 +52,7 @@ def serial_parse(items, backend, writer) -> None:
     from lsld_engine.embed import embed_videos
     from lsld_engine.media import decode_video
     from lsld_engine.parse import failure_record, run_han, video_record
-    from lsld_engine.decode_pool import DecodeFailure
+    from lsld_engine.media.pool import DecodeFailure
     from lsld_engine.media import MediaError
 
     for it in items:

@@ -1,4 +1,4 @@
-"""Naive CPU pixel path vs raw planes + device pixels (issue 8), side by side, plus skip_nonref.
+"""Naive CPU pixel path vs raw planes + device pixels, side by side, plus skip_nonref.
 
     python -m bench.pixels_bench [--videos 8] [--workers 0,2] [--size 640x360] [--device cpu|cuda]
                                  [--repeat 3] [--group 8]
@@ -40,8 +40,8 @@ def _time(fn) -> float:
 
 
 def one_clip(path: Path, repeat: int, device: str) -> None:
-    from lsld_engine import media
-    from lsld_engine.raw_media import decode_raw, raw_to_clip
+    from lsld_engine.media import decode as media
+    from lsld_engine.media.raw_planes import decode_raw, raw_to_clip
 
     p = str(path)
     raw_to_clip([decode_raw(p)], device=device, out="uint8")  # warm: LUT / weights / CUDA init
@@ -68,7 +68,7 @@ def one_clip(path: Path, repeat: int, device: str) -> None:
 
 
 def skip_nonref(path: Path, repeat: int) -> None:
-    from lsld_engine import media
+    from lsld_engine.media import decode as media
 
     p = str(path)
     times = {False: float("inf"), True: float("inf")}
@@ -99,8 +99,8 @@ def _cpu_seconds() -> float:
 
 def stream(paths: list[Path], workers: int, device: str, group: int) -> tuple[float, float, float, float]:
     """``(naive clips/s, new clips/s, naive CPU s/clip, new CPU s/clip)`` (CPU: all processes)."""
-    from lsld_engine.decode_pool import DecodeFailure, decode_stream
-    from lsld_engine.raw_media import decode_raw, raw_to_clip
+    from lsld_engine.media.pool import DecodeFailure, decode_stream
+    from lsld_engine.media.raw_planes import decode_raw, raw_to_clip
 
     t, c = time.perf_counter(), _cpu_seconds()
     n = 0
@@ -143,7 +143,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     import torch
 
-    from lsld_engine.pixels import default_device
+    from lsld_engine.media.pixels import default_device
 
     device = args.device or str(default_device())
     w, h = (int(x) for x in args.size.split("x"))

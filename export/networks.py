@@ -1,21 +1,13 @@
-"""The three exportable networks: their I/O contract, how to build them, and random example inputs.
+"""The networks `lsld-engine export` writes: the registry's I/O as name tuples, exportable modules, example inputs.
 
-Every exported file has a dynamic first axis ``batch``; all other axes are fixed:
-
-================  ==========================================  =========================================
-network           inputs                                      outputs
-================  ==========================================  =========================================
-``clip_image``    ``images``   ``(batch, 224, 224, 3)`` uint8  ``embedding`` ``(batch, 512)`` float32
-``clap_audio``    ``segments`` ``(batch, 48000)`` float32      ``embedding`` ``(batch, 512)`` float32
-``han``           ``audio``    ``(batch, 10, 512)`` float32    ``global_prob`` ``(batch, 25)``,
-                  ``frames``   ``(batch, 80, 512)`` float32    ``a_prob`` ``(batch, 25)``,
-                                                               ``v_prob`` ``(batch, 25)``,
-                                                               ``seg_prob`` ``(batch, 10, 2, 25)`` float32
-================  ==========================================  =========================================
+Every exported file has a dynamic first axis ``batch``; all other axes are fixed. Names, shapes and
+dtypes of inputs and outputs are the registry's (:data:`lsld_engine.registry.NETWORKS`, table in
+``docs/export.md``).
 
 ``clip_image`` contains the CLIP normalisation (uint8 RGB crops in, embedding out); ``clap_audio``
 contains the whole CLAP front end (1-s -> 10-s repeat-pad, int16 quantisation, STFT, log-mel).
-Embedding sizes come from the built module (512 for the real and the small configs).
+Embedding sizes come from the built module (512 for the real and the small configs). Names, I/O and
+builders come from :mod:`lsld_engine.registry`; this module adds only what export needs on top.
 """
 from __future__ import annotations
 
@@ -26,10 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-NETWORKS: tuple[str, ...] = ("clip_image", "clap_audio", "han")
+from lsld_engine import registry
+from lsld_engine.contract import FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE, SAMPLES_PER_SEGMENT
+from lsld_engine.llp import T
+from lsld_engine.registry import HAN_OUTPUTS  # noqa: F401 - re-exported
 
-#: Output order of the HAN (as ``HAN.forward`` returns them).
-HAN_OUTPUTS: tuple[str, ...] = ("global_prob", "a_prob", "v_prob", "seg_prob")
+NETWORKS: tuple[str, ...] = registry.EXPORTED
 
 
 @dataclass(frozen=True)
@@ -40,11 +34,7 @@ class NetworkIO:
     outputs: tuple[str, ...]
 
 
-IO: dict[str, NetworkIO] = {
-    "clip_image": NetworkIO(("images",), ("embedding",)),
-    "clap_audio": NetworkIO(("segments",), ("embedding",)),
-    "han": NetworkIO(("audio", "frames"), HAN_OUTPUTS),
-}
+IO: dict[str, NetworkIO] = {n: NetworkIO(*registry.io_names(n)) for n in NETWORKS}
 
 
 #: For fp16 files: the torch scope before which a network stays fp32 (see ``convert_fp16``).
@@ -67,11 +57,11 @@ def example_inputs(name: str, batch: int, *, seed: int = 0) -> tuple[np.ndarray,
         def feats(n: int) -> np.ndarray:
             x = rng.standard_normal((batch, n, 512)).astype(np.float32)
             return x / np.linalg.norm(x, axis=-1, keepdims=True)
-        return feats(10), feats(80)
+        return feats(T), feats(FRAMES_PER_WINDOW)
     if name == "clip_image":
-        return (rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8),)
+        return (rng.integers(0, 256, (batch, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8),)
     if name == "clap_audio":
-        t = np.arange(48000, dtype=np.float32) / 48000
+        t = np.arange(SAMPLES_PER_SEGMENT, dtype=np.float32) / SAMPLE_RATE
         freqs = rng.uniform(50, 8000, (batch, 3, 1)).astype(np.float32)
         amps = rng.uniform(0.05, 0.3, (batch, 3, 1)).astype(np.float32)
         x = (amps * np.sin(2 * np.pi * freqs * t)).sum(axis=1)
@@ -102,18 +92,10 @@ def build_module(name: str, *, checkpoint: str | None = None, small: bool = Fals
     fast, naming the file). ``small``: the test-size architectures (the HAN: 1 layer)."""
     check_network(name)
     torch.manual_seed(seed)
+    # A HAN checkpoint carries its own architecture (the registry ignores ``size`` for it).
+    enc = registry.build(name, checkpoint or None, size="small" if small else "real")
     if name == "han":
-        from lsld_engine.checkpoint import load_han
-        from lsld_engine.model import build_han
-        if checkpoint:
-            return load_han(checkpoint).eval()  # the architecture comes from the file
-        return build_han(num_layers=1 if small else 4).eval()
-    if name == "clip_image":
-        from lsld_engine.encoders.clip import build_clip_image_encoder
-        enc = build_clip_image_encoder(checkpoint, config="small" if small else "ViT-B-16")
-    else:
-        from lsld_engine.encoders.clap import build_clap_audio_encoder
-        enc = build_clap_audio_encoder(checkpoint, config="small" if small else "HTSAT-tiny")
+        return enc.eval()
     if checkpoint is None:
         _perturb(enc)
     if name == "clip_image":

@@ -12,7 +12,6 @@ would not fit is written with its weights in ``<file>.data`` beside it (ship bot
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import deque
@@ -24,6 +23,8 @@ import torch
 from torch import nn
 
 from export.networks import IO, check_network, example_inputs
+from lsld_engine import registry
+from lsld_engine.files import file_digest  # noqa: F401 - re-exported (manifest digests)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def onnx_filename(network: str, precision: str = "fp32") -> str:
     check_network(network)
     if precision not in PRECISIONS:
         raise ValueError(f"ONNX precision must be one of {PRECISIONS}, got {precision!r}")
-    return f"{network}.onnx" if precision == "fp32" else f"{network}.{precision}.onnx"
+    return registry.onnx_filename(network, precision)
 
 
 def export_onnx(network: str, module: nn.Module, path: str | os.PathLike, *, opset: int = OPSET,
@@ -127,17 +128,6 @@ def save_model(model: onnx.ModelProto, path: Path) -> Path:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=path.name + ".data", size_threshold=1024)
     return path
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of an ONNX file (and its ``.data`` when present): keys the TensorRT engine cache."""
-    h = hashlib.sha256()
-    for p in (Path(path), Path(str(path) + ".data")):
-        if p.is_file():
-            with open(p, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()
 
 
 def describe(path: str | os.PathLike) -> dict:

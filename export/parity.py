@@ -103,12 +103,12 @@ def check_parity(network: str, module: nn.Module, onnx_path: str | os.PathLike, 
 
 def event_mismatches(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], tolerance: float,
                      threshold: float = 0.5) -> tuple[int, int]:
-    """Thresholded HAN events (``training.predict_masks``) of ``out`` vs ``ref`` (dicts with
+    """Thresholded HAN events (``events.predict_masks``) of ``out`` vs ``ref`` (dicts with
     ``seg_prob``, ``a_prob``, ``v_prob``) -> ``(unexplained, near_threshold)`` mismatch counts.
 
     A mismatch is *explained* when a probability that decides it (segment or video level) lies within
     ``tolerance`` of the threshold in the reference; anything else is a real disagreement."""
-    from lsld_engine.training import predict_masks
+    from lsld_engine.events import predict_masks
 
     ra, rv = predict_masks(ref["seg_prob"], ref["a_prob"], ref["v_prob"], threshold, threshold)
     oa, ov = predict_masks(out["seg_prob"], out["a_prob"], out["v_prob"], threshold, threshold)

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lsld_engine.errors import CheckpointError
+from lsld_engine.files import atomic_path, write_text_atomic
 from lsld_engine.model import HAN, HANConfig
 
 try:  # numpy >= 2
@@ -42,10 +44,6 @@ NUMPY_SAFE_GLOBALS: list = [
 ]
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and the key."""
-
-
 def save_han(model: HAN, path: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write ``model``'s state dict to ``path`` (``.safetensors``) and its config to ``path.json``.
 
@@ -56,22 +54,18 @@ def save_han(model: HAN, path: str | os.PathLike, extra: dict | None = None) -> 
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
     cfg = model.config.to_dict()
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     side = {"han_config": cfg, **(extra or {})}
     # Temp name + rename: training rewrites this file every time validation improves, and a kill
     # mid-write must leave the previous checkpoint intact.
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"han_config": json.dumps(cfg), "format": "lsld-engine/han-v1"})
-    tmp_json = path.with_suffix(".json.tmp")
-    tmp_json.write_text(json.dumps(side, indent=2) + "\n")
-    os.replace(tmp, path)
-    os.replace(tmp_json, path.with_suffix(".json"))
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"han_config": json.dumps(cfg), "format": "lsld-engine/han-v1"})
+    write_text_atomic(path.with_suffix(".json"), json.dumps(side, indent=2) + "\n")
     return path
 
 
-def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
+def read_han_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
     """``(state_dict, han_config or None)`` from one of our safetensors files or a torch file."""
     path = Path(path)
     if not path.is_file():
@@ -194,7 +188,7 @@ def load_han(path: str | os.PathLike, *, config: HANConfig | None = None, map_lo
     """A :class:`HAN` in eval mode from our ``.safetensors`` checkpoint, the official ``LSLD.pt`` or a
     weights-only torch state dict. The architecture comes from ``config``, else the file's stored
     config, else the state dict's shapes (``overrides``: :class:`HANConfig` fields such as ``nhead``)."""
-    state, stored = read_state_dict(path)
+    state, stored = read_han_file(path)
     if config is None:
         if stored is not None:
             config = HANConfig.from_dict({**stored, **overrides})
@@ -205,4 +199,4 @@ def load_han(path: str | os.PathLike, *, config: HANConfig | None = None, map_lo
 
 
 __all__ = ["CheckpointError", "NUMPY_SAFE_GLOBALS", "infer_config", "load_han", "load_state_into",
-           "read_state_dict", "save_han"]
+           "read_han_file", "save_han"]

@@ -1,8 +1,9 @@
 """``lsld-engine`` command line: argument parsing only; each subcommand lives in its own module.
 
-Ordinary user mistakes (a missing file, a corrupt checkpoint, a malformed CSV) raise the engine's
-own error types; :func:`report_user_errors` turns those into one ``PROG: error: ...`` line and
-exit status 2 (set ``LSLD_DEBUG=1`` for the traceback). Anything else is a bug and keeps its traceback.
+Ordinary user mistakes (a missing file, a corrupt checkpoint, a malformed CSV) raise
+:class:`lsld_engine.errors.LsldError` subclasses; :func:`report_user_errors` catches them by type and
+turns them into one ``PROG: error: ...`` line and exit status 2 (set ``LSLD_DEBUG=1`` for the
+traceback). Anything else is a bug and keeps its traceback.
 
 A subcommand module under ``lsld_engine/commands/`` exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; it is imported only when chosen, so ``lsld-engine eval`` never loads the
@@ -16,13 +17,7 @@ import os
 import sys
 from typing import Callable
 
-#: The engine's error types for bad user input (matched by name: importing their modules here
-#: would load torch for ``lsld-engine eval``). All subclass ValueError / RuntimeError / OSError.
-USER_ERROR_NAMES = frozenset({
-    "CheckpointError", "FeatureError", "PredictionsError", "PromptError", "AnnotationError", "MediaError",
-    "MissingWeightsError", "InputFileError", "InputError", "OutputError",
-})
-_USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+from lsld_engine.errors import is_user_error  # noqa: F401 - part of this module's API (tests, entry points)
 
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -30,13 +25,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("lsld_engine.commands.extract", "decode videos and write CLIP/CLAP features (dataset layout)"),
     "parse": ("lsld_engine.commands.parse", "parse videos into audio / visual / audio-visual events (JSONL)"),
     "export": ("lsld_engine.commands.export", "export CLIP, CLAP and HAN to ONNX / TensorRT"),
+    "synth": ("lsld_engine.commands.synth", "write a synthetic LLP dataset root / score labels against its truth"),
 }
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lsld-engine", description="Audio-visual video parsing with LSLD: score, extract features, "
-        "parse videos, export. Training: python -m train.lsld --help.")
+        "parse videos, export, synthetic data. Training: python -m train.lsld --help.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = next((a for a in (argv or []) if not a.startswith("-")), None)
@@ -70,14 +66,6 @@ def at_least(minimum: float, type_: type = int, strict: bool = False) -> Callabl
         return value
     parse.__name__ = type_.__name__  # argparse names the type in its messages
     return parse
-
-
-def is_user_error(e: BaseException) -> bool:
-    """True for the engine's bad-input errors (see :data:`USER_ERROR_NAMES`) and missing/unreadable paths."""
-    if isinstance(e, _USER_OS_ERRORS):
-        return True
-    return any(c.__name__ in USER_ERROR_NAMES and c.__module__.split(".")[0] in ("lsld_engine", "export", "train")
-               for c in type(e).__mro__)
 
 
 def report_user_errors(prog: str, fn: Callable[[], int | None]) -> int:

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lsld_engine.errors import LsldError
 from lsld_engine.llp import T, Split, load_split
 
 CLIP_SUBDIR = "feats/clip_16"
@@ -36,7 +37,7 @@ FRAMES_PER_VIDEO = 80
 FEATURE_DIM = 512
 
 
-class FeatureError(ValueError):
+class FeatureError(LsldError, ValueError):
     """A feature file is missing, has the wrong shape or holds non-finite values (names video and file)."""
 
 

@@ -22,15 +22,19 @@ segments, and the 8-frame averaging is one parallel Numba pass. The per-video re
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from lsld_engine.contract import FRAMES_PER_SEGMENT
+from lsld_engine.files import atomic_path
 from lsld_engine.llp import CLASSES, NUM_CLASSES
 from lsld_engine.prompts import (DEFAULT_MAX_LABELS, PromptTable, check_label_set, membership,
                                  prompt_texts)
 
-FRAMES_PER_SEGMENT = 8
 DEFAULT_ALPHA = 4.0
 DEFAULT_BETA = 0.4
 
@@ -170,6 +174,32 @@ class DenoiseResult:
         lines.append(f"{'total':24s} {self.removed_audio.sum():9d} {self.removed_visual.sum():9d} "
                      f"{self.reweighted.sum():10d}")
         return "\n".join(lines)
+
+
+def save_labels(path: str | os.PathLike, video_ids: Sequence[str], result: DenoiseResult) -> Path:
+    """Write ``labels.npz``: ``video_ids`` (N,) str, ``audio`` / ``visual_den`` / ``visual`` (N, T, C)
+    float32 aligned with ``video_ids`` (``AVVP_train.csv`` order), the per-class counts and ``classes``."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, video_ids=np.array(list(video_ids), dtype=str), audio=result.audio,
+                 visual_den=result.visual_den, visual=result.visual, removed_audio=result.removed_audio,
+                 removed_visual=result.removed_visual, reweighted=result.reweighted,
+                 classes=np.array(CLASSES, dtype=str))
+    return path
+
+
+def load_labels(path: str | os.PathLike) -> tuple[list[str], dict[str, np.ndarray]]:
+    """``(video_ids, arrays)`` of a ``labels.npz`` written by :func:`save_labels` (no pickles);
+    ``arrays`` holds every entry of the file, ``video_ids`` included. A file that is not such an
+    archive (object arrays, another format, ``video_ids`` that are not strings) raises
+    :class:`lsld_engine.untrusted.InputFileError` naming it."""
+    from lsld_engine.untrusted import InputFileError, load_npz
+
+    arrays = load_npz(path, required=("video_ids",))
+    ids = arrays["video_ids"]
+    if ids.ndim != 1 or ids.dtype.kind not in "US":
+        raise InputFileError(f"{path}: video_ids must be a 1-D array of strings, got {ids.dtype} {ids.shape}")
+    return [str(v) for v in ids], arrays
 
 
 def removed_counts(weak: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The encode stage shared by ``extract`` and ``parse``: decoded videos -> CLIP and CLAP embeddings.
 
 ``embed_groups(decoded, backend)`` consumes a stream of :class:`~lsld_engine.media.DecodedVideo` /
-:class:`~lsld_engine.decode_pool.DecodeFailure` (e.g. :func:`~lsld_engine.decode_pool.decode_stream`)
+:class:`~lsld_engine.media.pool.DecodeFailure` (e.g. :func:`~lsld_engine.media.pool.decode_stream`)
 and yields lists of :class:`EmbeddedVideo` / ``DecodeFailure`` in input order within the stream.
 
 How the encoder is kept busy:
@@ -13,8 +13,8 @@ How the encoder is kept busy:
   in device-sized batches (``backend.embed_images`` / ``embed_audio``). So batches span videos
   when decoding is ahead, and the encoder never waits for a particular video.
 
-:func:`clip_batches` is the one place where decoded frames become the CLIP input batch (the GPU
-preprocessing of issue 8 replaces it).
+:func:`clip_batches` is the one place where decoded frames become the CLIP input batch (the device
+pixel step of :mod:`lsld_engine.media.pixels` plugs in there).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from lsld_engine.decode_pool import DecodeFailure
+from lsld_engine.media.pool import DecodeFailure
 from lsld_engine.media import FRAMES_PER_WINDOW, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, Windowed
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,13 @@ class EmbeddedVideo(Windowed):
 def clip_batches(videos: Sequence[Any], batch: int) -> Iterator[np.ndarray]:
     """CLIP input batches ``(<= batch, 224, 224, 3)`` uint8 over all frames of ``videos`` in order.
 
-    The single hand-over point from decoded frames to the image encoder's input (issue 8's GPU
-    preprocessing replaces it). Batches span videos; a long video is sliced, never copied whole.
-    Raw-plane videos (:class:`lsld_engine.raw_media.RawVideo`, ``--pixels device``) get the device
-    pixel step here (:func:`lsld_engine.raw_media.raw_to_clip`, CUDA when available).
+    The single hand-over point from decoded frames to the image encoder's input (the device
+    pixel step plugs in here). Batches span videos; a long video is sliced, never copied whole.
+    Raw-plane videos (:class:`lsld_engine.media.raw_planes.RawVideo`, ``--pixels device``) get the device
+    pixel step here (:func:`lsld_engine.media.raw_planes.raw_to_clip`, CUDA when available).
     """
     if any(hasattr(v, "index") for v in videos):
-        from lsld_engine.raw_media import raw_to_clip
+        from lsld_engine.media.raw_planes import raw_to_clip
 
         return _row_chunks([raw_to_clip(videos, out="uint8")], batch)
     return _row_chunks([v.frames.reshape(-1, *v.frames.shape[2:]) for v in videos], batch)

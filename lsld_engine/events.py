@@ -1,4 +1,4 @@
-"""Segment masks <-> timed events.
+"""The inference rule and events: probabilities -> segment masks (``predict_masks``) <-> timed events.
 
 An event is a maximal run of positive segments of one class: ``{"label", "onset", "offset",
 "score"}`` with ``onset``/``offset`` in seconds on segment boundaries (half-open, ``offset`` is the
@@ -18,6 +18,23 @@ from numba import njit
 from lsld_engine.llp import CLASS_INDEX, CLASSES, NUM_CLASSES, T
 
 TRACKS: tuple[str, ...] = ("audio", "visual", "audio_visual")
+
+
+def predict_masks(seg_prob, a_prob, v_prob, seg_threshold: float = 0.5, video_threshold: float = 0.5):
+    """The inference rule: segment ``t`` is positive for class ``c`` in a modality when its segment
+    probability ``>= seg_threshold`` and that modality's video-level probability ``>= video_threshold``.
+
+    ``seg_prob`` ``(N, T, 2, C)`` (modality 0 audio, 1 visual), ``a_prob`` / ``v_prob`` ``(N, C)``
+    (numpy or torch) -> ``pred_a``, ``pred_v`` ``(N, T, C)`` uint8 numpy arrays.
+    """
+    # torch tensors are accepted without importing torch here (``lsld-engine eval`` stays torch-free)
+    as_np = lambda x: x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)  # noqa: E731
+    seg, a, v = as_np(seg_prob), as_np(a_prob), as_np(v_prob)
+    if seg.ndim != 4 or seg.shape[2] != 2 or a.shape != (seg.shape[0], seg.shape[3]) or v.shape != a.shape:
+        raise ValueError(f"expected seg_prob (N, T, 2, C) and a_prob, v_prob (N, C); got {seg.shape}, {a.shape}, {v.shape}")
+    pred_a = (seg[:, :, 0] >= seg_threshold) & (a[:, None, :] >= video_threshold)
+    pred_v = (seg[:, :, 1] >= seg_threshold) & (v[:, None, :] >= video_threshold)
+    return pred_a.astype(np.uint8), pred_v.astype(np.uint8)
 
 
 def find_runs(masks: np.ndarray, probs: np.ndarray | None = None):

@@ -18,23 +18,21 @@ retried by the next run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
-import time
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from lsld_engine.dataset import CLAP_SUBDIR, CLIP_SUBDIR
-from lsld_engine.decode_pool import DecodeFailure, decode_stream
-from lsld_engine.embed import EmbeddedVideo, embed_stream
-from lsld_engine.inputs import InputError, VideoInput, read_records
-from lsld_engine.parse import Summary, media_options
+from lsld_engine.embed import EmbeddedVideo
+from lsld_engine.files import atomic_path
+from lsld_engine.media.pool import DecodeFailure
+from lsld_engine.pipeline import Summary, embedded_groups
+from lsld_engine.video_inputs import InputError, VideoInput, read_records
 from lsld_engine.writers import printable
-
-log = logging.getLogger(__name__)
 
 LOG_NAME = "feats/extract_log.jsonl"
 
@@ -72,15 +70,8 @@ class FeatureStore:
 
 def save_atomic(path: Path, array: np.ndarray) -> None:
     """``np.save`` to a temporary name beside ``path``, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def log_record(video: EmbeddedVideo | DecodeFailure, windows: list[str] | None = None) -> dict:
@@ -116,42 +107,29 @@ def extract_features(inputs: Iterable[VideoInput], backend, store: FeatureStore,
                      progress: bool = True, max_frames: int | None = None, decode_timeout: float | None = None,
                      summary: Summary | None = None, decode_fn=None, limits=None) -> Summary:
     """Decode, embed and write ``inputs`` (all of them: filter with :func:`pending` first).
-    ``decode_fn``, ``limits``: as in :func:`lsld_engine.parse.parse_videos`. A long video arrives
-    in parts (a few windows each) whose files are written as they come; its log line follows its
-    last part."""
-    from lsld_engine.progress import progress_bar
-
+    ``workers``, ``max_frames``, ``decode_timeout``, ``decode_fn``, ``limits``: see
+    :func:`lsld_engine.pipeline.embedded_groups`. A long video arrives in parts (a few windows each)
+    whose files are written as they come; its log line follows its last part."""
     summary = summary or Summary()
     inputs = list(inputs)
-    t0 = time.perf_counter()
-    decoded = decode_stream(((i.path, i.video_id) for i in inputs), workers=workers, timeout=decode_timeout,
-                            decode_fn=decode_fn, **media_options(limits))
-    bar = progress_bar(total=len(inputs), unit="video", disable=not progress, dynamic_ncols=True, smoothing=0.1)
-    try:
-        with open(store.log_path, "a", encoding="utf-8") as logf:
-            written: dict[str, list[str]] = {}  # window ids written so far of open (streamed) videos
-            for item in embed_stream(decoded, backend, max_frames=max_frames):
+    groups = embedded_groups(inputs, backend, summary, workers=workers, progress=progress, max_frames=max_frames,
+                             decode_timeout=decode_timeout, decode_fn=decode_fn, limits=limits)
+    written: dict[str, list[str]] = {}  # window ids written so far of open (streamed) videos
+    with open(store.log_path, "a", encoding="utf-8") as logf, contextlib.closing(groups):
+        for group in groups:
+            for item in group:
+                windows = None
                 if isinstance(item, DecodeFailure):
                     written.pop(item.video_id, None)  # its files stay, unlogged: redone next run
-                    log.warning("failed: %s", item.error)
-                    summary.failed.append((item.video_id, item.error))
                 else:
                     store.write(item)
-                    ids = written.setdefault(item.video_id, [])
-                    ids += item.window_ids
+                    windows = written.setdefault(item.video_id, [])
+                    windows += item.window_ids
                     if not item.final:
                         continue  # more parts of this video to come
                     del written[item.video_id]
-                    summary.done += 1
-                    summary.windows += len(ids)
                 # after the files: a line "ok" means every file of the video is in place
-                windows = None if isinstance(item, DecodeFailure) else ids
                 logf.write(json.dumps(printable(log_record(item, windows)), ensure_ascii=False) + "\n")
                 logf.flush()
-                bar.update(1)
-                if summary.failed:
-                    bar.set_postfix(failed=len(summary.failed), refresh=False)
-    finally:
-        bar.close()
-        summary.seconds = time.perf_counter() - t0
+                summary.count(item, windows=None if windows is None else len(windows))
     return summary

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lsld_engine.errors import LsldError
+
 #: The 25 LLP event classes in the official order (index = class id).
 CLASSES: tuple[str, ...] = (
     "Speech", "Car", "Cheering", "Dog", "Cat", "Frying_(food)", "Basketball_bounce", "Fire_alarm",
@@ -39,7 +41,7 @@ SEGMENT_FILES: dict[str, str] = {"audio": "AVVP_eval_audio.csv", "visual": "AVVP
 EVAL_SPLITS: tuple[str, ...] = ("val", "test")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(LsldError, ValueError):
     """A malformed annotation file; the message names the file and line."""
 
 

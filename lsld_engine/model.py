@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lsld_engine.contract import FRAMES_PER_SEGMENT
 from lsld_engine.llp import NUM_CLASSES, T
 
 #: Frames per one-second segment (8 fps CLIP frames).
-FRAMES_PER_SEGMENT: int = 8
 
 
 @dataclass(frozen=True)

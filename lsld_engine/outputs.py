@@ -23,14 +23,15 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from lsld_engine.inputs import fs_text
+from lsld_engine.errors import LsldError
+from lsld_engine.video_inputs import fs_text
 
 #: Bytes the probe file writes (and syncs) beside an output.
 PROBE_BYTES = 64 * 1024
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-class OutputError(RuntimeError):
+class OutputError(LsldError, RuntimeError):
     """An output that cannot be written (locked by another process, not a file, disk full)."""
 
 

@@ -22,6 +22,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from lsld_engine.errors import LsldError
+from lsld_engine.files import atomic_path
 from lsld_engine.llp import CLASSES, NUM_CLASSES
 
 #: Text for each class in prompts, in class order (index = class id).
@@ -43,7 +45,7 @@ DEFAULT_MAX_LABELS = 8
 TextEncoder = Callable[[list[str]], np.ndarray]
 
 
-class PromptError(ValueError):
+class PromptError(LsldError, ValueError):
     """A prompt cannot be built or embedded; the message says which and what to do."""
 
 
@@ -207,11 +209,9 @@ def load_prompt_cache(path: str | os.PathLike) -> PromptTable:
 def save_prompt_cache(path: str | os.PathLike, table: PromptTable) -> Path:
     """Write ``table`` as a prompt cache ``.npz`` (unicode texts, float32 embeddings)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     texts = np.array(table.texts, dtype=str) if len(table) else np.zeros(0, "<U1")
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, texts=texts, embeddings=table.embeddings.astype(np.float32))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, texts=texts, embeddings=table.embeddings.astype(np.float32))
     return path
 
 

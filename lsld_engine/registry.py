@@ -4,9 +4,9 @@ Entries are plain data; their builders are import paths resolved only when :func
 so importing this module pulls in neither open_clip, laion_clap, transformers nor the HAN.
 
 >>> from lsld_engine import registry
->>> enc = registry.build("clip-image", "ViT-B-16.pt")                 # real weights, local file
->>> enc = registry.build("clap-audio", None, size="small")            # random weights, test size
->>> registry.get_network("clap-audio").inputs[0].shape
+>>> enc = registry.build("clip_image", "ViT-B-16.pt")                 # real weights, local file
+>>> enc = registry.build("clap_audio", None, size="small")            # random weights, test size
+>>> registry.get_network("clap_audio").inputs[0].shape
 ('B', 48000)
 """
 from __future__ import annotations
@@ -16,7 +16,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["TensorSpec", "NetworkSpec", "NETWORKS", "get_network", "list_networks", "build", "resolve"]
+from lsld_engine.contract import CLIP_EMBED_DIM, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE, SAMPLES_PER_SEGMENT
+from lsld_engine.llp import NUM_CLASSES, T
+
+__all__ = ["TensorSpec", "NetworkSpec", "NETWORKS", "EXPORTED", "HAN_OUTPUTS", "get_network", "list_networks",
+           "io_names", "onnx_filename", "build", "resolve"]
+
+#: Output order of the HAN (as ``HAN.forward`` returns them; every backend's ``parse`` returns these).
+HAN_OUTPUTS: tuple[str, ...] = ("global_prob", "a_prob", "v_prob", "seg_prob")
+#: The networks of the parse pipeline: what ``lsld-engine export`` writes (``<name>.onnx``) and the
+#: backends run.
+EXPORTED: tuple[str, ...] = ("clip_image", "clap_audio", "han")
 
 
 @dataclass(frozen=True)
@@ -59,20 +69,20 @@ _CLAP_FORMATS = ("laion_clap checkpoint: torch.save dict with 'state_dict' (keys
 
 NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in [
     NetworkSpec(
-        name="clip-image", family="clip",
+        name="clip_image", family="clip",
         description="CLIP ViT-B/16 image tower (open_clip architecture), CLIP mean/std normalisation inside",
         builder="lsld_engine.encoders.clip:build_clip_image_encoder",
         loader="lsld_engine.encoders.clip:build_clip_image_encoder",
-        inputs=(TensorSpec("images", ("B", 224, 224, 3), "uint8", "RGB, shortest side resized to 224 "
+        inputs=(TensorSpec("images", ("B", IMAGE_SIZE, IMAGE_SIZE, 3), "uint8", "RGB, shortest side resized to 224 "
                            "(bicubic) and centre-cropped; or (B, 3, 224, 224) float in [0, 1]"),),
-        outputs=(TensorSpec("embedding", ("B", 512), "float32", "before L2 normalisation"),),
+        outputs=(TensorSpec("embedding", ("B", CLIP_EMBED_DIM), "float32", "before L2 normalisation"),),
         checkpoint_formats=_CLIP_FORMATS,
         sizes={"real": {"config": "ViT-B-16"}, "small": {"config": "small"}},
         export_notes="Export the module itself (uint8 NHWC in, normalisation included); dynamic batch axis. "
                      "QuickGELU (x*sigmoid(1.702x)) for OpenAI weights exports as elementwise ops.",
     ),
     NetworkSpec(
-        name="clip-text", family="clip",
+        name="clip_text", family="clip",
         description="CLIP ViT-B/16 text tower (open_clip's bundled BPE tokenizer, context 77)",
         builder="lsld_engine.encoders.clip:build_clip_text_encoder",
         loader="lsld_engine.encoders.clip:build_clip_text_encoder",
@@ -84,15 +94,15 @@ NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in [
         export_notes="Only needed offline (prompt embeddings are cached); not exported.",
     ),
     NetworkSpec(
-        name="clap-audio", family="clap",
+        name="clap_audio", family="clap",
         description="LAION-CLAP HTSAT-tiny audio tower + audio_projection (enable_fusion=False)",
         builder="lsld_engine.encoders.clap:build_clap_audio_encoder",
         loader="lsld_engine.encoders.clap:build_clap_audio_encoder",
-        inputs=(TensorSpec("segments", ("B", 48000), "float32", "mono 1-s segments at 48 kHz; int16 "
+        inputs=(TensorSpec("segments", ("B", SAMPLES_PER_SEGMENT), "float32", "mono 1-s segments at 48 kHz; int16 "
                            "round trip and repeat-padding to 480000 samples happen inside"),),
         outputs=(TensorSpec("embedding", ("B", 512), "float32", "L2-normalised (as laion_clap returns); "
                             "normalize=False gives the raw projection"),),
-        checkpoint_formats=_CLAP_FORMATS, sample_rate=48000,
+        checkpoint_formats=_CLAP_FORMATS, sample_rate=SAMPLE_RATE,
         sizes={"real": {"config": "HTSAT-tiny"}, "small": {"config": "small"}},
         export_notes="forward = prepare_audio -> log_mel -> forward_from_mel; torchlibrosa STFT/log-mel are "
                      "conv-based and export, or export forward_from_mel from (B, 1, 1001, 64) log-mel. "
@@ -100,7 +110,7 @@ NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in [
                      "log-mel in fp32 for fp16 engines (power spectra exceed fp16 range).",
     ),
     NetworkSpec(
-        name="clap-text", family="clap",
+        name="clap_text", family="clap",
         description="LAION-CLAP RoBERTa-base text tower + text_projection; needs a local tokenizer folder",
         builder="lsld_engine.encoders.clap:build_clap_text_encoder",
         loader="lsld_engine.encoders.clap:build_clap_text_encoder",
@@ -116,10 +126,11 @@ NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in [
         description="HAN / MMIL audio-visual video parser (lsld_engine.model)",
         builder="lsld_engine.model:build_han",
         loader="lsld_engine.checkpoint:load_han",
-        inputs=(TensorSpec("audio", ("B", 10, 512), "float32", "CLAP segment features"),
-                TensorSpec("frames", ("B", 80, 512), "float32", "CLIP frame features, 8 fps")),
-        outputs=(TensorSpec("global_prob", ("B", 25), "float32"), TensorSpec("a_prob", ("B", 25), "float32"),
-                 TensorSpec("v_prob", ("B", 25), "float32"), TensorSpec("seg_prob", ("B", 10, 2, 25), "float32")),
+        inputs=(TensorSpec("audio", ("B", T, CLIP_EMBED_DIM), "float32", "CLAP segment features"),
+                TensorSpec("frames", ("B", FRAMES_PER_WINDOW, CLIP_EMBED_DIM), "float32",
+                           "CLIP frame features, 8 fps")),
+        outputs=tuple(TensorSpec(n, ("B", T, 2, NUM_CLASSES) if n == "seg_prob" else ("B", NUM_CLASSES), "float32")
+                      for n in HAN_OUTPUTS),
         checkpoint_formats=("lsld-engine HAN checkpoints and the official LSLD.pt (see lsld_engine.checkpoint)",),
         sizes={"real": {"num_layers": 4}, "small": {"num_layers": 1}},
         export_notes="Fixed shapes apart from batch: suits CUDA graphs / TensorRT profiles.",
@@ -133,11 +144,23 @@ def list_networks() -> list[str]:
 
 
 def get_network(name: str) -> NetworkSpec:
-    """The :class:`NetworkSpec` called ``name``; a KeyError lists the known names."""
+    """The :class:`NetworkSpec` called ``name`` (``clip-image`` is read as ``clip_image``); a KeyError
+    lists the known names."""
     try:
-        return NETWORKS[name]
+        return NETWORKS[name.replace("-", "_")]
     except KeyError:
         raise KeyError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}") from None
+
+
+def io_names(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(input names, output names)`` of network ``name``, in call / return order."""
+    spec = get_network(name)
+    return tuple(t.name for t in spec.inputs), tuple(t.name for t in spec.outputs)
+
+
+def onnx_filename(network: str, precision: str = "fp32") -> str:
+    """``han.onnx`` / ``han.fp16.onnx``: the file name ``lsld-engine export`` writes and the backends read."""
+    return f"{network}.onnx" if precision == "fp32" else f"{network}.{precision}.onnx"
 
 
 def resolve(path: str):
@@ -150,7 +173,7 @@ def build(name: str, checkpoint: str | os.PathLike | None = None, *, size: str =
     """Build network ``name`` from a local ``checkpoint`` (or random weights when ``None``).
 
     ``size`` picks the architecture (``"real"`` or ``"small"``); ``kwargs`` go to the builder/loader
-    (e.g. ``device``, ``precision``, ``text_dir`` for ``clap-text``) and override the size's settings.
+    (e.g. ``device``, ``precision``, ``text_dir`` for ``clap_text``) and override the size's settings.
     """
     spec = get_network(name)
     if size not in spec.sizes:

@@ -24,13 +24,12 @@ Generative model (all vectors in R^512, "unit" = L2-normalized Gaussian directio
 So the weak labels (the video's label set broadcast to every segment and both modalities) are wrong
 wherever an event is absent, and text prompts recover much of the truth, but not all of it.
 
-``python -m lsld_engine.synth make --out ROOT [--size small|medium|llp] [--seed S]`` writes the root;
-``python -m lsld_engine.synth quality --data ROOT --labels labels.npz`` scores weak / DeN / DeN+ReW
+``lsld-engine synth make --out ROOT [--size small|medium|llp] [--seed S]`` writes the root;
+``lsld-engine synth quality --data ROOT --labels labels.npz`` scores weak / DeN / DeN+ReW
 labels against the hidden truth in ``ROOT/synth_truth.npz``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -42,14 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lsld_engine.contract import FRAMES_PER_SEGMENT
 from lsld_engine.dataset import dataset_paths
 from lsld_engine.llp import (CLASSES, CLASS_INDEX, NUM_CLASSES, SEGMENT_FILES, WEAK_FILES, T,
-                             default_llp_dir, load_split)
+                             load_split)
 from lsld_engine.prompts import (DEFAULT_MAX_LABELS, PromptTable, prompt_subsets, save_prompt_cache,
                                  subset_text)
 
 TRUTH_FILE = "synth_truth.npz"
-FRAMES_PER_SEGMENT = 8
 #: Named world sizes: (train, val, test) videos. ``llp`` matches the real LLP splits.
 SIZES: dict[str, tuple[int, int, int]] = {
     "small": (240, 60, 60),
@@ -382,100 +381,6 @@ def make_world(root: str | os.PathLike, *, n_train: int, n_val: int, n_test: int
     return root
 
 
-# ---------------------------------------------------------------------------------------- quality
-def _f1(pred: np.ndarray, truth: np.ndarray, soft: bool) -> tuple[float, float, float]:
-    y = truth.astype(np.float64)
-    p = pred.astype(np.float64) if soft else (pred >= 0.5).astype(np.float64)
-    tp, fp, fn = (p * y).sum(), (p * (1 - y)).sum(), ((1 - p) * y).sum()
-    prec = tp / max(tp + fp, 1e-12)
-    rec = tp / max(tp + fn, 1e-12)
-    return 100 * prec, 100 * rec, 100 * 2 * tp / max(2 * tp + fp + fn, 1e-12)
-
-
-def label_quality(root: str | os.PathLike, labels_path: str | os.PathLike) -> dict:
-    """Precision / recall / F1 (percent) of weak, DeN and DeN+ReW labels against the hidden truth.
-
-    ``F1`` binarizes labels at 0.5; ``soft_F1`` uses the label values as weights.
-    """
-    from lsld_engine.untrusted import InputFileError, load_npz
-
-    root = Path(root)
-    tp = root / TRUTH_FILE
-    if not tp.is_file():
-        raise FileNotFoundError(f"{tp} not found: quality needs a synthetic world (python -m lsld_engine.synth make)")
-    with np.load(tp, allow_pickle=False) as z:
-        t_ids, gt = list(z["video_ids"]), {"audio": z["audio"], "visual": z["visual"]}
-    z = load_npz(labels_path, required=("video_ids", "audio", "visual_den", "visual"))
-    l_ids, lab = list(z["video_ids"]), {k: z[k] for k in ("audio", "visual_den", "visual")}
-    for k, a in lab.items():
-        if a.shape != gt["audio"].shape or a.dtype.kind not in "fiub":
-            raise InputFileError(f"{labels_path}: {k!r} must be a numeric {gt['audio'].shape} array, "
-                                 f"got {a.dtype} {a.shape}")
-    if l_ids != t_ids:
-        raise ValueError(f"{labels_path}: video_ids do not match {tp} (labels for another root?)")
-    weak = load_split(root, "train").weak
-    wb = np.broadcast_to(weak[:, None, :], gt["audio"].shape)
-    rows = {
-        "audio": {"weak": wb, "DeN": lab["audio"]},
-        "visual": {"weak": wb, "DeN": lab["visual_den"], "DeN+ReW": lab["visual"]},
-    }
-    out: dict = {}
-    for m, kinds in rows.items():
-        for kind, pred in kinds.items():
-            p, r, f = _f1(pred, gt[m], soft=False)
-            out.setdefault(m, {})[kind] = {"precision": p, "recall": r, "F1": f,
-                                           "soft_F1": _f1(pred, gt[m], soft=True)[2]}
-    return out
-
-
-def format_quality(q: dict) -> str:
-    lines = [f"{'modality':8s} {'labels':8s} {'prec':>6s} {'recall':>6s} {'F1':>6s} {'soft_F1':>7s}"]
-    for m, kinds in q.items():
-        for kind, v in kinds.items():
-            lines.append(f"{m:8s} {kind:8s} {v['precision']:6.1f} {v['recall']:6.1f} {v['F1']:6.1f} {v['soft_F1']:7.1f}")
-    return "\n".join(lines)
-
-
-# -------------------------------------------------------------------------------------------- CLI
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lsld_engine.synth", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    mk = sub.add_parser("make", help="write a synthetic dataset root")
-    mk.add_argument("--out", required=True, help="dataset root to write")
-    mk.add_argument("--size", choices=sorted(SIZES), default="small",
-                    help="world size: " + ", ".join(f"{k}={v[0]}/{v[1]}/{v[2]}" for k, v in SIZES.items()))
-    mk.add_argument("--n-train", type=int, help="override the train size")
-    mk.add_argument("--seed", type=int, default=0)
-    mk.add_argument("--llp-dir", default="auto",
-                    help="official annotation folder to borrow label sets and val/test truth from; "
-                         "'auto' (default): ../shared/llp when present; 'none': sample everything")
-    mk.add_argument("--float32", action="store_true", help="write float32 features (default float16)")
-    q = sub.add_parser("quality", help="F1 of weak / DeN / DeN+ReW labels against the hidden truth")
-    q.add_argument("--data", required=True, help="synthetic dataset root")
-    q.add_argument("--labels", required=True, help="labels.npz from `python -m train.lsld denoise`")
-    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = ap.parse_args(argv)
-    from lsld_engine.cli import report_user_errors
-
-    if args.cmd == "make":
-        n_train, n_val, n_test = SIZES[args.size]
-        llp = {"auto": default_llp_dir(), "none": None}.get(args.llp_dir, args.llp_dir)
-        if llp is not None and not (Path(llp) / WEAK_FILES["train"]).is_file():
-            raise SystemExit(f"--llp-dir {llp}: {WEAK_FILES['train']} not found there")
-
-        def make() -> int:
-            make_world(args.out, n_train=args.n_train or n_train, n_val=n_val, n_test=n_test, seed=args.seed,
-                       llp_dir=llp, dtype="float32" if args.float32 else "float16")
-            print(args.out)
-            return 0
-        return report_user_errors("python -m lsld_engine.synth make", make)
-
-    def quality() -> int:
-        res = label_quality(args.data, args.labels)
-        print(json.dumps(res, indent=2) if args.json else format_quality(res))
-        return 0
-    return report_user_errors("python -m lsld_engine.synth quality", quality)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m lsld_engine.synth` is an alias of `lsld-engine synth`
+    from lsld_engine.cli import main
+    sys.exit(main(["synth", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""Training the HAN from (denoised) labels, validation, testing, and the shared inference rule.
+"""Training the HAN from (denoised) labels: loss, trainers, the epoch loop, validation and testing.
 
 Objectives (``--labels``, paper Table 2):
 
@@ -22,18 +22,17 @@ same objective and Adam update; their dropout masks come from different generato
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import os
 import time
+from dataclasses import dataclass, field
 from typing import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lsld_engine.contract import FRAMES_PER_SEGMENT
+from lsld_engine.events import predict_masks
 from lsld_engine.hardware import resolve_precision
 from lsld_engine.metrics import METRIC_KEYS, evaluate
 from lsld_engine.model import HAN, pool_frames
@@ -115,7 +114,7 @@ class EvalSet:
 
 def pooled_visual(frames: np.ndarray, chunk: int = 2048) -> torch.Tensor:
     """``(N, 8 T, D)`` float16/32 frames -> ``(N, T, D)`` float32 segment means, chunked to bound memory."""
-    out = torch.empty((frames.shape[0], frames.shape[1] // 8, frames.shape[2]), dtype=torch.float32)
+    out = torch.empty((frames.shape[0], frames.shape[1] // FRAMES_PER_SEGMENT, frames.shape[2]), dtype=torch.float32)
     for s in range(0, frames.shape[0], chunk):
         out[s:s + chunk] = pool_frames(torch.from_numpy(np.ascontiguousarray(frames[s:s + chunk])))
     return out
@@ -168,22 +167,6 @@ def compute_loss(outputs, weak: torch.Tensor, seg_audio: torch.Tensor | None, se
                 + bce(v_prob, smooth(weak, cfg.visual_smoothing)))
     return (loss + cfg.audio_weight * bce(seg_prob[:, :, 0], seg_audio)
             + cfg.visual_weight * bce(seg_prob[:, :, 1], seg_visual))
-
-
-def predict_masks(seg_prob, a_prob, v_prob, seg_threshold: float = 0.5, video_threshold: float = 0.5):
-    """The inference rule: segment ``t`` is positive for class ``c`` in a modality when its segment
-    probability ``>= seg_threshold`` and that modality's video-level probability ``>= video_threshold``.
-
-    ``seg_prob`` ``(N, T, 2, C)`` (modality 0 audio, 1 visual), ``a_prob`` / ``v_prob`` ``(N, C)``
-    (numpy or torch) -> ``pred_a``, ``pred_v`` ``(N, T, C)`` uint8 numpy arrays.
-    """
-    as_np = lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # noqa: E731
-    seg, a, v = as_np(seg_prob), as_np(a_prob), as_np(v_prob)
-    if seg.ndim != 4 or seg.shape[2] != 2 or a.shape != (seg.shape[0], seg.shape[3]) or v.shape != a.shape:
-        raise ValueError(f"expected seg_prob (N, T, 2, C) and a_prob, v_prob (N, C); got {seg.shape}, {a.shape}, {v.shape}")
-    pred_a = (seg[:, :, 0] >= seg_threshold) & (a[:, None, :] >= video_threshold)
-    pred_v = (seg[:, :, 1] >= seg_threshold) & (v[:, None, :] >= video_threshold)
-    return pred_a.astype(np.uint8), pred_v.astype(np.uint8)
 
 
 @torch.no_grad()
@@ -346,33 +329,6 @@ def fit(model: HAN, train: TrainSet, val: EvalSet, cfg: TrainConfig, *, progress
     return result
 
 
-def write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented JSON (atomically: temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    tmp.replace(path)
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def metrics_record(result: FitResult, test: dict | None) -> dict:
-    """The run folder's ``metrics.json``: ``{"val": [...], "best_epoch": k, "test": {...}}``."""
-    return {"val": result.history, "val_initial": result.initial, "best_epoch": result.best_epoch,
-            "test": test, "train_seconds": result.seconds}
-
-
-def config_record(cfg: TrainConfig, model: HAN, **extra) -> dict:
-    """The resolved configuration written to the run folder's ``config.json``."""
-    return {"train": asdict(cfg), "model": model.config.to_dict(), **extra}
-
-
 def load_best(model: HAN, result: FitResult) -> HAN:
     """``model`` with the best epoch's weights (a copy; ``model`` itself is left as trained)."""
     best = copy.deepcopy(model).to("cpu")
@@ -381,5 +337,5 @@ def load_best(model: HAN, result: FitResult) -> HAN:
 
 
 __all__ = ["EvalSet", "FitResult", "ModuleTrainer", "OBJECTIVES", "TrainConfig", "TrainSet", "bce", "compute_loss",
-           "config_record", "epoch_lr", "evaluate_model", "fit", "load_best", "make_eval_set", "make_train_set",
-           "make_trainer", "metrics_record", "predict", "predict_masks", "pooled_visual", "seed_everything", "train_epoch", "write_json"]
+           "epoch_lr", "evaluate_model", "fit", "load_best", "make_eval_set", "make_train_set",
+           "make_trainer", "predict", "predict_masks", "pooled_visual", "seed_everything", "train_epoch"]

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lsld_engine.errors import LsldError
+
 #: Longest integer literal accepted in a JSON line (digits). int64 needs 19; anything longer is
 #: refused before Python spends quadratic time converting it.
 MAX_INT_DIGITS = 20
 
 
-class InputFileError(ValueError):
+class InputFileError(LsldError, ValueError):
     """A malformed input file; the message names the file (and line) and the problem."""
 
 

@@ -9,7 +9,7 @@ line per video, written and flushed as soon as the video is done::
     {"video_id": "broken_clip", "status": "error", "error": "no video stream"}
 
 - ``video_id``: the file stem; unique within a file. Ids and paths are UTF-8 text: bytes of a file
-  name that are not UTF-8 are written as ``\\xNN`` (:func:`lsld_engine.inputs.fs_text`).
+  name that are not UTF-8 are written as ``\\xNN`` (:func:`lsld_engine.video_inputs.fs_text`).
 - ``status``: ``"ok"`` or ``"error"``; an error line carries ``"error"`` (a message) and no events.
 - ``duration``: seconds of media; ``segments``: number of one-second segments parsed.
 - ``events``: the three tracks ``audio``, ``visual``, ``audio_visual``, each a list of events with
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from lsld_engine.events import TRACKS
-from lsld_engine.inputs import fs_text
+from lsld_engine.video_inputs import fs_text
 from lsld_engine.llp import CLASS_INDEX
 from lsld_engine.untrusted import InputFileError, json_line
 
@@ -41,7 +41,7 @@ class PredictionsError(InputFileError):
 
 def printable(obj):
     """``obj`` (a record: dicts, lists, strings, numbers) with every string made UTF-8-safe
-    (:func:`~lsld_engine.inputs.fs_text`): paths and error messages may carry file-name bytes that
+    (:func:`~lsld_engine.video_inputs.fs_text`): paths and error messages may carry file-name bytes that
     are not UTF-8, which no UTF-8 file can hold."""
     if isinstance(obj, str):
         return fs_text(obj)
@@ -136,7 +136,7 @@ class CsvEventsWriter(_Writer):
         self._csv.writerows(rows or [[vid, status, "", "", "", "", "", record.get("error", "")]])
 
 
-#: Writers by format name; the CLI's ``--format`` choices are exactly these keys.
+#: Writers by format name (``lsld-engine parse`` writes ``jsonl``; ``csv`` is for library callers).
 WRITERS: dict[str, type[_Writer]] = {w.format: w for w in (JsonlWriter, CsvEventsWriter)}
 
 

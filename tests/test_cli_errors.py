@@ -231,7 +231,7 @@ def test_synth_quality_missing_labels(tmp_path, capsys):
 
     synth.make_world(tmp_path, n_train=8, n_val=4, n_test=4, llp_dir=None, workers=1, progress=False)
     missing = tmp_path / "labels.npz"
-    _assert_user_error(synth.main(["quality", "--data", str(tmp_path), "--labels", str(missing)]), capsys,
+    _assert_user_error(cli.main(["synth", "quality", "--data", str(tmp_path), "--labels", str(missing)]), capsys,
                        "labels.npz")
 
 
@@ -243,11 +243,9 @@ def test_run_dir_is_a_file(tmp_path, capsys):
 
 
 def test_synth_make_into_a_file(tmp_path, capsys):
-    from lsld_engine import synth
-
     f = tmp_path / "afile"
     f.write_text("")
-    _assert_user_error(synth.main(["make", "--out", str(f), "--llp-dir", "none"]), capsys, "afile")
+    _assert_user_error(cli.main(["synth", "make", "--out", str(f), "--llp-dir", "none"]), capsys, "afile")
 
 
 def test_denoise_out_is_a_folder_fails_before_work(tmp_path):
@@ -264,7 +262,7 @@ def test_train_denoise_module_missing_dataset(tmp_path, capsys):
 
 
 def test_parse_resume_from_a_binary_out_names_it(tmp_path):
-    from lsld_engine.inputs import read_records
+    from lsld_engine.video_inputs import read_records
 
     out = tmp_path / "r.jsonl"
     out.write_bytes(b"\xff\xfe\n")

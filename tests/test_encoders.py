@@ -477,8 +477,8 @@ def test_real_htsat_matches_laion_clap_model(laion_prep, tmp_path):
 # === registry, offline behaviour ===============================================================
 
 def test_registry_small_builds_honour_their_contracts(text_dir):
-    assert set(registry.list_networks()) >= {"clip-image", "clip-text", "clap-audio", "clap-text", "han"}
-    for name in ("clip-image", "clap-audio", "han"):
+    assert set(registry.list_networks()) >= {"clip_image", "clip_text", "clap_audio", "clap_text", "han"}
+    for name in ("clip_image", "clap_audio", "han"):
         spec = registry.get_network(name)
         net = registry.build(name, size="small")
         inputs = []
@@ -490,10 +490,10 @@ def test_registry_small_builds_honour_their_contracts(text_dir):
             out = net(*inputs)
         outs = out if isinstance(out, tuple) else (out,)
         assert [tuple(o.shape) for o in outs] == [tuple(2 if s == "B" else s for s in t.shape) for t in spec.outputs]
-    text = registry.build("clap-text", size="small", text_dir=text_dir)
+    text = registry.build("clap_text", size="small", text_dir=text_dir)
     assert text.encode_texts(["x"]).shape == (1, 512)
-    assert registry.build("clip-text", size="small").encode_texts(["x"]).shape == (1, 512)
-    with pytest.raises(KeyError, match="clip-image"):
+    assert registry.build("clip_text", size="small").encode_texts(["x"]).shape == (1, 512)
+    with pytest.raises(KeyError, match="clip_image"):
         registry.get_network("clip")
 
 
@@ -518,9 +518,9 @@ import sys, time, torch
 t = time.time()
 from lsld_engine import registry
 assert 'open_clip' not in sys.modules and 'transformers' not in sys.modules
-for name in ('clip-image', 'clip-text', 'clap-audio'):
+for name in ('clip_image', 'clip_text', 'clap_audio'):
     registry.build(name, size='small')
-registry.build('clap-text', size='small', text_dir={str(text_dir)!r})
+registry.build('clap_text', size='small', text_dir={str(text_dir)!r})
 assert 'laion_clap' not in sys.modules, [m for m in sys.modules if m.startswith('laion_clap')]
 print(round(time.time() - t, 1))
 """

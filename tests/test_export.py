@@ -160,7 +160,7 @@ def test_export_refuses_a_batch_baked_into_the_graph(tmp_path):
 
 def test_onnx_backend_matches_torch(exported, engine_dir):
     from lsld_engine.backends.onnx_backend import OnnxBackend
-    from lsld_engine.training import predict_masks
+    from lsld_engine.events import predict_masks
 
     be = OnnxBackend(engine_dir=engine_dir, device="cpu", batch_sizes={"windows": 4, "images": 2})
     han = exported["han"][0]
@@ -358,7 +358,7 @@ def test_cli_missing_checkpoint_names_the_file(tmp_path, capsys):
 
 def test_create_backend_onnx_matches_torch_backend(engine_dir, checkpoints):
     from lsld_engine.backends import create_backend
-    from lsld_engine.training import predict_masks
+    from lsld_engine.events import predict_masks
 
     opts = dict(clip_checkpoint=checkpoints["clip_image"], clap_checkpoint=checkpoints["clap_audio"],
                 model=checkpoints["han"], device="cpu", precision="fp32")

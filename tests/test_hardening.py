@@ -163,7 +163,7 @@ def long_video(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_a_video_parsed_in_parts_gives_the_whole_video_result(long_video, tmp_path, workers):
-    from lsld_engine.inputs import VideoInput
+    from lsld_engine.video_inputs import VideoInput
     from lsld_engine.parse import parse_videos
     from lsld_engine.writers import JsonlWriter
 
@@ -185,7 +185,7 @@ def test_a_video_parsed_in_parts_gives_the_whole_video_result(long_video, tmp_pa
 
 def test_extract_writes_each_part_and_logs_the_video_after_its_last(long_video, tmp_path):
     from lsld_engine.extract import FeatureStore, extract_features
-    from lsld_engine.inputs import VideoInput, read_records
+    from lsld_engine.video_inputs import VideoInput, read_records
     from lsld_engine.media import decode_video
     from lsld_engine.testing.compare import assert_embeddings_match
 
@@ -215,7 +215,7 @@ def fail_after_one_part(path, video_id, *, emit, **kw):
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_a_video_failing_after_some_parts_gets_only_an_error_line(long_video, clip, tmp_path, workers):
-    from lsld_engine.inputs import VideoInput
+    from lsld_engine.video_inputs import VideoInput
     from lsld_engine.parse import parse_videos
     from lsld_engine.writers import JsonlWriter
 

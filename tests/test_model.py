@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bench.naive_han import NaiveHAN
-from lsld_engine.checkpoint import CheckpointError, load_han, read_state_dict, save_han
+from lsld_engine.checkpoint import CheckpointError, load_han, read_han_file, save_han
 from lsld_engine.model import HAN, HANConfig, build_han, pool_frames
 
 torch.set_num_threads(1)  # small models; robust on a shared 2-core CI box
@@ -164,7 +164,7 @@ def test_refuses_arbitrary_pickles(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": build_han(num_layers=1).state_dict(), "payload": _Evil()}, path)
     with pytest.raises(CheckpointError, match="evil.pt"):
-        read_state_dict(path)
+        read_han_file(path)
 
 
 def test_clear_errors(tmp_path):

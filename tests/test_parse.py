@@ -18,9 +18,9 @@ import torch
 
 from lsld_engine import backends
 from lsld_engine.cli import main
-from lsld_engine.decode_pool import DecodeFailure
+from lsld_engine.media.pool import DecodeFailure
 from lsld_engine.embed import EmbeddedVideo, embed_groups, embed_videos, take_ready
-from lsld_engine.inputs import assign_ids, collect_inputs
+from lsld_engine.video_inputs import assign_ids, collect_inputs
 from lsld_engine.llp import CLASSES, NUM_CLASSES
 from lsld_engine.media import decode_video
 from lsld_engine.parse import Thresholds, video_record
@@ -315,9 +315,9 @@ def test_torch_backend_loads_checkpoints_and_matches_the_towers(tmp_path, han_ck
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
     segs = (0.3 * rng.standard_normal((2, 48000))).astype(np.float32)
-    want_img = registry.build("clip-image", clip_f, config="small").embed(imgs)
+    want_img = registry.build("clip_image", clip_f, config="small").embed(imgs)
     np.testing.assert_allclose(be.embed_images(imgs), want_img, rtol=1e-5, atol=1e-5)
-    want_aud = registry.build("clap-audio", clap_f, config="small").embed(segs)
+    want_aud = registry.build("clap_audio", clap_f, config="small").embed(segs)
     np.testing.assert_allclose(be.embed_audio(segs), want_aud, rtol=1e-5, atol=1e-5)
     out = be.parse(rng.standard_normal((4, 10, 512)).astype(np.float32),
                    rng.standard_normal((4, 80, 512)).astype(np.float16))
@@ -356,7 +356,7 @@ def test_parse_then_eval_equals_extract_then_train_test(tmp_path, han_ckpt, caps
     """The same ten numbers from `parse` + `eval` as from `extract` + `python -m train.lsld test`."""
     from lsld_engine.backends.torch_backend import TorchBackend
     from lsld_engine.dataset import dataset_paths, load_features
-    from lsld_engine.training import predict_masks
+    from lsld_engine.events import predict_masks
     from train.lsld import main as train_main
 
     vids = tmp_path / "videos"

@@ -1,15 +1,15 @@
-"""Device pixel step (lsld_engine.pixels), raw-plane decoding (raw_media) and the NVDEC fallback (nvdec)."""
+"""Device pixel step (lsld_engine.media.pixels), raw-plane decoding (raw_media) and the NVDEC fallback (nvdec)."""
 import numpy as np
 import pytest
 
 av = pytest.importorskip("av")
 torch = pytest.importorskip("torch")
 
-from lsld_engine import media, nvdec, pixels  # noqa: E402
-from lsld_engine.decode_pool import decode_stream  # noqa: E402
+from lsld_engine.media import decode as media, nvdec, pixels  # noqa: E402
+from lsld_engine.media.pool import decode_stream  # noqa: E402
 from lsld_engine.media import FRAMES_PER_WINDOW, IMAGE_SIZE, decode_video  # noqa: E402
-from lsld_engine.pixels import ColorSpec, clip_input, color_spec, crop_box, raw_frame, resize_crop  # noqa: E402
-from lsld_engine.raw_media import decode_raw, raw_to_clip  # noqa: E402
+from lsld_engine.media.pixels import ColorSpec, clip_input, color_spec, crop_box, raw_frame, resize_crop  # noqa: E402
+from lsld_engine.media.raw_planes import decode_raw, raw_to_clip  # noqa: E402
 from lsld_engine.testing.videos import (STANDARD_SPECS, VideoSpec, bench_spec, frame_times,  # noqa: E402
                                         make_video, make_videos, read_frame_index)
 
@@ -235,7 +235,7 @@ def test_parse_with_device_pixels_matches_reference(videos, caplog, tmp_path):
     import logging
 
     from lsld_engine.commands.extract import decode_function
-    from lsld_engine.inputs import VideoInput
+    from lsld_engine.video_inputs import VideoInput
     from lsld_engine.parse import parse_videos
     from lsld_engine.testing.backends import ToyBackend
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from lsld_engine import synth
+from lsld_engine import synth, synth_quality
+from lsld_engine.cli import main as cli_main
 from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
 from lsld_engine.llp import CLASSES, load_split
 from lsld_engine.prompts import load_prompt_cache, required_prompts
@@ -99,15 +100,15 @@ def test_stage_writes_labels_aligned_with_train_csv(world, labels):
 
 
 def test_quality_ordering_on_small_world(world, labels):
-    q = synth.label_quality(world, labels)
+    q = synth_quality.label_quality(world, labels)
     a, v = q["audio"], q["visual"]
     assert a["DeN"]["F1"] > a["weak"]["F1"]
     assert v["DeN+ReW"]["F1"] > v["DeN"]["F1"] > v["weak"]["F1"]
-    assert "DeN+ReW" in synth.format_quality(q)
+    assert "DeN+ReW" in synth_quality.format_quality(q)
 
 
 def test_quality_cli(world, labels, capsys):
-    assert synth.main(["quality", "--data", str(world), "--labels", str(labels), "--json"]) == 0
+    assert cli_main(["synth", "quality", "--data", str(world), "--labels", str(labels), "--json"]) == 0
     assert '"DeN+ReW"' in capsys.readouterr().out
 
 

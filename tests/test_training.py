@@ -195,8 +195,8 @@ def test_cli_stages_end_to_end(tiny_world, tmp_path, capsys):
     assert printed == pytest.approx(metrics["test"])
 
     # ... and from the same weights in the official LSLD.pt layout.
-    from lsld_engine.checkpoint import read_state_dict
-    state, _ = read_state_dict(run / "best.safetensors")
+    from lsld_engine.checkpoint import read_han_file
+    state, _ = read_han_file(run / "best.safetensors")
     official = tmp_path / "LSLD.pt"
     torch.save({"model": state, "optimizer": {"state": {}, "param_groups": []}, "epoch": 1,
                 "numpy_rng": np.random.get_state(), "torch_rng": torch.get_rng_state()}, official)

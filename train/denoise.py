@@ -13,11 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
-from lsld_engine.denoise import DEFAULT_ALPHA, DEFAULT_BETA, denoise_labels
-from lsld_engine.llp import CLASSES
+from lsld_engine.denoise import DEFAULT_ALPHA, DEFAULT_BETA, denoise_labels, save_labels
 from lsld_engine.prompts import (DEFAULT_MAX_LABELS, PromptError, PromptTable, TextEncoder,
                                  class_name_texts, load_prompt_cache, required_prompts,
                                  resolve_prompts, save_prompt_cache)
@@ -43,6 +40,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-names", default="raw",
                    help="class-name texts for ReW: raw (LLP names, default), phrases, or a file of 25 lines")
     p.add_argument("--workers", type=at_least(0), help="feature-reading threads (0: automatic)")
+
+
+def options(data: str | Path, out: str | Path, **overrides) -> argparse.Namespace:
+    """The options :func:`run` takes, as the command line would give them: every default, ``data``,
+    ``out`` and ``overrides`` (keyword names are the option names with ``_``, e.g. ``clip_dir``)."""
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args([])  # every option has a default
+    unknown = set(overrides) - set(vars(args))
+    if unknown:
+        raise TypeError(f"unknown denoise options: {sorted(unknown)}")
+    vars(args).update(data=str(data), out=str(out), **overrides)
+    return args
 
 
 def _text_tower(kind: str, args) -> TextEncoder | None:
@@ -74,7 +84,7 @@ def _table(kind: str, path: Path, texts: list[str], args) -> tuple[PromptTable, 
 
 def run(args) -> int:
     if not args.data:
-        raise SystemExit("denoise: --data ROOT is required (make a synthetic one: python -m lsld_engine.synth make --out ROOT)")
+        raise SystemExit("denoise: --data ROOT is required (make a synthetic one: lsld-engine synth make --out ROOT)")
     if Path(args.out).is_dir():
         raise SystemExit(f"denoise: --out {args.out} is a folder; give the labels file to write (e.g. "
                          f"{Path(args.out) / 'labels.npz'})")
@@ -99,13 +109,7 @@ def run(args) -> int:
     except PromptError as e:
         raise SystemExit(f"denoise: {e}") from None
     t3 = time.perf_counter()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, video_ids=np.array(split.video_ids, dtype=str), audio=res.audio, visual_den=res.visual_den,
-             visual=res.visual, removed_audio=res.removed_audio, removed_visual=res.removed_visual,
-             reweighted=res.reweighted, classes=np.array(CLASSES, dtype=str))
-    tmp.replace(out)
+    out = save_labels(args.out, split.video_ids, res)
     if args.write_prompt_cache:
         for table, cache, path in ((clap, clap_cache, paths.clap_cache), (clip, clip_cache, paths.clip_cache)):
             save_prompt_cache(path, cache.merged(table) if cache is not None else table)

@@ -168,13 +168,8 @@ def read_labels(path: Path, video_ids: list[str]) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise SystemExit(f"labels file not found: {path}; run `python -m train.lsld denoise --data ROOT "
                          f"--out {path}` first (or pass --labels weak)")
-    from lsld_engine.untrusted import InputFileError, load_npz
-
-    labels = load_npz(path, required=("video_ids",))  # one-line errors: object arrays, not an npz, ...
-    if labels["video_ids"].ndim != 1 or labels["video_ids"].dtype.kind not in "US":
-        raise InputFileError(f"{path}: video_ids must be a 1-D array of strings, got {labels['video_ids'].dtype} "
-                             f"{labels['video_ids'].shape}")
-    ids = [str(v) for v in labels["video_ids"]]
+    from lsld_engine.denoise import load_labels
+    ids, labels = load_labels(path)
     if ids != list(video_ids):
         first = next((i for i, (a, b) in enumerate(zip(ids, video_ids)) if a != b), min(len(ids), len(video_ids)))
         raise InputFileError(f"{path}: video_ids do not match AVVP_train.csv ({len(ids)} vs {len(video_ids)} videos; "
@@ -192,14 +187,12 @@ def _load_eval(paths, split: str, workers, progress: bool):
 
 
 # -------------------------------------------------------------------------------------- stages
-def stage_denoise(root: Path, out: Path, extra: list[str] | None = None) -> int:
-    """Run ``train/denoise.py`` as ``denoise --data ROOT --out OUT``."""
+def stage_denoise(root: Path, out: Path, **options) -> int:
+    """The denoise stage (``train/denoise.py``) on dataset ``root``, writing ``out``; ``options`` are
+    its other options by name (``clip_dir``, ``workers``, ...)."""
     from train import denoise as denoise_stage
 
-    p = argparse.ArgumentParser(prog="python -m train.lsld denoise")
-    denoise_stage.add_arguments(p)
-    dargs = p.parse_args(["--data", str(root), "--out", str(out), *(extra or [])])
-    return int(denoise_stage.run(dargs) or 0)
+    return int(denoise_stage.run(denoise_stage.options(root, out, **options)) or 0)
 
 
 def stage_train(args) -> dict:
@@ -207,8 +200,8 @@ def stage_train(args) -> dict:
     from lsld_engine.checkpoint import save_han
     from lsld_engine.dataset import load_features, load_split_labels
     from lsld_engine.model import build_han
-    from lsld_engine.training import (TrainConfig, config_record, fit, make_train_set, metrics_record,
-                                      seed_everything, write_json)
+    from lsld_engine.training import TrainConfig, fit, make_train_set, seed_everything
+    from train.records import config_record, metrics_record, write_json
 
     progress = not args.no_progress
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, step_size=args.step_size,
@@ -270,7 +263,7 @@ def stage_test(data: Path, checkpoint: Path, *, split: str = "test", clip_dir=No
 def _test_run(args, record: dict) -> dict:
     """Test the run's best checkpoint and fill ``metrics.json``'s ``test``."""
     from lsld_engine.metrics import format_table
-    from lsld_engine.training import write_json
+    from train.records import write_json
 
     run = Path(args.run_dir)
     test = stage_test(args.data, run / "best.safetensors", clip_dir=args.clip_dir, clap_dir=args.clap_dir,
@@ -329,11 +322,8 @@ def _run_stage(stage: str, args: argparse.Namespace) -> int:
     labels_file = args.labels_file or args.run_dir / "labels.npz"
     if args.labels_file is None:  # denoise into the run folder
         log.info("stage denoise -> %s", labels_file)
-        extra = []
-        for flag, value in (("--clip-dir", args.clip_dir), ("--clap-dir", args.clap_dir), ("--workers", args.workers)):
-            if value is not None:
-                extra += [flag, str(value)]
-        rc = stage_denoise(root, labels_file, extra)
+        given = {"clip_dir": args.clip_dir, "clap_dir": args.clap_dir, "workers": args.workers}
+        rc = stage_denoise(root, labels_file, **{k: v for k, v in given.items() if v is not None})
         if rc:
             return rc
     args.labels_file = labels_file
@@ -347,7 +337,7 @@ def _run_stage(stage: str, args: argparse.Namespace) -> int:
         return 0
 
     # ablation: the three objectives on the same data and labels, each in its own folder.
-    from lsld_engine.training import write_json
+    from train.records import write_json
     base = args.run_dir
     rows, seconds = {}, {}
     for objective in ("weak", "den", "den+rew"):

@@ -16,8 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-#: Names of the HAN outputs every backend's ``parse`` returns.
-HAN_OUTPUTS: tuple[str, ...] = ("global_prob", "a_prob", "v_prob", "seg_prob")
+from lsld_engine.registry import HAN_OUTPUTS  # noqa: F401 - the names every backend's ``parse`` returns
 
 
 @runtime_checkable
@@ -50,7 +49,7 @@ def default_batch_sizes(device: str) -> dict[str, int]:
     ``images``: CLIP crops per ``embed_images`` call; ``audio``: CLAP segments per ``embed_audio``
     call (each is a 10-s HTSAT forward, ~8x a ViT-B/16 image in activations); ``windows``: HAN
     windows per ``parse`` call. GPU sizes follow the throughput plateau of a ViT-B/16 in fp16
-    (see PERF-NOTES: ~10k images/s at batch 256 on an H200).
+    (~10k images/s at batch 256 on an H200).
     """
     if str(device).startswith("cuda"):
         return {"images": 256, "audio": 64, "windows": 1024}

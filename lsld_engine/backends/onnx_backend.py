@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from lsld_engine.registry import EXPORTED, io_names, onnx_filename
+
 log = logging.getLogger(__name__)
 
 #: Preference order; the first available ones are used.
@@ -22,8 +24,7 @@ PROVIDER_ORDER: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionPr
 _GPU_PROVIDERS = PROVIDER_ORDER[:2]
 #: ``batch_sizes`` keys of :func:`lsld_engine.backends.base.default_batch_sizes` -> network.
 BATCH_KEYS = {"images": "clip_image", "audio": "clap_audio", "windows": "han"}
-_NETWORK_INPUTS = {"clip_image": ("images",), "clap_audio": ("segments",), "han": ("audio", "frames")}
-_HAN_OUTPUTS = ("global_prob", "a_prob", "v_prob", "seg_prob")
+_NETWORK_INPUTS = {n: io_names(n)[0] for n in EXPORTED}
 
 
 def choose_providers(available: Sequence[str], device: str = "cpu",
@@ -190,8 +191,7 @@ class OnnxBackend:
     # --- files and sessions ---
 
     def path(self, network: str) -> Path:
-        suffix = ".onnx" if self.precision == "fp32" else f".{self.precision}.onnx"
-        return self.engine_dir / f"{network}{suffix}"
+        return self.engine_dir / onnx_filename(network, self.precision)
 
     def session(self, network: str) -> _Session:
         s = self._sessions.get(network)

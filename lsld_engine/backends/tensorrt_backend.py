@@ -2,11 +2,13 @@
 
 NOT RUN HERE: neither our development machines nor the lent GPU machine have TensorRT; this follows
 the documented API and its pure-Python parts are unit-tested. Engines come from
-``export.tensorrt_build`` (``lsld-engine export --tensorrt``) and are built on first use when missing.
+``export.tensorrt_build`` (``lsld-engine export --tensorrt``); a missing one is built on first use
+when the caller passes the builder (``build_missing``, as the ``lsld-engine`` commands do), so the
+library never imports ``export``.
 
 Execution: per network one engine, one execution context, one CUDA stream and device buffers
 (torch CUDA tensors) allocated once at the profile's largest batch. A call copies its inputs into
-the buffers, pads the batch to the next size in :func:`export.tensorrt_build.batch_buckets` (rows are
+the buffers, pads the batch to the next size in :func:`~lsld_engine.backends.tensorrt_engines.batch_buckets` (rows are
 independent, so padded rows never change real ones), runs ``execute_async_v3`` on the stream and
 copies the real rows back.
 """
@@ -15,12 +17,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from export.tensorrt_build import (DEFAULT_MAX_BATCH, batch_buckets, build_engine, engine_path, onnx_for,
-                                   padded_batch, tensorrt_status, timing_cache_filename, current_gpu)
+from lsld_engine.backends.tensorrt_engines import (DEFAULT_MAX_BATCH, batch_buckets, current_gpu, engine_path,
+                                                   onnx_for, padded_batch, tensorrt_status, timing_cache_filename)
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +89,16 @@ class TensorRTBackend:
 
     ``engine_dir``: the folder of ``lsld-engine export`` (ONNX files; engines cached under
     ``tensorrt/``). ``precision``: ``fp16`` (default) or ``fp32``. Checkpoint options are accepted
-    and unused: the weights are those of the exported files."""
+    and unused: the weights are those of the exported files. ``build_missing``: the engine builder
+    (:func:`export.tensorrt_build.build_engine`) for engines not built yet; without it a missing
+    engine is an error that says how to build it."""
 
     name = "tensorrt"
 
     def __init__(self, *, engine_dir: str | os.PathLike | None = None, device: str = "cuda",
                  precision: str = "fp16", clip_checkpoint: str | None = None, clap_checkpoint: str | None = None,
-                 model: str | None = None, batch_sizes: dict[str, int] | None = None, **ignored):
+                 model: str | None = None, batch_sizes: dict[str, int] | None = None,
+                 build_missing: Callable[..., Path] | None = None, **ignored):
         require_tensorrt()
         import torch
 
@@ -115,6 +120,7 @@ class TensorRTBackend:
         self.max_batch = {**DEFAULT_MAX_BATCH,
                           **{BATCH_KEYS[k]: int(v) for k, v in (batch_sizes or {}).items() if k in BATCH_KEYS}}
         self._engines: dict[str, _Engine] = {}
+        self._build_missing = build_missing
 
     def engine(self, network: str) -> _Engine:
         e = self._engines.get(network)
@@ -123,9 +129,12 @@ class TensorRTBackend:
 
             path = engine_path(self.engine_dir, network, self.precision)
             if not path.is_file():
+                if self._build_missing is None:
+                    raise FileNotFoundError(f"TensorRT engine {path} not built yet: build it with `lsld-engine "
+                                            f"export --tensorrt --out {self.engine_dir}`")
                 log.warning("TensorRT engine %s missing: building it now (minutes; cached afterwards)", path.name)
                 timing = path.parent / timing_cache_filename(current_gpu(), trt.__version__)
-                build_engine(onnx_for(self.engine_dir, network, self.precision), path,
+                self._build_missing(onnx_for(self.engine_dir, network, self.precision), path,
                              max_batch=self.max_batch[network], timing_cache=timing)
             e = self._engines[network] = _Engine(path, self._torch_device)
         return e

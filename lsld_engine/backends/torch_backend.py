@@ -20,13 +20,14 @@ import numpy as np
 import torch
 
 from lsld_engine.backends.base import HAN_OUTPUTS, default_batch_sizes
+from lsld_engine.errors import LsldError
 
 log = logging.getLogger(__name__)
 
 #: Which option/flag supplies the weights of each network (for error messages).
 WEIGHT_OPTIONS: dict[str, tuple[str, str]] = {
-    "clip-image": ("clip_checkpoint", "--clip-checkpoint (CLIP ViT-B/16, e.g. OpenAI ViT-B-16.pt)"),
-    "clap-audio": ("clap_checkpoint", "--clap-checkpoint (LAION-CLAP, e.g. 630k-audioset-best.pt)"),
+    "clip_image": ("clip_checkpoint", "--clip-checkpoint (CLIP ViT-B/16, e.g. OpenAI ViT-B-16.pt)"),
+    "clap_audio": ("clap_checkpoint", "--clap-checkpoint (LAION-CLAP, e.g. 630k-audioset-best.pt)"),
     "han": ("model", "--model (a train.lsld checkpoint or the official LSLD.pt)"),
 }
 #: Seed of random-weight networks: the same flags give the same networks in every process
@@ -34,7 +35,7 @@ WEIGHT_OPTIONS: dict[str, tuple[str, str]] = {
 RANDOM_SEED = 0
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(LsldError, FileNotFoundError):
     """A network's weights were not given (or the file does not exist); the message names the flag."""
 
 
@@ -92,7 +93,7 @@ class TorchBackend:
     # --- networks, built on first use ---
 
     def network(self, name: str) -> torch.nn.Module:
-        """The ``clip-image`` / ``clap-audio`` / ``han`` module (built and cached on first call)."""
+        """The ``clip_image`` / ``clap_audio`` / ``han`` module (built and cached on first call)."""
         net = self._nets.get(name)
         if net is None:
             net = self._nets[name] = self._build(name)
@@ -120,7 +121,7 @@ class TorchBackend:
             warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
             return registry.build(name, path, size=size, device=self._device, precision=self.precision)
 
-    def warm_up(self, networks=("clip-image", "clap-audio", "han")) -> None:
+    def warm_up(self, networks=("clip_image", "clap_audio", "han")) -> None:
         """Build ``networks`` now (load errors surface before the first video is decoded)."""
         for n in networks:
             self.network(n)
@@ -132,7 +133,7 @@ class TorchBackend:
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"images must be (B, 224, 224, 3) uint8, got {images.shape} {images.dtype}")
-        enc = self.network("clip-image")
+        enc = self.network("clip_image")
         return self._adaptive("images", lambda x, bs: enc.embed(x, batch_size=bs), images)
 
     def embed_audio(self, segments: np.ndarray) -> np.ndarray:
@@ -140,7 +141,7 @@ class TorchBackend:
         segments = np.asarray(segments, dtype=np.float32)
         if segments.ndim != 2:
             raise ValueError(f"audio segments must be (B, 48000) float32, got {segments.shape}")
-        enc = self.network("clap-audio")
+        enc = self.network("clap_audio")
         return self._adaptive("audio", lambda x, bs: enc.embed(x, batch_size=bs), segments)
 
     def parse(self, audio: np.ndarray, frames: np.ndarray) -> dict[str, np.ndarray]:

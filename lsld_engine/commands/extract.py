@@ -31,7 +31,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _resolution(text: str) -> tuple[int, int]:
-    from lsld_engine.media import parse_resolution
+    from lsld_engine.media.decode import parse_resolution
 
     try:
         return parse_resolution(text)
@@ -41,7 +41,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 def media_limits(args):
     """The :class:`lsld_engine.media.MediaLimits` of ``--max-duration`` / ``--max-resolution``."""
-    from lsld_engine.media import MAX_DURATION_S, MAX_RESOLUTION, MediaLimits
+    from lsld_engine.media.decode import MAX_DURATION_S, MAX_RESOLUTION, MediaLimits
 
     return MediaLimits(args.max_duration or MAX_DURATION_S, args.max_resolution or MAX_RESOLUTION)
 
@@ -83,7 +83,7 @@ def setup_logging(args) -> None:
     root.propagate = False
 
 
-def resolve_device(args) -> tuple[str, str]:
+def device_and_precision(args) -> tuple[str, str]:
     """``(device, precision)`` from the flags and what is available."""
     import torch
 
@@ -103,11 +103,11 @@ def default_workers(device: str) -> int:
 def decode_function(args):
     """The decode workers' per-video function for ``--pixels`` / ``--decoder`` (None: the reference)."""
     if getattr(args, "decoder", "cpu") == "nvdec":
-        from lsld_engine.nvdec import decode_nvdec
+        from lsld_engine.media.nvdec import decode_nvdec
 
         return decode_nvdec
     if getattr(args, "pixels", "cpu") == "device":
-        from lsld_engine.raw_media import decode_raw
+        from lsld_engine.media.raw_planes import decode_raw
 
         return decode_raw
     return None
@@ -124,14 +124,18 @@ def backend_options(args, device: str, precision: str) -> dict:
         opts["size"] = "small"
     if getattr(args, "engine_dir", None):
         opts["engine_dir"] = str(args.engine_dir)
+    if getattr(args, "backend", None) == "tensorrt":
+        # The command line (not the library) hands the runtime the builder for missing engines.
+        from export.tensorrt_build import build_engine
+        opts["build_missing"] = build_engine
     return opts
 
 
 def collect(args, prog: str):
     """``(inputs, walk)``: the inputs of ``args`` (sorted, unique ids) and what folder walks skipped
-    (:class:`lsld_engine.inputs.Skipped`); a usage error is printed and exits with status 2 (status
+    (:class:`lsld_engine.video_inputs.Skipped`); a usage error is printed and exits with status 2 (status
     1 means "some videos failed")."""
-    from lsld_engine.inputs import InputError, Skipped, collect_inputs
+    from lsld_engine.video_inputs import InputError, Skipped, collect_inputs
 
     def usage_error(msg: str) -> SystemExit:
         print(f"{prog}: error: {msg}", file=sys.stderr)
@@ -179,12 +183,12 @@ def _run_locked(args, items, walk, prog: str) -> int:
     from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
     from lsld_engine.extract import FeatureStore, extract_features, pending
     from lsld_engine.outputs import OutputError, is_disk_full
-    from lsld_engine.parse import Summary
+    from lsld_engine.pipeline import Summary
 
-    device, precision = resolve_device(args)
+    device, precision = device_and_precision(args)
     opts = backend_options(args, device, precision)
     try:
-        check_weights(["clip-image", "clap-audio"], **opts)
+        check_weights(["clip_image", "clap_audio"], **opts)
     except MissingWeightsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -197,7 +201,7 @@ def _run_locked(args, items, walk, prog: str) -> int:
     if todo:
         backend = create_backend("torch", **opts)
         if hasattr(backend, "warm_up"):
-            backend.warm_up(("clip-image", "clap-audio"))
+            backend.warm_up(("clip_image", "clap_audio"))
         workers = default_workers(device) if args.workers is None else args.workers
         try:
             extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lsld_engine.commands.extract import (add_encoder_arguments, add_input_arguments, backend_options, collect,
-                                          decode_function, default_workers, media_limits, resolve_device,
+                                          decode_function, default_workers, device_and_precision, media_limits,
                                           setup_logging)
 
 log = logging.getLogger("lsld_engine")
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsld_engine.inputs import read_records
+    from lsld_engine.video_inputs import read_records
     from lsld_engine.outputs import OutputLock, check_writable
 
     setup_logging(args)
@@ -50,16 +50,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_locked(args, items, walk, done: dict, lock) -> int:
     from lsld_engine.outputs import OutputError, is_disk_full
-    from lsld_engine.parse import Summary, Thresholds, parse_videos
+    from lsld_engine.parse import Thresholds, parse_videos
+    from lsld_engine.pipeline import Summary
     from lsld_engine.writers import JsonlWriter
 
-    device, precision = resolve_device(args)
+    device, precision = device_and_precision(args)
     opts = backend_options(args, device, precision)
     if args.backend == "torch":
         from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
 
         try:
-            check_weights(["clip-image", "clap-audio", "han"], **opts)
+            check_weights(["clip_image", "clap_audio", "han"], **opts)
         except MissingWeightsError as e:
             print(f"{PROG}: error: {e}", file=sys.stderr)
             return 2

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import torch
 
+from lsld_engine.errors import CheckpointError
+from lsld_engine.files import atomic_path
+
 __all__ = ["CheckpointError", "StateDict", "read_state_dict", "read_torchscript_state_dict",
            "strip_prefix", "convert_checkpoint", "is_torchscript_archive"]
 
 StateDict = dict[str, torch.Tensor]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, or does not fit the network it is loaded into."""
 
 
 def require_file(path: str | os.PathLike, what: str) -> Path:
@@ -217,10 +216,8 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
     # safetensors wants contiguous, non-aliased tensors.
     state = {k: v.detach().contiguous().clone() for k, v in state.items()}
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    save_file(state, str(tmp), metadata={k: str(v) for k, v in out_meta.items()})
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        save_file(state, str(tmp), metadata={k: str(v) for k, v in out_meta.items()})
     return dst
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lsld_engine.contract import CLIP_MEAN, CLIP_STD
 from lsld_engine.encoders.checkpoints import CheckpointError, StateDict, metadata_flag, read_state_dict
 from lsld_engine.encoders.runtime import batched_numpy, check_precision, load_config, resolve_device
 
@@ -136,7 +137,7 @@ def _build(kind: str, checkpoint, config: str, quick_gelu, device, precision):
         tower = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=qg)
         if state is not None:
             load_into(tower, state, "visual.", checkpoint, f"CLIP {config} image tower")
-        enc: nn.Module = ClipImageEncoder(tower, cfg["mean"], cfg["std"], cfg["vision_cfg"]["image_size"])
+        enc: nn.Module = ClipImageEncoder(tower, CLIP_MEAN, CLIP_STD, cfg["vision_cfg"]["image_size"])
     else:
         tower = _build_text_tower(cfg["embed_dim"], cfg["text_cfg"], quick_gelu=qg)
         if state is not None:

@@ -12,9 +12,10 @@ import sys
 import time
 
 
-def main(argv: list[str]) -> int:
+def main(cli_main, argv: list[str]) -> int:
+    """``cli_main(argv)`` with the toy backend patched in (the CLI is passed in: the library never
+    imports it)."""
     from lsld_engine import backends
-    from lsld_engine.cli import main as cli_main
     from lsld_engine.testing.backends import ToyBackend
 
     delay = float(os.environ.get("LSLD_TOY_DELAY", "0") or 0)
@@ -32,4 +33,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from lsld_engine.cli import main as lsld_main
+
+    sys.exit(main(lsld_main, sys.argv[1:]))

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lsld_engine.contract import SAMPLE_RATE
+
 
 @dataclass(frozen=True)
 class VideoSpec:
@@ -34,7 +36,7 @@ class VideoSpec:
     duration: float = 10.0
     width: int = 160
     height: int = 96
-    sample_rate: int = 48000
+    sample_rate: int = SAMPLE_RATE
     layout: str = "stereo"
     amps: tuple[float, ...] = (0.5, 0.25)
     freq: float = 440.0

@@ -1,4 +1,4 @@
-"""Device-side pixel step (issue 8): raw decoded YUV 4:2:0 planes -> CLIP input, batched, in torch.
+"""Device-side pixel step: raw decoded YUV 4:2:0 planes -> CLIP input, batched, in torch.
 
 Replaces the CPU reference pixel step of :mod:`lsld_engine.media` (swscale RGB, PIL bicubic
 shortest side 224, centre crop) with the same arithmetic on the device (CUDA when available,
@@ -36,9 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lsld_engine.colors import (CLIP_MEAN, CLIP_STD, DEFAULT_MATRIX, MATRICES, RAW_FORMATS, ColorSpec,  # noqa: F401
-                                color_spec, frame_color_spec, raw_frame, yuv_to_rgb_affine)
-from lsld_engine.media import IMAGE_SIZE, clip_size
+from lsld_engine.media.colorspace import (CLIP_MEAN, CLIP_STD, DEFAULT_MATRIX, MATRICES, RAW_FORMATS,  # noqa: F401
+                                          ColorSpec, color_spec, frame_color_spec, raw_frame,
+                                          yuv_to_rgb_affine)
+from lsld_engine.media.decode import IMAGE_SIZE, clip_size
 
 
 def pil_bicubic_weights(in_size: int, out_size: int, start: int = 0, count: int | None = None) -> np.ndarray:

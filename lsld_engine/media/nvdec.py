@@ -1,4 +1,4 @@
-"""Optional NVDEC decode path (issue 8): PyAV ``HWAccel('cuda')`` + the device pixel step, per worker.
+"""Optional NVDEC decode path: PyAV ``HWAccel('cuda')`` + the device pixel step, per worker.
 
 STATUS: written against PyAV 18.1's API (``av.codec.hwaccel.HWAccel``, ``VideoPlane.__dlpack__``
 for CUDA frames, ``VideoFrame.sw_format``) and **not run on a GPU yet** (the development machine
@@ -11,11 +11,11 @@ workers start with *spawn*, so each has its own CUDA context):
 - one ``HWAccel("cuda", is_hw_owned=True)`` per worker process, reused for every file. With
   ``is_hw_owned`` PyAV creates the FFmpeg CUDA device on the device's *primary* context
   (``primary_ctx=1``), the one torch uses too, so no new CUDA context is made per file (the
-  naive per-file context was what made NVDEC slow in PERF-NOTES);
+  naive per-file context is what makes NVDEC slow);
 - frames stay on the GPU: each chosen frame's NV12 planes are exported with DLPack into torch
   (``plane.__dlpack__()`` with no stream: PyAV 18 refuses one, which ``torch.from_dlpack(plane)``
   would pass) and copied at once (NVDEC's surface pool is small; holding frames stalls it);
-- the device pixel step (:func:`lsld_engine.pixels.clip_input`, bit-exact LUT colour + PIL-exact
+- the device pixel step (:func:`lsld_engine.media.pixels.clip_input`, bit-exact LUT colour + PIL-exact
   resize) runs in the worker on the GPU, and only the ``(W, 80, 224, 224, 3)`` uint8 crops
   travel to the consumer through ``/dev/shm`` (150 KB per frame);
 - audio is decoded on the CPU as in :mod:`lsld_engine.media`.
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lsld_engine import media
-from lsld_engine.media import FRAMES_PER_WINDOW, IMAGE_SIZE
+from lsld_engine.media import decode as media
+from lsld_engine.media.decode import FRAMES_PER_WINDOW, IMAGE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class _GpuCollector:
     def __call__(self, frame, rotation: int) -> int:
         import torch
 
-        from lsld_engine.pixels import frame_color_spec
+        from lsld_engine.media.pixels import frame_color_spec
 
         if frame.format.name != "cuda":
             raise NvdecUnsupported(f"decoder returned {frame.format.name} frames, not CUDA frames")
@@ -118,14 +118,14 @@ class _GpuCollector:
 
 def decode_nvdec(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
                  audio: bool = True, threads: int = 0, skip_nonref: bool = False, limits=None):
-    """Decode with NVDEC and preprocess on the GPU -> :class:`lsld_engine.raw_media.RawVideo` whose
+    """Decode with NVDEC and preprocess on the GPU -> :class:`lsld_engine.media.raw_planes.RawVideo` whose
     ``frames`` holds the finished ``(W, 80, 224, 224, 3)`` uint8 crops (``decoder="nvdec"``).
 
-    Falls back to :func:`lsld_engine.raw_media.decode_raw` (CPU decode, raw planes) for this file
+    Falls back to :func:`lsld_engine.media.raw_planes.decode_raw` (CPU decode, raw planes) for this file
     when NVDEC cannot take it; ``decoder`` then says ``"cpu (nvdec: <why>)"``. ``threads`` is
     used by the CPU fallback only.
     """
-    from lsld_engine.raw_media import decode_raw
+    from lsld_engine.media.raw_planes import decode_raw
 
     why = nvdec_unavailable_reason()
     if not why:
@@ -147,8 +147,8 @@ def decode_nvdec(path: str | Path, video_id: str | None = None, *, max_windows: 
 def _decode_on_gpu(path, video_id, *, max_windows, audio, skip_nonref, limits=None):
     import torch
 
-    from lsld_engine.pixels import clip_input
-    from lsld_engine.raw_media import RawVideo
+    from lsld_engine.media.pixels import clip_input
+    from lsld_engine.media.raw_planes import RawVideo
 
     col = _GpuCollector()
     m = media.decode_media(path, video_id, max_windows=max_windows, audio=audio, threads=1,

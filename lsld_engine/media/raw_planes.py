@@ -1,9 +1,9 @@
-"""Raw-plane decode mode (issue 8): workers only decode; pixels are done on the device.
+"""Raw-plane decode mode: workers only decode; pixels are done on the device.
 
 ``decode_raw(path)`` runs the decode step of :mod:`lsld_engine.media` (same frame choice, same
 audio) and keeps each *distinct* chosen frame as its YUV 4:2:0 planes, as decoded (no RGB, no
 resize), plus ``index`` saying which distinct frame each of the ``W * 80`` output frames shows.
-It is a dataclass of numpy arrays, so :func:`lsld_engine.decode_pool.decode_stream` (``decode_fn=
+It is a dataclass of numpy arrays, so :func:`lsld_engine.media.pool.decode_stream` (``decode_fn=
 decode_raw``) ships it through ``/dev/shm`` unchanged.
 
 Files whose frames the device path cannot take (pixel format other than yuv420p / yuvj420p, odd
@@ -11,7 +11,7 @@ width or height, a size or format change inside the stream) are converted here w
 reference path instead, and ``fallback`` says why (empty when the planes are raw).
 
 ``raw_to_clip(videos)`` turns a list of them into the CLIP input of all their frames, batched by
-geometry on the device (:func:`lsld_engine.pixels.clip_input`).
+geometry on the device (:func:`lsld_engine.media.pixels.clip_input`).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lsld_engine import media
-from lsld_engine.media import FRAMES_PER_WINDOW, IMAGE_SIZE, window_ids
+from lsld_engine.media import decode as media
+from lsld_engine.media.decode import FRAMES_PER_WINDOW, IMAGE_SIZE, window_ids
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class RawVideo:
     ``frames``: ``(W, 80, 224, 224, 3)`` uint8 reference crops when ``fallback`` is set, else empty.
     ``audio``: ``(W, 10, 48000)`` float32. ``decoder``: ``"cpu"``, ``"nvdec"``, or ``"cpu (nvdec: <why
     not>)"`` when the NVDEC path fell back for this file. ``matrix`` / ``full_range``: the stream's colour setup
-    (:class:`lsld_engine.pixels.ColorSpec`); ``rotation``: counter-clockwise degrees.
+    (:class:`lsld_engine.media.pixels.ColorSpec`); ``rotation``: counter-clockwise degrees.
     """
 
     path: str
@@ -84,7 +84,7 @@ class _Collector:
         self.spec = None
 
     def __call__(self, frame, rotation: int) -> int:
-        from lsld_engine.colors import frame_color_spec
+        from lsld_engine.media.colorspace import frame_color_spec
 
         key = (frame.format.name, frame.width, frame.height, frame.colorspace, frame.color_range)
         if self.key is None:
@@ -102,7 +102,7 @@ class _Collector:
         return len(self.planes) - 1
 
     def _fall_back(self, why: str, rotation: int) -> None:
-        from lsld_engine.colors import raw_frame
+        from lsld_engine.media.colorspace import raw_frame
 
         self.fallback = why
         for y, u, v in self.planes:  # frames kept raw so far: same swscale conversion as the reference
@@ -152,7 +152,7 @@ def raw_to_clip(videos, *, device=None, out: str = "uint8", **pixel_kwargs):
     """
     import torch
 
-    from lsld_engine.pixels import ColorSpec, clip_input, default_device
+    from lsld_engine.media.pixels import ColorSpec, clip_input, default_device
 
     if out not in ("uint8", "float"):
         raise ValueError(f"out must be 'uint8' or 'float', not {out!r}")

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lsld_engine.contract import CLIP_MEAN, CLIP_STD  # noqa: F401 - re-exported for the pixel step
+
 #: ``(Kr, Kb)`` of the YCbCr matrices FFmpeg knows (luma weights of R and B).
 MATRICES: dict[str, tuple[float, float]] = {
     "bt601": (0.299, 0.114),
@@ -22,9 +24,6 @@ MATRICES: dict[str, tuple[float, float]] = {
 _AVCOL_SPC = {1: "bt709", 4: "fcc", 5: "bt601", 6: "bt601", 7: "smpte240m", 9: "bt2020", 10: "bt2020"}
 DEFAULT_MATRIX = "bt601"
 
-#: CLIP's normalisation (open_clip OPENAI_DATASET_MEAN / STD).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 #: Pixel formats the device path converts; anything else falls back to the reference path.
 RAW_FORMATS = ("yuv420p", "yuvj420p", "nv12")

@@ -1,9 +1,9 @@
 """Media decoding: any video file -> 8-fps CLIP frames and 48 kHz mono audio in 10-second windows.
 
-The data contract (sample rate, frame rate, window length, image size) is named once here and
-imported everywhere else.
+The data contract (sample rate, frame rate, window length, image size) is named once in
+:mod:`lsld_engine.contract` and re-exported here.
 
-Two steps, kept apart so that a GPU path (issue 8) can replace the second one:
+Two steps, kept apart so that the device pixel path (:mod:`lsld_engine.media.pixels`) can replace the second one:
 
 1. ``decode_media(path)`` — demux + decode only: picks the frames to show (still as decoded
    ``av.VideoFrame`` objects, no colour conversion) and the audio as ``(W, 10, 48000)`` float32.
@@ -37,29 +37,16 @@ from typing import Sequence
 
 import numpy as np
 
-from lsld_engine.llp import T
-
-#: Audio sample rate fed to CLAP (Hz).
-SAMPLE_RATE: int = 48000
-#: Visual frames per second fed to CLIP.
-FPS: int = 8
-#: Length of one LLP clip / parsing window (s).
-WINDOW_SECONDS: int = 10
-#: Frames per window (80).
-FRAMES_PER_WINDOW: int = FPS * WINDOW_SECONDS
-#: One-second segments per window (LLP's T = 10).
-SEGMENTS_PER_WINDOW: int = T
-#: Audio samples per one-second segment.
-SAMPLES_PER_SEGMENT: int = SAMPLE_RATE * WINDOW_SECONDS // SEGMENTS_PER_WINDOW
-#: CLIP ViT-B/16 input side (pixels).
-IMAGE_SIZE: int = 224
+from lsld_engine.contract import (FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE,  # noqa: F401 - the contract,
+                                  SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, WINDOW_SECONDS)  # re-exported
+from lsld_engine.errors import LsldError
 
 #: Tolerance when comparing a frame's presentation time with a wanted time (s); far below any
 #: real frame interval, above float rounding of pts * time_base.
 TIME_EPS: float = 1e-4
 
 
-class MediaError(RuntimeError):
+class MediaError(LsldError, RuntimeError):
     """A video that cannot be decoded; the message names the file and the problem."""
 
 
@@ -441,7 +428,7 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
     ``skip_nonref``: let the decoder drop non-reference frames (``skip_frame = "NONREF"``): less
     decoding, but a wanted time that falls on a dropped frame shows the previous decoded frame
     (see docs/pixels.md for the measured saving and timing error). Off by default.
-    ``hwaccel``: an ``av.codec.hwaccel.HWAccel`` for the video (NVDEC, :mod:`lsld_engine.nvdec`).
+    ``hwaccel``: an ``av.codec.hwaccel.HWAccel`` for the video (NVDEC, :mod:`lsld_engine.media.nvdec`).
     ``limits``: the duration and resolution caps (default :class:`MediaLimits`). The whole video is
     held (``W * 80`` chosen frames); :func:`decode_parts` streams it instead.
     Raises :class:`MediaError` naming the file.

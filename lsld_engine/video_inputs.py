@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from lsld_engine.errors import LsldError
+
 #: Extensions taken when walking folders (lower case; files given explicitly are always taken).
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wmv",
                                      ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".vob")
@@ -42,7 +44,7 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".
 _WINDOW_ID = re.compile(r"^(?P<base>.+)@(?P<start>[0-9]+)$")
 
 
-class InputError(ValueError):
+class InputError(LsldError, ValueError):
     """Inputs that cannot be processed as given (clashing ids, an unreadable list file)."""
 
 
