@@ -53,10 +53,8 @@ def clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """A small synthetic dataset root (LLP-style annotation CSVs + features)."""
-    from lsld_engine import synth
-
     root = tmp_path_factory.mktemp("world")
-    assert synth.main(["make", "--out", str(root), "--size", "small"]) == 0
+    assert main(["synth", "make", "--out", str(root), "--size", "small"]) == 0
     return root
 
 
@@ -534,13 +532,13 @@ def test_hostile_checkpoint_metadata_is_a_one_line_error(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from lsld_engine.checkpoint import CheckpointError, read_state_dict
+    from lsld_engine.checkpoint import CheckpointError, read_han_file
 
     for bad in ("[" * 100_000 + "]" * 100_000, "1" * 5000, "[1, 2]"):
         path = tmp_path / "han.safetensors"
         save_file({"w": torch.zeros(2)}, str(path), metadata={"han_config": bad})
         with pytest.raises(CheckpointError, match=str(path)):
-            read_state_dict(path)
+            read_han_file(path)
 
 
 def _object_npz(path: Path, ids) -> Path:
@@ -550,7 +548,6 @@ def _object_npz(path: Path, ids) -> Path:
 
 
 def test_labels_npz_with_object_arrays_is_refused_in_train_and_quality(world, tmp_path, capsys):
-    from lsld_engine import synth
     from lsld_engine.dataset import dataset_paths, load_split_labels
     from train import lsld
 
@@ -560,11 +557,11 @@ def test_labels_npz_with_object_arrays_is_refused_in_train_and_quality(world, tm
                       "--epochs", "1", "--no-progress"])
     assert code == 2
     one_error_line(capsys.readouterr().err, str(bad), "object array")
-    assert synth.main(["quality", "--data", str(world), "--labels", str(bad)]) == 2
+    assert main(["synth", "quality", "--data", str(world), "--labels", str(bad)]) == 2
     one_error_line(capsys.readouterr().err, str(bad), "object array")
     ids_obj = tmp_path / "ids.npz"
     np.savez(ids_obj, video_ids=np.asarray(list(ids), dtype=object))
-    assert synth.main(["quality", "--data", str(world), "--labels", str(ids_obj)]) == 2
+    assert main(["synth", "quality", "--data", str(world), "--labels", str(ids_obj)]) == 2
     one_error_line(capsys.readouterr().err, str(ids_obj))
 
 
