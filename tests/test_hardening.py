@@ -181,6 +181,21 @@ def test_a_video_parsed_in_parts_gives_the_whole_video_result(long_video, tmp_pa
     assert a["events"] == b["events"] or all(len(a["events"][t]) == len(b["events"][t]) for t in a["events"])
 
 
+def test_parts_of_several_videos_in_order_across_two_workers(long_video, clip, tmp_path):
+    from lsld_engine.parse import parse_videos
+    from lsld_engine.video_inputs import VideoInput
+    from lsld_engine.writers import JsonlWriter
+
+    second = make_video(tmp_path / "second.mp4", VideoSpec(duration=32.0))
+    inputs = [VideoInput(str(long_video), "long"), VideoInput(str(clip), "clip"), VideoInput(str(second), "second")]
+    out = tmp_path / "r.jsonl"
+    with JsonlWriter(out) as w:
+        s = parse_videos(inputs, ToyBackend(), w, workers=2, ordered=True, progress=False, decode_fn=parts_of(1))
+    preds = read_predictions(out)
+    assert list(preds) == ["long", "clip", "second"]  # --ordered: input order, each video once
+    assert [preds[v]["segments"] for v in preds] == [50, 10, 40] and s.windows == 10 and s.done == 3
+
+
 def test_extract_writes_each_part_and_logs_the_video_after_its_last(long_video, tmp_path):
     from lsld_engine.extract import FeatureStore, extract_features
     from lsld_engine.video_inputs import VideoInput, read_records
