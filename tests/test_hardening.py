@@ -196,6 +196,31 @@ def test_parts_of_several_videos_in_order_across_two_workers(long_video, clip, t
     assert [preds[v]["segments"] for v in preds] == [50, 10, 40] and s.windows == 10 and s.done == 3
 
 
+def slow_first_video(path, video_id, *, emit, **kw):
+    """Streaming decoder that takes 3 s per part for the video ``slow`` (steady progress)."""
+    from lsld_engine.media import decode_parts
+
+    def paced(part):
+        time.sleep(3.0)
+        emit(part)
+    return decode_parts(path, video_id, emit=paced if video_id == "slow" else emit, windows_per_part=1, **kw)
+
+
+@pytest.mark.slow
+def test_a_worker_waiting_for_its_turn_is_not_a_decode_timeout(long_video):
+    """In input order, the parts of a second video wait while a slower first video decodes; its
+    worker, blocked on the consumer, is not stuck: --decode-timeout counts only decoding time."""
+    from lsld_engine.media.pool import DecodeFailure, decode_stream
+
+    items = [(str(long_video), "slow"), (str(long_video), "fast")]
+    # `fast` waits ~15 s for its turn; the timeout also covers a worker's start-up (seconds when loaded)
+    got = list(decode_stream(items, workers=2, ordered=True, timeout=10.0, parts_ahead=1,
+                             decode_fn=slow_first_video))
+    assert not [x.error for x in got if isinstance(x, DecodeFailure)]
+    assert [(x.video_id, x.first_window) for x in got] == [("slow", w) for w in range(5)] + \
+        [("fast", w) for w in range(5)]
+
+
 def test_extract_writes_each_part_and_logs_the_video_after_its_last(long_video, tmp_path):
     from lsld_engine.extract import FeatureStore, extract_features
     from lsld_engine.video_inputs import VideoInput, read_records

@@ -22,7 +22,8 @@ or a :class:`DecodeFailure`, in completion order (or input order with ``ordered=
   (``final`` False), the returned last part closes the video. A worker runs at most
   ``parts_ahead`` parts ahead of the consumer (it waits for an acknowledgement of each part the
   consumer has taken), so neither the worker nor ``/dev/shm`` ever holds more than a few parts of
-  a long video. ``timeout`` then bounds the time between two parts, not the whole video. A video
+  a long video. ``timeout`` then bounds the time between two parts, not the whole video, and a
+  worker that waits for the consumer (its parts not yet taken) is not timed out. A video
   that fails after some parts were yielded ends with a :class:`DecodeFailure` (the consumer drops
   what it had of it).
 """
@@ -202,7 +203,8 @@ class _Worker:
     proc: Any
     conn: Any
     tasks: deque  # idx of tasks sent, oldest first (the oldest is the one being decoded)
-    started: float = 0.0  # when the oldest task started (approximately)
+    started: float = 0.0  # when the oldest task started (approximately), or last made progress
+    unacked: int = 0  # parts of the current video received and not yet acknowledged
 
 
 class _Pool:
@@ -238,6 +240,8 @@ class _Pool:
         """Tell the worker decoding ``idx`` that the consumer took one of its parts."""
         for w in self.workers:
             if w.tasks and w.tasks[0] == idx:
+                w.unacked = max(0, w.unacked - 1)
+                w.started = time.monotonic()  # the time it waited for us does not count as its own
                 try:
                     w.conn.send(("ack", idx))
                 except OSError:
@@ -427,7 +431,7 @@ def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deq
     wait_s = 0.5
     if pool.timeout:
         now = time.monotonic()
-        wait_s = max(0.01, min(wait_s, min(w.started + pool.timeout - now for w in busy)))
+        wait_s = max(0.01, min([wait_s] + [w.started + pool.timeout - now for w in busy]))
     for obj in wait(list(by_conn) + list(by_sentinel), timeout=wait_s):
         w = by_conn.get(obj) or by_sentinel.get(obj)
         if w not in pool.workers:
@@ -438,6 +442,7 @@ def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deq
             while w.conn.poll():
                 idx, msg, last = w.conn.recv()
                 w.started = time.monotonic()  # progress: the timeout counts from here
+                w.unacked = 0 if last else w.unacked + 1
                 if last:
                     w.tasks.remove(idx)
                 if idx in info and not _closed(idx, ready):
@@ -457,7 +462,8 @@ def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deq
     if pool.timeout:
         now = time.monotonic()
         for w in list(pool.workers):
-            if w.tasks and now - w.started > pool.timeout:
+            # a worker more than parts_ahead parts ahead waits for the consumer, not for its decoder
+            if w.tasks and now - w.started > pool.timeout and w.unacked <= pool.parts_ahead:
                 held = pool.replace(w)
                 path, vid = info[held[0]]
                 _finish(held[0], DecodeFailure(path, vid, f"{path}: decoding made no progress for {pool.timeout:g} s; "
