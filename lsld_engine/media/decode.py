@@ -11,7 +11,10 @@ Two steps, kept apart so that the device pixel path (:mod:`lsld_engine.media.pix
    display rotation, shortest side to 224 with PIL bicubic, centre crop 224, ``uint8``.
    CLIP's mean/std normalisation is *not* done here: it is the image encoder's job.
 
-``decode_video(path)`` runs both and returns a :class:`DecodedVideo`.
+``decode_video(path)`` runs both and returns a :class:`DecodedVideo`. ``decode_parts(path, emit=...)``
+does the same as a stream: every few complete windows go out as a :class:`DecodedPart` as soon as
+they are chosen, so memory does not grow with the video's length (what ``parse`` and ``extract``
+use). Both refuse a video over :class:`MediaLimits` (duration, picture size) with a :class:`MediaError`.
 
 Frame selection rule: output frame ``k`` of window ``w`` stands for time ``t = 10 w + k / 8`` s,
 measured from the first decoded video frame. It is the frame *being displayed* at ``t``: the last
