@@ -21,9 +21,11 @@ from lsld_engine.errors import is_user_error  # noqa: F401 - part of this module
 
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "eval": ("lsld_engine.commands.eval", "score a predictions JSONL with the official LLP metrics"),
+    "eval": ("lsld_engine.commands.eval", "score predictions (JSONL, Parquet, a results folder) with the official "
+             "LLP metrics"),
     "extract": ("lsld_engine.commands.extract", "decode videos and write CLIP/CLAP features (dataset layout)"),
-    "parse": ("lsld_engine.commands.parse", "parse videos into audio / visual / audio-visual events (JSONL)"),
+    "parse": ("lsld_engine.commands.parse", "parse videos into audio / visual / audio-visual events (JSONL, CSV, "
+              "Parquet; --ray: on a Ray cluster)"),
     "export": ("lsld_engine.commands.export", "export CLIP, CLAP and HAN to ONNX / TensorRT"),
     "synth": ("lsld_engine.commands.synth", "write a synthetic LLP dataset root / score labels against its truth"),
 }

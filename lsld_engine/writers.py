@@ -18,9 +18,12 @@ line per video, written and flushed as soon as the video is done::
 
 ``csv``: one row per event (``video_id,status,track,label,onset,offset,score,error``); a video
 with no event, or a failed one, still gets one row with the event fields empty.
+
+``parquet``: one row per video, events as nested lists (:mod:`lsld_engine.parquet_results`).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,9 +33,10 @@ from pathlib import Path
 from typing import IO
 
 from lsld_engine.events import TRACKS
-from lsld_engine.video_inputs import fs_text
+from lsld_engine.files import atomic_path
 from lsld_engine.llp import CLASS_INDEX
 from lsld_engine.untrusted import InputFileError, json_line
+from lsld_engine.video_inputs import fs_text
 
 
 class PredictionsError(InputFileError):
@@ -133,11 +137,82 @@ class CsvEventsWriter(_Writer):
         vid, status = record["video_id"], record["status"]
         rows = [[vid, status, track, e["label"], e["onset"], e["offset"], e.get("score", ""), ""]
                 for track in TRACKS for e in record.get("events", {}).get(track, [])]
-        self._csv.writerows(rows or [[vid, status, "", "", "", "", "", record.get("error", "")]])
+        # all rows of a video in one write: a kill leaves whole videos (and at most a partial last line)
+        buf = io.StringIO()
+        empty = [[vid, status, "", "", "", "", "", record.get("error", "")]]
+        csv.writer(buf, lineterminator="\n").writerows(rows or empty)
+        self._file.write(buf.getvalue())
 
 
-#: Writers by format name (``lsld-engine parse`` writes ``jsonl``; ``csv`` is for library callers).
-WRITERS: dict[str, type[_Writer]] = {w.format: w for w in (JsonlWriter, CsvEventsWriter)}
+class ParquetResultsWriter(_Writer):
+    """One Parquet row per video (schema: :mod:`lsld_engine.parquet_results`; needs pyarrow).
+
+    Parquet cannot be appended to line by line: rows go out in row groups of ``row_group_size``
+    videos to a temporary file beside ``path``, renamed into place by :meth:`close`; with
+    ``append`` the rows of an existing ``path`` are carried over first. A killed run leaves the
+    previous file as it was (use JSONL, or a results folder with ``--ray``, for runs that resume
+    after a kill without losing work).
+    """
+
+    format, suffix = "parquet", ".parquet"
+
+    def __init__(self, path, append: bool = False, row_group_size: int = 1000):
+        from lsld_engine import parquet_results as pr
+
+        self._pr = pr
+        self._rows: list[dict] = []
+        self.written = 0
+        self.row_group_size = row_group_size
+        self._atomic = contextlib.ExitStack()  # the temporary file, renamed over ``path`` on close
+        if isinstance(path, (str, os.PathLike)):
+            self.path = Path(path)
+            pr.pyarrow()  # a missing pyarrow is reported before the temporary file exists
+            sink = self._atomic.enter_context(atomic_path(self.path))
+        else:  # a binary file object: written when closed
+            self.path, sink = None, path
+        self._writer = pr.open_writer(sink)
+        if append and self.path is not None and self.path.is_file():
+            for rec in pr.read_parquet_records(self.path).values():
+                self._rows.append(rec)
+            self._flush_rows()
+
+    def write(self, record: dict) -> None:
+        self._rows.append(printable(record))
+        self.written += 1
+        if len(self._rows) >= self.row_group_size:
+            self._flush_rows()
+
+    def _flush_rows(self) -> None:
+        if self._rows:
+            self._writer.write_table(self._pr.records_to_table(self._rows))
+            self._rows = []
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        self._flush_rows()
+        self._writer.close()
+        self._writer = None
+        self._atomic.close()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and exc_type is not KeyboardInterrupt and self._writer is not None:
+            # a crash: keep the previous file; an interrupt still saves the finished videos
+            self._writer.close()
+            self._writer = None
+            self._atomic.__exit__(exc_type, exc, tb)
+            return
+        self.close()
+
+
+#: Writers by format name; the CLI's ``--format`` choices are exactly these keys.
+WRITERS: dict[str, type[_Writer]] = {w.format: w for w in (JsonlWriter, CsvEventsWriter, ParquetResultsWriter)}
+
+
+def format_of(path: str | os.PathLike, default: str = "jsonl") -> str:
+    """The format a results path names by its suffix (``.csv``, ``.parquet``, ``.jsonl``), else ``default``."""
+    suffix = Path(str(path)).suffix.lower()
+    return next((f for f, w in WRITERS.items() if w.suffix == suffix), default)
 
 
 def get_writer(fmt: str, path: str | os.PathLike | IO[str], append: bool = False) -> _Writer:
@@ -186,6 +261,11 @@ def read_predictions(path: str | os.PathLike, line_numbers: dict[str, int] | Non
     if line_numbers is not None:
         line_numbers.update(first_line)
     return records
+
+
+def check_record(rec, where: str) -> None:
+    """Raise :class:`PredictionsError` (prefixed by ``where``) unless ``rec`` is a valid record."""
+    _check_record(rec, where)
 
 
 def _check_record(rec, where: str) -> None:

@@ -2,7 +2,7 @@
 # Create .venv and install lsld-engine into it.
 #   scripts/setup.sh          core: metrics, denoising, training (CPU torch, small download)
 #   scripts/setup.sh full     everything the test suite needs: encoders (open_clip, laion_clap),
-#                             media (PyAV), ONNX Runtime, pytest
+#                             media (PyAV), ONNX Runtime, Ray Data + pyarrow (scale out, Parquet), pytest
 # Environment: PYTHON (default python3), LSLD_TORCH overrides the torch requirement, e.g.
 #   LSLD_TORCH="torch torchvision" scripts/setup.sh full     # a CUDA machine: newest CUDA build
 set -euo pipefail

@@ -197,27 +197,29 @@ def test_parts_of_several_videos_in_order_across_two_workers(long_video, clip, t
 
 
 def slow_first_video(path, video_id, *, emit, **kw):
-    """Streaming decoder that takes 3 s per part for the video ``slow`` (steady progress)."""
+    """Streaming decoder that takes 2.5 s per part for the video ``slow`` (steady progress)."""
     from lsld_engine.media import decode_parts
 
     def paced(part):
-        time.sleep(3.0)
+        time.sleep(2.5)
         emit(part)
     return decode_parts(path, video_id, emit=paced if video_id == "slow" else emit, windows_per_part=1, **kw)
 
 
 @pytest.mark.slow
-def test_a_worker_waiting_for_its_turn_is_not_a_decode_timeout(long_video):
-    """In input order, the parts of a second video wait while a slower first video decodes; its
-    worker, blocked on the consumer, is not stuck: --decode-timeout counts only decoding time."""
+def test_a_worker_waiting_for_its_turn_is_not_a_decode_timeout(long_video, tmp_path):
+    """In input order, the parts of a second video wait while a slower first video decodes (10
+    parts, 2.5 s each); its worker, blocked on the consumer for ~25 s, is not stuck: the 15-s
+    --decode-timeout counts only decoding time. (The timeout also covers a worker's start-up, a
+    few seconds on a loaded machine: hence the wide margins.)"""
     from lsld_engine.media.pool import DecodeFailure, decode_stream
 
-    items = [(str(long_video), "slow"), (str(long_video), "fast")]
-    # `fast` waits ~15 s for its turn; the timeout also covers a worker's start-up (seconds when loaded)
-    got = list(decode_stream(items, workers=2, ordered=True, timeout=10.0, parts_ahead=1,
+    slow = make_video(tmp_path / "slow.mp4", VideoSpec(duration=100.0))
+    items = [(str(slow), "slow"), (str(long_video), "fast")]
+    got = list(decode_stream(items, workers=2, ordered=True, timeout=15.0, parts_ahead=1,
                              decode_fn=slow_first_video))
     assert not [x.error for x in got if isinstance(x, DecodeFailure)]
-    assert [(x.video_id, x.first_window) for x in got] == [("slow", w) for w in range(5)] + \
+    assert [(x.video_id, x.first_window) for x in got] == [("slow", w) for w in range(10)] + \
         [("fast", w) for w in range(5)]
 
 
@@ -334,6 +336,18 @@ def test_out_that_is_not_a_predictions_file_is_left_untouched(clip, tmp_path, to
     one_error_line(capsys.readouterr().err, str(out))
     assert out.read_bytes() == content
     assert not toy  # refused before any network was loaded
+
+
+def test_a_csv_out_that_is_not_ours_is_left_untouched_and_ours_resumes(clip, tmp_path, toy, capsys):
+    out = tmp_path / "events.csv"
+    out.write_bytes(b"name,size\nfoo,1")
+    assert parse(clip, out) == 2
+    one_error_line(capsys.readouterr().err, str(out), "not an events CSV")
+    assert out.read_bytes() == b"name,size\nfoo,1"
+    out.unlink()
+    assert parse(clip, out) == 0 and parse(clip, out) == 0  # written through the lock, then resumed
+    assert out.read_text().count("clip,") >= 1 and out.read_text().splitlines()[0].startswith("video_id,status")
+    assert "skipped 1 already done" in capsys.readouterr().err
 
 
 def test_a_cut_last_line_is_repaired_only_after_the_whole_file_validated(clip, tmp_path, toy):

@@ -1,4 +1,4 @@
-"""Prediction writers (jsonl, csv) and the validating JSONL reader."""
+"""Prediction writers (jsonl, csv; parquet in test_results.py) and the validating JSONL reader."""
 import csv
 import json
 
@@ -13,7 +13,7 @@ EVENTS = {"audio": [{"label": "Speech", "onset": 0.0, "offset": 4.0, "score": 0.
 
 
 def test_registry_lists_formats():
-    assert set(WRITERS) == {"jsonl", "csv"}
+    assert set(WRITERS) == {"jsonl", "csv", "parquet"}
     with pytest.raises(ValueError, match="unknown output format 'xml'.*jsonl"):
         get_writer("xml", "x")
 

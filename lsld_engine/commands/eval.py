@@ -1,4 +1,5 @@
-"""``lsld-engine eval``: score a predictions JSONL against LLP segment annotations (official metrics).
+"""``lsld-engine eval``: score predictions (a JSONL or Parquet file, or a results folder of shards)
+against LLP segment annotations (official metrics).
 
 Only the ``audio`` and ``visual`` tracks of each record are scored: the audio-visual track is, by
 the official definition, their product (a file's ``audio_visual`` events are not read).
@@ -18,13 +19,15 @@ from pathlib import Path
 from lsld_engine.events import events_to_masks
 from lsld_engine.llp import EVAL_SPLITS, T, AnnotationError, default_llp_dir, load_split
 from lsld_engine.metrics import evaluate, format_table
+from lsld_engine.results import read_results
 from lsld_engine.writers import PredictionsError, read_predictions
 
 _SHOWN = 20  # ids listed in a missing-videos error before "... and N more"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pred", required=True, type=Path, help="predictions JSONL (one line per video)")
+    parser.add_argument("--pred", required=True,
+                        help="predictions: a JSONL or Parquet file, or a results folder (parse --ray)")
     parser.add_argument("--annotations", type=Path, default=None,
                         help="folder with the LLP annotation files (AVVP_*.csv); default: $LSLD_LLP_DIR "
                              "or ../shared/llp when present")
@@ -40,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except (AnnotationError, PredictionsError, FileNotFoundError) as e:
+    except (AnnotationError, PredictionsError, FileNotFoundError, ModuleNotFoundError) as e:
         print(f"lsld-engine eval: error: {e}", file=sys.stderr)
         return 2
 
@@ -52,8 +55,11 @@ def _run(args: argparse.Namespace) -> int:
               "(the folder with AVVP_test_pd.csv, AVVP_eval_audio.csv, ...) or set LSLD_LLP_DIR", file=sys.stderr)
         return 2
     split = load_split(ann, args.split)
-    line_of: dict[str, int] = {}
-    preds = read_predictions(args.pred, line_numbers=line_of)
+    line_of: dict[str, int] = {}  # JSONL file: the line of each video, for the warnings below
+    if str(args.pred).endswith(".jsonl") and Path(args.pred).is_file():
+        preds = read_predictions(args.pred, line_numbers=line_of)
+    else:
+        preds = read_results(args.pred)
 
     absent = [v for v in split.video_ids if v not in preds]
     failed = [v for v in split.video_ids if v in preds and preds[v]["status"] != "ok"]
@@ -105,13 +111,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def events_past_clip(records: list[dict], line_of: dict[str, int], path) -> list[str]:
-    """One message ``"FILE:LINE: video V: TRACK event LABEL ON-OFF s lies past the 10-s clip"`` per
+    """One message ``"FILE[:LINE]: video V: TRACK event LABEL ON-OFF s lies past the 10-s clip"`` per
     event of ``records`` whose offset exceeds the clip (``T`` seconds; 1e-6 s of rounding allowed)."""
     out = []
     for rec in records:
         for track in ("audio", "visual", "audio_visual"):
             for e in rec["events"].get(track, []):
                 if e["offset"] > T + 1e-6:
-                    out.append(f"{path}:{line_of.get(rec['video_id'], '?')}: video {rec['video_id']!r}: {track} "
+                    line = line_of.get(rec["video_id"])
+                    where = f"{path}:{line}" if line else str(path)  # (Parquet / results folders: no lines)
+                    out.append(f"{where}: video {rec['video_id']!r}: {track} "
                                f"event {e['label']} {e['onset']:g}-{e['offset']:g} s lies past the {T}-s clip")
     return out

@@ -18,7 +18,7 @@ log = logging.getLogger("lsld_engine")
 # --- options shared with `parse` ----------------------------------------------------------------
 
 def add_input_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="*", type=Path,
+    p.add_argument("inputs", nargs="*",
                    help="video files and/or folders (walked recursively for common video extensions)")
     p.add_argument("--list", dest="list_file", type=Path, default=None,
                    help="a text file with one video path per line (relative to the file's folder)")
@@ -159,9 +159,12 @@ def collect(args, prog: str):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_input_arguments(p)
-    p.add_argument("--out", required=True, type=Path, help="dataset root (writes ROOT/feats/...)")
+    p.add_argument("--out", required=True, help="dataset root (writes ROOT/feats/...)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="feature file dtype")
     add_encoder_arguments(p)
+    from lsld_engine.commands.scale import add_ray_arguments
+
+    add_ray_arguments(p, shards=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -170,12 +173,33 @@ def run(args: argparse.Namespace) -> int:
 
     prog = "lsld-engine extract"
     setup_logging(args)
+    if args.ray is not None:
+        return _run_ray(args, prog)
     items, walk = collect(args, prog)
+    args.out = Path(args.out)
     # The root first (cheap): locked and known writable before any network loads.
     check_writable(args.out, folder=True)
     check_writable(args.out / LOG_NAME)
     with OutputLock(args.out, folder=True, what="dataset root"):
         return _run_locked(args, items, walk, prog)
+
+
+def _run_ray(args, prog: str) -> int:
+    from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
+    from lsld_engine.commands.scale import run_extract
+
+    # with --ray the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
+    opts = backend_options(args, args.device or "cpu", args.precision or "fp32")
+    try:
+        check_weights(["clip_image", "clap_audio"], **opts)
+    except MissingWeightsError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    if args.device is None:
+        opts.pop("device")
+    if args.precision is None:
+        opts.pop("precision")
+    return run_extract(args, prog, opts)
 
 
 def _run_locked(args, items, walk, prog: str) -> int:

@@ -1,0 +1,188 @@
+"""The scale-out stages as Ray Data batch functions: decode (CPU tasks) and encode (actor pool).
+
+Both wrap the single-machine code instead of repeating it:
+
+- :func:`decode_batch` runs :func:`lsld_engine.media.pool.decode_stream` over a batch of inputs:
+  with a per-file ``timeout`` the videos are decoded in one child process that is stopped and
+  replaced when a file takes too long (exactly the single-machine behaviour); without one they
+  are decoded in the task's own process (no spawn cost). Inputs on object stores are copied to a
+  temporary local file first. A failure becomes a row with ``error`` set (zero windows).
+- :class:`ParseActor` / :class:`ExtractActor` build one backend per actor (``num_gpus=1`` actors
+  on GPU nodes), embed all frames and audio segments of a batch of videos together
+  (:func:`lsld_engine.embed.embed_videos`, batches across videos), then run the HAN on all windows
+  at once and make the records (:func:`lsld_engine.parse.run_han`, ``video_record``,
+  ``failure_record``), or write the feature files (:class:`lsld_engine.extract.FeatureStore`).
+  The HAN runs in the encoder actor: it costs well under 1 % of the encoders, and a pool of its
+  own would hold CPUs (or a GPU) that decoding needs.
+
+Rows between the stages (columns): ``path``, ``video_id`` -> decode -> + ``duration``,
+``has_audio``, ``frames (W, 80, 224, 224, 3) uint8``, ``audio (W, 10, 48000) float32``, ``error``
+("" when decoded) -> encode -> ``video_id``, ``status``, ``record`` (the JSON text of the record).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lsld_engine.media.pool import DecodeFailure, decode_stream
+from lsld_engine.media import (FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, DecodedVideo,
+                               decode_video)
+from lsld_engine.results import filesystem, is_uri
+
+log = logging.getLogger(__name__)
+
+_NO_FRAMES = np.zeros((0, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+_NO_AUDIO = np.zeros((0, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)
+
+
+def decode_batch(batch: dict[str, Any], *, timeout: float | None = None, decode_fn: Callable | None = None,
+                 threads: int = 1) -> dict[str, list]:
+    """Decode the videos of ``batch`` (columns ``path``, ``video_id``); one output row per input.
+
+    ``timeout``: seconds per file (a child process is used and replaced on expiry); ``decode_fn``:
+    the per-video decoder (default :func:`lsld_engine.media.decode_video`); ``threads``: FFmpeg threads.
+    """
+    # whole videos (one row each), also where decode_stream's own default streams parts of long videos
+    decode_fn = decode_fn or decode_video
+    paths = [str(p) for p in batch["path"]]
+    ids = [str(v) for v in batch["video_id"]]
+    local, temps, failed = [], [], {}
+    for i, p in enumerate(paths):
+        if is_uri(p):
+            try:
+                local.append(_fetch(p))
+                temps.append(local[-1])
+            except OSError as e:
+                failed[i] = f"{p}: cannot read: {e}"
+                local.append(p)
+        else:
+            local.append(p)
+    todo = [i for i in range(len(paths)) if i not in failed]
+    try:
+        results = list(decode_stream([(local[i], ids[i]) for i in todo], workers=1 if timeout else 0, ordered=True,
+                                     timeout=timeout, decode_fn=decode_fn, threads=threads))
+    finally:
+        for t in temps:
+            Path(t).unlink(missing_ok=True)
+    out: dict[str, list] = {k: [] for k in ("path", "video_id", "duration", "has_audio", "frames", "audio", "error")}
+    by_index = dict(zip(todo, results))
+    for i, (path, vid) in enumerate(zip(paths, ids)):
+        res = by_index.get(i)
+        if res is None or isinstance(res, DecodeFailure):
+            err = failed[i] if res is None else res.error.replace(local[i], path)
+            out["duration"].append(0.0)
+            out["has_audio"].append(False)
+            out["frames"].append(_NO_FRAMES)
+            out["audio"].append(_NO_AUDIO)
+            out["error"].append(err)
+        else:
+            out["duration"].append(float(res.duration))
+            out["has_audio"].append(bool(res.has_audio))
+            # copies: results of a decode child live in shared memory that must not outlive the task
+            out["frames"].append(np.ascontiguousarray(res.frames))
+            out["audio"].append(np.ascontiguousarray(res.audio, dtype=np.float32))
+            out["error"].append("")
+        out["path"].append(path)
+        out["video_id"].append(vid)
+    return out
+
+
+def _fetch(uri: str) -> str:
+    """Copy a file of an object store to a temporary local file (PyAV reads local files)."""
+    fs, p = filesystem(uri)
+    fd, tmp = tempfile.mkstemp(prefix="lsld-", suffix=os.path.splitext(p)[1])
+    try:
+        with os.fdopen(fd, "wb") as f, fs.open_input_stream(p) as src:
+            while chunk := src.read(1 << 22):
+                f.write(chunk)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def split_decoded(batch: dict[str, Any]) -> tuple[list[DecodedVideo | DecodeFailure], list[DecodedVideo]]:
+    """The rows of a decoded batch as ``DecodedVideo`` / ``DecodeFailure`` (in order), and the decoded ones."""
+    items: list = []
+    for i in range(len(batch["video_id"])):
+        path, vid, err = str(batch["path"][i]), str(batch["video_id"][i]), str(batch["error"][i])
+        if err:
+            items.append(DecodeFailure(path, vid, err))
+        else:
+            items.append(DecodedVideo(path, vid, float(batch["duration"][i]), bool(batch["has_audio"][i]),
+                                      np.asarray(batch["frames"][i]), np.asarray(batch["audio"][i])))
+    return items, [v for v in items if isinstance(v, DecodedVideo)]
+
+
+class _EncoderActor:
+    """One backend per actor process, built once (weights load once per actor, not per batch)."""
+
+    def __init__(self, backend: str, options: dict, max_batch: int | None = None):
+        from lsld_engine.backends import create_backend
+
+        self.backend = create_backend(backend, **options)
+        bs = getattr(self.backend, "batch_sizes", {}).get("images", 64)
+        self.max_batch = max_batch or max(FRAMES_PER_WINDOW, 4 * bs)  # as embed_groups on one machine
+
+    def _embed(self, batch: dict[str, Any]):
+        from lsld_engine.embed import embed_videos
+
+        items, ok = split_decoded(batch)
+        return items, embed_videos(ok, self.backend, self.max_batch)
+
+
+class ParseActor(_EncoderActor):
+    """Decoded videos -> parse records (embed, HAN over all windows of the batch, events)."""
+
+    def __init__(self, backend: str, options: dict, *, seg_threshold: float = 0.5, video_threshold: float = 0.5,
+                 save_probs: bool = False, max_batch: int | None = None):
+        super().__init__(backend, options, max_batch)
+        from lsld_engine.parse import Thresholds
+
+        self.thresholds = Thresholds(seg_threshold, video_threshold)
+        self.save_probs = save_probs
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        from lsld_engine.parse import failure_record, run_han, video_record
+
+        items, embedded = self._embed(batch)
+        probs = iter(run_han(self.backend, embedded))
+        done = iter(embedded)
+        records = [failure_record(it) if isinstance(it, DecodeFailure)
+                   else video_record(next(done), next(probs), self.thresholds, self.save_probs) for it in items]
+        return _record_columns(records)
+
+
+class ExtractActor(_EncoderActor):
+    """Decoded videos -> feature files in a dataset root (a folder every node sees) and their log records."""
+
+    def __init__(self, backend: str, options: dict, *, root: str, dtype: str = "float16",
+                 max_batch: int | None = None):
+        super().__init__(backend, options, max_batch)
+        from lsld_engine.extract import FeatureStore
+
+        self.store = FeatureStore(root, dtype)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        from lsld_engine.extract import log_record
+
+        items, embedded = self._embed(batch)
+        done = iter(embedded)
+        records = []
+        for it in items:
+            if not isinstance(it, DecodeFailure):
+                it = next(done)
+                self.store.write(it)  # atomic per file; the driver logs the video after this returns
+            records.append(log_record(it))
+        return _record_columns(records)
+
+
+def _record_columns(records: list[dict]) -> dict[str, list]:
+    return {"video_id": [r["video_id"] for r in records], "status": [r["status"] for r in records],
+            "record": [json.dumps(r, ensure_ascii=False, allow_nan=False) for r in records]}
