@@ -11,7 +11,10 @@ with PyAV into a cache folder (``lsld_engine.testing.videos.bench_spec``, like
    the whole ``decode_video``, plus swscale's bicubic resize for comparison;
 2. the hand-over cost of one decoded clip: shared-memory file vs pickling through a pipe;
 3. videos/s of ``decode_stream`` per worker count (and shm vs pipe transport), with the ratio
-   to in-process decoding.
+   to in-process decoding;
+4. the frame rules side by side: ``decode_video`` with ``frame_rule="hold"`` (the old default),
+   ``"official"`` (the new default) and ``"official"`` + JPEG round trip, one clip in-process
+   and ``decode_stream`` clips/s with the largest worker count.
 Timings are wall-clock and depend on what else runs on the machine; nothing is asserted.
 """
 from __future__ import annotations
@@ -134,6 +137,40 @@ def throughput(paths: list[Path], n: int, workers: list[int]) -> None:
         print(f"   {w:7d} {tr:>9s} {vps:9.2f} {vps / base:14.2f}")
 
 
+def rules(paths: list[Path], n: int, workers: int, repeat: int) -> None:
+    """The frame rules side by side: one clip in-process (rows interleaved, best of ``repeat``, wall
+    and CPU seconds), and ``decode_stream`` clips/s and CPU s/clip of all processes (one run each)."""
+    from bench.pixels_bench import _cpu_seconds
+
+    variants = {"hold (old default)": {"frame_rule": "hold"}, "official (new default)": {"frame_rule": "official"},
+                "official + JPEG round trip": {"frame_rule": "official", "jpeg_roundtrip": True}}
+    p = str(paths[0])
+    wall = {k: float("inf") for k in variants}
+    cpu = dict(wall)
+    for _ in range(repeat):
+        for k, kw in variants.items():
+            t, c = time.perf_counter(), _cpu_seconds()
+            media.decode_video(p, **kw)
+            wall[k] = min(wall[k], time.perf_counter() - t)
+            cpu[k] = min(cpu[k], _cpu_seconds() - c)
+    tasks = [(paths[i % len(paths)], f"v{i}") for i in range(n)]
+    vps, spc = {}, {}
+    for k, kw in variants.items():
+        t, c = time.perf_counter(), _cpu_seconds()
+        out = list(decode_pool.decode_stream(iter(tasks), workers=workers, **kw))  # workers reaped at the end
+        assert len(out) == n and not any(isinstance(r, decode_pool.DecodeFailure) for r in out)
+        vps[k] = n / (time.perf_counter() - t)
+        spc[k] = (_cpu_seconds() - c) / n
+    b = "hold (old default)"
+    print(f"\n4) frame rules: decode_video one clip in-process (best of {repeat}: wall s, CPU s), and "
+          f"decode_stream {n} clips with {workers} workers (spawn included: videos/s, CPU s/clip of all processes)")
+    print(f"   {'rule':28s} {'wall s':>7s} {'CPU s':>7s} {'x hold':>7s} | {'videos/s':>8s} {'x hold':>7s} "
+          f"{'CPU s/clip':>10s} {'x hold':>7s}")
+    for k in variants:
+        print(f"   {k:28s} {wall[k]:7.3f} {cpu[k]:7.3f} {cpu[k] / cpu[b]:7.2f} | {vps[k]:8.2f} {vps[k] / vps[b]:7.2f} "
+              f"{spc[k]:10.3f} {spc[k] / spc[b]:7.2f}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=12, help="clips decoded per throughput row")
@@ -141,15 +178,18 @@ def main(argv=None) -> None:
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "lsld-bench-clips"))
+    ap.add_argument("--rules-only", action="store_true", help="only section 4 (the frame rules)")
     args = ap.parse_args(argv)
     w, h = (int(x) for x in args.size.split("x"))
     t = time.perf_counter()
     paths = bench_clips(Path(args.cache), 4, w, h, prefix="bench")
     print(f"clips: {len(paths)} x 10 s {w}x{h} H.264 25 fps + AAC 44.1 kHz stereo in {args.cache} "
           f"({time.perf_counter() - t:.1f} s to make/find); machine: {os.cpu_count()} CPUs (shared: noisy)")
-    split(paths[0], args.repeat)
-    handover(40)
-    throughput(paths, args.videos, [int(x) for x in args.workers.split(",")])
+    if not args.rules_only:
+        split(paths[0], args.repeat)
+        handover(40)
+        throughput(paths, args.videos, [int(x) for x in args.workers.split(",")])
+    rules(paths, args.videos, max(int(x) for x in args.workers.split(",")), args.repeat)
 
 
 if __name__ == "__main__":

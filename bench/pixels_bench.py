@@ -17,6 +17,10 @@ Clips: synthetic 10-s textured H.264 (crf 23, veryfast: has B-frames) + AAC at 2
    CPU seconds per clip of all processes (workers included), which other load on a shared
    machine disturbs far less than wall-clock.
 
+4. the frame rules side by side, one clip in-process (best of ``--repeat``, interleaved): the naive
+   path and raw planes + device pixels with ``frame_rule="hold"`` (the old default) and
+   ``"official"`` (the new default; raw planes ship only the 80 picked frames' distinct planes).
+
 No encoder runs (see ``bench/gpu_decode.py`` for parse end to end). Wall-clock timings depend on
 what else runs on the machine; nothing is asserted.
 """
@@ -76,7 +80,7 @@ def skip_nonref(path: Path, repeat: int) -> None:
     for _ in range(repeat):  # interleaved: load from other processes hits both alike
         for flag in (False, True):
             t = time.perf_counter()
-            m = media.decode_media(p, audio=False, skip_nonref=flag, frame_fn=lambda f, r: f.time)
+            m = media.decode_media(p, audio=False, skip_nonref=flag, frame_fn=lambda f, r: f.time, frame_rule="hold")
             times[flag] = min(times[flag], time.perf_counter() - t)
             chosen[flag] = np.array(m.frames, float)
     err = chosen[False] - chosen[True]
@@ -87,6 +91,30 @@ def skip_nonref(path: Path, repeat: int) -> None:
     print(f"   non-ref skipped      {times[True] * 1000:8.1f} ms   saving {100 * (1 - times[True] / times[False]):.0f}%")
     print(f"   timing error: {np.mean(err > 0) * 100:.0f}% of the 80 frames show an earlier frame; "
           f"mean {err.mean() * 1000:.1f} ms, max {err.max() * 1000:.1f} ms ({err.max() / step:.0f} source frames)")
+
+
+def rules(path: Path, repeat: int, device: str) -> None:
+    from lsld_engine.media import decode as media
+    from lsld_engine.media.raw_planes import decode_raw, raw_to_clip
+
+    p = str(path)
+    rows = {}
+    for rule in ("hold", "official"):
+        rows[f"naive decode_video, {rule}"] = lambda rule=rule: media.decode_video(p, frame_rule=rule)
+        rows[f"decode_raw + raw_to_clip, {rule}"] = lambda rule=rule: raw_to_clip(
+            [decode_raw(p, frame_rule=rule)], device=device, out="uint8")
+    wall = {k: float("inf") for k in rows}
+    cpu = dict(wall)
+    for _ in range(repeat):
+        for k, fn in rows.items():
+            c = _cpu_seconds()
+            wall[k] = min(wall[k], _time(fn))
+            cpu[k] = min(cpu[k], _cpu_seconds() - c)
+    print(f"\n4. frame rules, one clip ({path.name}), in-process, best of {repeat}, pixels on {device}")
+    print(f"   {'':44s} {'wall ms':>8s} {'CPU ms':>8s} {'CPU x hold':>10s}")
+    for k in rows:
+        old = k.replace("official", "hold")
+        print(f"   {k:<44s} {wall[k] * 1000:8.1f} {cpu[k] * 1000:8.1f} {cpu[k] / cpu[old]:10.2f}")
 
 
 def _cpu_seconds() -> float:
@@ -140,6 +168,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--group", type=int, default=4, help="videos converted per raw_to_clip call")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "lsld-bench-clips")
+    ap.add_argument("--rules-only", action="store_true", help="only section 4 (the frame rules)")
     args = ap.parse_args(argv)
     import torch
 
@@ -151,16 +180,18 @@ def main(argv=None) -> None:
     print(f"clips: {len(paths)} x 10 s {w}x{h} H.264 + AAC; CPUs: {os.cpu_count()}; torch threads "
           f"{torch.get_num_threads()}; pixels on {device}" + (f" ({torch.cuda.get_device_name()})"
                                                                if device.startswith("cuda") else ""))
-    one_clip(paths[0], args.repeat, device)
-    skip_nonref(paths[0], args.repeat)
-    print("\n3. clips/s to the CLIP input (80 x 224 x 224 x 3 uint8 per clip), decode_stream")
-    print("   wall clips/s, and CPU seconds per clip summed over all processes (robust to other load)")
-    print(f"   {'workers':>7s} {'naive':>9s} {'raw+pixels':>11s} {'ratio':>7s} | {'CPU s/clip naive':>16s} "
-          f"{'raw+pixels':>11s} {'ratio':>7s}")
-    for nw in (int(x) for x in args.workers.split(",")):
-        naive, new, naive_cpu, new_cpu = stream(paths, nw, device, args.group)
-        print(f"   {nw:>7d} {naive:>9.2f} {new:>11.2f} {new / naive:>6.2f}x | {naive_cpu:>16.3f} {new_cpu:>11.3f} "
-              f"{naive_cpu / new_cpu:>6.2f}x")
+    if not args.rules_only:
+        one_clip(paths[0], args.repeat, device)
+        skip_nonref(paths[0], args.repeat)
+        print("\n3. clips/s to the CLIP input (80 x 224 x 224 x 3 uint8 per clip), decode_stream")
+        print("   wall clips/s, and CPU seconds per clip summed over all processes (robust to other load)")
+        print(f"   {'workers':>7s} {'naive':>9s} {'raw+pixels':>11s} {'ratio':>7s} | {'CPU s/clip naive':>16s} "
+              f"{'raw+pixels':>11s} {'ratio':>7s}")
+        for nw in (int(x) for x in args.workers.split(",")):
+            naive, new, naive_cpu, new_cpu = stream(paths, nw, device, args.group)
+            print(f"   {nw:>7d} {naive:>9.2f} {new:>11.2f} {new / naive:>6.2f}x | {naive_cpu:>16.3f} {new_cpu:>11.3f} "
+                  f"{naive_cpu / new_cpu:>6.2f}x")
+    rules(paths[0], args.repeat, device)
 
 
 if __name__ == "__main__":

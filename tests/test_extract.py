@@ -132,3 +132,38 @@ def test_missing_weights_name_the_flags(videos, tmp_path, capsys):
     assert main(["extract", str(videos), "--out", str(tmp_path / "r"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "--clip-checkpoint" in err and "--clap-checkpoint" in err and "--model" not in err
+
+
+def test_frame_rule_flag_reaches_the_features(videos, tmp_path, toy):
+    """`--frame-rule hold` gives the hold rule's frames, the default the official ones (they differ
+    at 25 fps), and `--jpeg-roundtrip` is passed to the decoder."""
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "clip_0_10.mp4").symlink_to(videos / "clip_0_10.mp4")
+    be = ToyBackend()
+    got = {}
+    for rule in ("official", "hold"):
+        root = tmp_path / rule
+        extra = () if rule == "official" else ("--frame-rule", "hold")
+        assert extract(one, root, *extra) == 0
+        got[rule] = np.load(root / "feats" / "clip_16" / "clip_0_10.npy")
+        want = be.embed_images(decode_video(one / "clip_0_10.mp4", frame_rule=rule).frames[0]).astype(np.float16)
+        np.testing.assert_array_equal(got[rule], want)
+    assert (got["official"] != got["hold"]).any()
+    root = tmp_path / "jpeg"
+    assert extract(one, root, "--jpeg-roundtrip") == 0
+    want = be.embed_images(decode_video(one / "clip_0_10.mp4", jpeg_roundtrip=True).frames[0]).astype(np.float16)
+    np.testing.assert_array_equal(np.load(root / "feats" / "clip_16" / "clip_0_10.npy"), want)
+    with pytest.raises(SystemExit) as e:
+        main(["extract", str(one), "--out", str(tmp_path / "x"), "--frame-rule", "nearest"])
+    assert e.value.code == 2
+
+
+def test_ray_decode_tasks_get_the_frame_rule_flags():
+    """`--ray` decodes with the CPU reference path, with `--frame-rule` / `--jpeg-roundtrip` bound."""
+    import argparse
+
+    from lsld_engine.commands.scale import _decode_fn
+
+    fn = _decode_fn(argparse.Namespace(frame_rule="hold", jpeg_roundtrip=True, pixels="cpu", decoder="cpu"))
+    assert fn.func is decode_video and fn.keywords == {"frame_rule": "hold", "jpeg_roundtrip": True}

@@ -27,7 +27,7 @@ def videos(tmp_path_factory):
 @pytest.fixture(scope="module")
 def decoded(videos):
     """Every standard video decoded once (in-process)."""
-    return {name: decode_video(videos[name]) for name in STANDARD_SPECS}
+    return {name: decode_video(videos[name], frame_rule="hold") for name in STANDARD_SPECS}
 
 
 def shown_indices(d, spec):
@@ -63,7 +63,7 @@ def test_shapes_and_frame_timing(decoded, name):
 def test_frame_choice_is_not_nearest(tmp_path):
     """At 3 fps, t = 0.25 s shows frame 0 (pts 0, displayed until 0.333 s), not nearest frame 1."""
     spec = VideoSpec(fps=3, duration=2.0, acodec=None)
-    d = decode_video(make_video(tmp_path / "f3.mp4", spec))
+    d = decode_video(make_video(tmp_path / "f3.mp4", spec), frame_rule="hold")
     got = shown_indices(d, spec)
     assert got[2] == 0 and got[3] == 1  # 0.25 s -> frame 0; 0.375 s -> frame 1 (pts 1/3)
 
@@ -104,7 +104,7 @@ def test_window_ids():
 
 
 def test_max_windows_stops_early_and_keeps_true_duration(videos, decoded):
-    d = decode_video(videos["h264_aac_2997_long"], max_windows=1)
+    d = decode_video(videos["h264_aac_2997_long"], max_windows=1, frame_rule="hold")
     full = decoded["h264_aac_2997_long"]
     assert d.num_windows == 1 and d.duration == pytest.approx(full.duration)
     np.testing.assert_array_equal(d.frames[0], full.frames[0])
@@ -155,7 +155,7 @@ def test_audio_aligned_to_video(decoded, name, onset):
 
 def test_decode_step_and_pixel_step_compose(videos, decoded):
     """decode_media (raw frames) + clip_pixels gives exactly decode_video's frames."""
-    m = decode_media(videos["h264_flac_vfr"])
+    m = decode_media(videos["h264_flac_vfr"], frame_rule="hold")
     assert isinstance(m.frames[0], av.VideoFrame) and len(m.frames) == FRAMES_PER_WINDOW
     np.testing.assert_array_equal(media.clip_pixels(m.frames, m.rotation),
                                   decoded["h264_flac_vfr"].frames[0])
@@ -205,7 +205,8 @@ def test_pool_in_process_reports_failures(videos):
 @pytest.mark.parametrize("transport", ["shm", "pipe"])
 def test_pool_matches_in_process_and_keeps_order(videos, decoded, transport):
     names = ["h264_aac_25fps", "garbage", "h264_noaudio", "mjpeg_pcm16k_avi", "truncated", "h264_rotated"]
-    out = list(decode_stream([videos[n] for n in names], workers=2, ordered=True, transport=transport))
+    out = list(decode_stream([videos[n] for n in names], workers=2, ordered=True, transport=transport,
+                             frame_rule="hold"))
     assert [r.video_id for r in out] == names
     for r in out:
         if r.video_id in decoded:
@@ -276,7 +277,7 @@ def test_decoding_stops_after_last_needed_frame(videos, monkeypatch, name, max_w
                 yield f
 
     monkeypatch.setattr(media, "_open", lambda p: Counting(real_open(p)))
-    decode_media(videos[name], max_windows=max_windows, audio=False)
+    decode_media(videos[name], max_windows=max_windows, audio=False, frame_rule="hold")
     assert len(counted) == n_decoded
 
 

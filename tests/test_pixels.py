@@ -1,4 +1,4 @@
-"""Device pixel step (lsld_engine.media.pixels), raw-plane decoding (raw_media) and the NVDEC fallback (nvdec)."""
+"""Device pixel step (lsld_engine.media.pixels), raw-plane decoding (raw_planes) and the NVDEC fallback (nvdec)."""
 import numpy as np
 import pytest
 
@@ -184,8 +184,8 @@ def test_nvdec_unsupported_file_falls_back_per_file(videos, monkeypatch):
 def test_skip_nonref_option_bounded_timing_error(tmp_path):
     spec = VideoSpec(duration=4.0, acodec=None, options={"preset": "veryfast", "bf": "3"})
     p = make_video(tmp_path / "bframes.mp4", spec)
-    full = decode_video(p)
-    fast = media.decode_media(p, audio=False, skip_nonref=True, frame_fn=media._clip_frame)
+    full = decode_video(p, frame_rule="hold")
+    fast = media.decode_media(p, audio=False, skip_nonref=True, frame_fn=media._clip_frame, frame_rule="hold")
     shown = np.array([read_frame_index(f) for f in fast.frames])
     want = np.searchsorted(frame_times(spec), np.arange(len(shown)) / 8 + 1e-4, side="right") - 1
     assert np.all(shown <= want) and np.all(want - shown <= 4)  # earlier frame, never a later one
@@ -243,7 +243,7 @@ def test_parse_with_device_pixels_matches_reference(videos, caplog, tmp_path):
              _write_yuv444(tmp_path / "fallback444.mp4")]
     inputs = [VideoInput(str(p), p.stem) for p in paths]
     fn = decode_function(type("A", (), {"pixels": "device", "decoder": "cpu"})())
-    assert fn is decode_raw
+    assert fn.func is decode_raw and fn.keywords == {"frame_rule": "official", "jpeg_roundtrip": False}
     be = ToyBackend()
     ref, dev = _ListWriter(), _ListWriter()
     parse_videos(inputs, be, ref, workers=0, ordered=True, progress=False, save_probs=True)
@@ -258,3 +258,21 @@ def test_parse_with_device_pixels_matches_reference(videos, caplog, tmp_path):
             np.testing.assert_allclose([e["score"] for e in ea], [e["score"] for e in eb], atol=2e-3)
         np.testing.assert_allclose(a["probs"]["visual"], b["probs"]["visual"], atol=2e-3)
     assert "fallback444" in caplog.text and "reference CPU pixel path" in caplog.text
+
+
+def test_nvdec_with_jpeg_roundtrip_decodes_on_the_cpu(videos):
+    r = nvdec.decode_nvdec(videos["h264_aac_25fps"], jpeg_roundtrip=True, audio=False)
+    assert r.decoder.startswith("cpu (nvdec: --jpeg-roundtrip") and "JPEG round trip" in r.fallback
+    ref = decode_video(videos["h264_aac_25fps"], jpeg_roundtrip=True, audio=False).frames
+    np.testing.assert_array_equal(raw_to_clip([r], device="cpu"), ref.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3))
+
+
+def test_nvdec_passes_the_frame_rule_on(videos, monkeypatch):
+    """decode_nvdec hands ``frame_rule`` to the shared selection code (here through its CPU fallback)."""
+    monkeypatch.setattr(nvdec, "_UNAVAILABLE", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    p = videos["h264_aac_25fps"]
+    hold, official = nvdec.decode_nvdec(p, frame_rule="hold", audio=False), nvdec.decode_nvdec(p, audio=False)
+    ref = decode_raw(p, frame_rule="hold", audio=False)
+    np.testing.assert_array_equal(hold.y[hold.index], ref.y[ref.index])
+    assert not np.array_equal(hold.y[hold.index], official.y[official.index])

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from lsld_engine.cli import at_least
+from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE, FRAME_RULES
 
 log = logging.getLogger("lsld_engine")
 
@@ -64,6 +65,13 @@ def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", choices=("cpu", "nvdec"), default="cpu",
                    help="video decoder: cpu (FFmpeg software) or nvdec (GPU, implies --pixels device; falls "
                         "back to cpu per file; not yet run on a GPU, see docs/pixels.md)")
+    p.add_argument("--frame-rule", choices=FRAME_RULES, default=DEFAULT_FRAME_RULE,
+                   help="which frames become the 80 per 10-s window: official = the official LSLD scripts' "
+                        "`ffmpeg -r 8` frames + linspace pick, what the official checkpoint expects (default); "
+                        "hold = the frame on screen at each k/8 s (docs/media.md)")
+    p.add_argument("--jpeg-roundtrip", action="store_true",
+                   help="code each frame as the official scripts' JPEG file and decode it before "
+                        "preprocessing (bit-near official features; costs CPU, see docs/media.md)")
     p.add_argument("--decode-timeout", type=at_least(0, float, strict=True), default=None,
                    help="seconds after which one video's decoding is abandoned (error line; default: no limit)")
     p.add_argument("--random-weights", action="store_true",
@@ -100,17 +108,23 @@ def default_workers(device: str) -> int:
     return max(1, n - 1) if device.startswith("cuda") else max(1, n // 2)
 
 
-def decode_function(args):
-    """The decode workers' per-video function for ``--pixels`` / ``--decoder`` (None: the reference)."""
+def decode_function(args, whole: bool = False):
+    """The decode workers' per-video function for ``--pixels`` / ``--decoder``, with ``--frame-rule`` and
+    ``--jpeg-roundtrip`` bound (a picklable ``functools.partial``). The reference path streams a long
+    video in parts (``decode_parts``) unless ``whole`` (``decode_video``: one result per video, as
+    the ``--ray`` decode tasks need)."""
+    from functools import partial
+
     if getattr(args, "decoder", "cpu") == "nvdec":
-        from lsld_engine.media.nvdec import decode_nvdec
-
-        return decode_nvdec
-    if getattr(args, "pixels", "cpu") == "device":
-        from lsld_engine.media.raw_planes import decode_raw
-
-        return decode_raw
-    return None
+        from lsld_engine.media.nvdec import decode_nvdec as fn
+    elif getattr(args, "pixels", "cpu") == "device":
+        from lsld_engine.media.raw_planes import decode_raw as fn
+    elif whole:
+        from lsld_engine.media import decode_video as fn
+    else:  # the reference pixels, streamed in parts: memory does not grow with the length
+        from lsld_engine.media import decode_parts as fn
+    return partial(fn, frame_rule=getattr(args, "frame_rule", DEFAULT_FRAME_RULE),
+                   jpeg_roundtrip=getattr(args, "jpeg_roundtrip", False))
 
 
 def backend_options(args, device: str, precision: str) -> dict:

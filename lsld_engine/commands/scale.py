@@ -71,6 +71,14 @@ def _unsupported(args, prog: str) -> str | None:
     return None
 
 
+def _decode_fn(args):
+    """The decode tasks' per-video function: the CPU reference path with ``--frame-rule`` /
+    ``--jpeg-roundtrip`` bound (:func:`lsld_engine.commands.extract.decode_function`)."""
+    from lsld_engine.commands.extract import decode_function
+
+    return decode_function(args, whole=True)  # one row per video in the Ray dataset
+
+
 def _collect(args, prog: str):
     """Inputs: folders, files, globs and URIs, plus --list (single-machine rules for local paths)."""
     from lsld_engine.scale.sources import list_inputs
@@ -151,7 +159,7 @@ def run_parse(args, prog: str, backend_opts: dict) -> int:
         if todo:
             run(todo, sink, args.backend, backend_opts, opts, seg_threshold=args.seg_threshold,
                 video_threshold=args.video_threshold, save_probs=args.save_probs, progress=not args.quiet,
-                summary=summary)
+                summary=summary, decode_fn=_decode_fn(args))
     except KeyboardInterrupt:
         sink.abort()
         print(f"{prog}: interrupted; finished videos are in {out}, run again to resume\n" + summary.format(),
@@ -201,7 +209,7 @@ def run_extract(args, prog: str, backend_opts: dict) -> int:
         try:
             with open(store.log_path, "a", encoding="utf-8") as logf:
                 run(todo, logf, backend_opts, opts, root=str(store.root.resolve()), dtype=args.dtype,
-                    progress=not args.quiet, summary=summary)
+                    progress=not args.quiet, summary=summary, decode_fn=_decode_fn(args))
         except KeyboardInterrupt:
             print(f"{prog}: interrupted; finished videos are kept, run again to resume\n"
                   + summary.format("extracted"), file=sys.stderr)

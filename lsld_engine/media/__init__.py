@@ -4,6 +4,9 @@ Modules, in the order data flows through them:
 
 - :mod:`.decode` — demux + decode with PyAV, frame selection, audio alignment, window ids; the CPU
   reference pixel step (``decode_video``);
+- :mod:`.frame_rule` — which frames become the 80 per window (``official``: ffmpeg's ``-r 8`` grid +
+  the official linspace pick; ``hold``), from timestamps only;
+- :mod:`.jpeg_roundtrip` — the official scripts' JPEG files, coded and decoded in memory;
 - :mod:`.pool` — decoding in worker processes (``decode_stream``), results handed over in shared memory;
 - :mod:`.raw_planes` — workers hand over raw YUV planes; the pixel step then runs on the device;
 - :mod:`.colorspace` — which YUV matrix / range a stream uses (torch-free, for the workers);

@@ -16,10 +16,11 @@ does the same as a stream: every few complete windows go out as a :class:`Decode
 they are chosen, so memory does not grow with the video's length (what ``parse`` and ``extract``
 use). Both refuse a video over :class:`MediaLimits` (duration, picture size) with a :class:`MediaError`.
 
-Frame selection rule: output frame ``k`` of window ``w`` stands for time ``t = 10 w + k / 8`` s,
-measured from the first decoded video frame. It is the frame *being displayed* at ``t``: the last
-frame whose presentation time (its pts, so variable frame rate is handled) is ``<= t + 1e-4`` s.
-Times past the end of the video show the last frame (padding repeats the last frame).
+Frame rule (:mod:`lsld_engine.media.frame_rule`, ``frame_rule=``): ``"official"`` (default) picks what
+the official LSLD scripts pick (``ffmpeg -r 8`` images from the file's start time, then
+``round(linspace(0, N - 1, 80))``), computed from the decoded frames' timestamps; ``"hold"``
+shows at output frame ``k`` of window ``w`` the frame on screen at ``t = 10 w + k / 8`` s after the
+first video frame (the last frame whose pts is ``<= t + 1e-4`` s; padding repeats the last frame).
 
 Audio: resampled by FFmpeg (``AudioResampler``, fltp, 48 kHz, channel layout kept), then the
 channels are *averaged* here (FFmpeg's own downmix to mono is a sum scaled by 1/sqrt(2)). It is
@@ -35,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
@@ -43,6 +45,7 @@ import numpy as np
 from lsld_engine.contract import (FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE,  # noqa: F401 - the contract,
                                   SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, WINDOW_SECONDS)  # re-exported
 from lsld_engine.errors import LsldError
+from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE
 
 #: Tolerance when comparing a frame's presentation time with a wanted time (s); far below any
 #: real frame interval, above float rounding of pts * time_base.
@@ -103,6 +106,8 @@ class DecodedMedia:
     frame covers several wanted times, and for padding.
     ``audio``: ``(W, 10, 48000)`` float32 mono.
     ``rotation``: counter-clockwise degrees (multiple of 90) to apply for display.
+    ``grid``: ``(N,)`` int64 source frame numbers (decode order) of the frame rule's grid, e.g. the
+    ``N`` images of ``ffmpeg -r 8`` for ``official`` (:mod:`lsld_engine.media.frame_rule`).
     """
 
     path: str
@@ -113,6 +118,7 @@ class DecodedMedia:
     frames: list
     audio: np.ndarray
     rotation: int = 0
+    grid: np.ndarray | None = None
 
 
 class Windowed:
@@ -213,18 +219,23 @@ def _declared_video_duration(stream) -> float | None:
     return None
 
 
-def _select_frames(container, stream, path: str, max_windows: int | None, frame_fn, chosen=None):
-    """Decode and pick the displayed frame for each wanted time.
+def _select_frames(container, stream, path: str, max_windows: int | None, frame_fn, frame_rule: str,
+                   roundtrip=None, conv=None):
+    """Decode and pick the frame shown by each of the ``W * 80`` output frames (``frame_rule``).
 
-    Returns ``(chosen, t0, duration, windows, rotation)``; ``chosen`` holds ``frame_fn(frame,
-    rotation)`` for all ``W * 80`` times (the same object repeated where one source frame covers
-    several times). ``frame_fn`` runs once per distinct chosen frame, as soon as it is chosen, so
-    decoded frames are not all kept in memory. Decoding stops once the last wanted time is
-    resolved (one frame past it is decoded) when the stream declares its duration; otherwise it
-    runs to the end of the stream. ``chosen``: where chosen frames go (default a new list; a
-    :class:`_WindowSink` streams full windows out and enforces the duration cap).
+    Returns ``(chosen, t0, duration, windows, rotation, grid)``; ``chosen`` holds ``frame_fn(frame,
+    rotation)`` for all ``W * 80`` outputs (the same object repeated where one source frame fills
+    several), ``grid`` the source frame numbers (decode order) of the rule's grid
+    (:mod:`lsld_engine.media.frame_rule`). ``frame_fn`` runs once per distinct grid frame, as soon as the
+    rule puts it on the grid, so decoded frames are not all kept in memory. ``roundtrip`` (a
+    :class:`lsld_engine.media.jpeg_roundtrip.JpegRoundTrip`) re-codes every grid entry, in grid order,
+    before ``frame_fn``. ``hold`` stops decoding once the last wanted time is resolved when the
+    stream declares its duration; ``official`` decodes to the end (the last window's pick depends
+    on how many grid frames the end adds) unless ``max_windows`` cuts the video short.
     """
     import av
+
+    from lsld_engine.media import frame_rule as fr_rule
 
     declared = _declared_video_duration(stream)
     limit_w = None if declared is None else num_windows_for(declared)
@@ -233,16 +244,43 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
     limit = (limit_w or 1 << 40) * FRAMES_PER_WINDOW
     rate = stream.average_rate or stream.guessed_rate
     step = 1 / float(rate) if rate else 1 / FPS
+    tb = stream.time_base or Fraction(1, 90000)
+    hold = fr_rule.check_rule(frame_rule) == "hold"
+    flags = getattr(container.format, "flags", 0)  # the demuxer's AVFMT_* flags
+    flags = flags if isinstance(flags, int) else 0
+    if hold:
+        grid_rule = fr_rule.HoldGrid(limit, TIME_EPS, FPS)
+    else:
+        grid_rule = fr_rule.CfrGrid(tb, fr_rule.grid_start_us(container.start_time, stream.start_time, tb, flags),
+                                    len(container.streams) == 1, FPS)
+    durations = fr_rule.FrameClock(tb, getattr(stream.codec_context, "framerate", None), stream.guessed_rate, flags)
 
-    chosen = [] if chosen is None else chosen
-    prev = prev_conv = None  # last decoded frame, and its conversion once chosen
-    prev_t = 0.0  # its time relative to t0
+    conv = [] if conv is None else conv  # converted object per grid entry (a _WindowSink streams them)
+    grid: list[int] = []
+    memo = (-1, None)  # (source number, converted) of the last converted source frame
+    i = -1
+    prev = fr = None  # previous and current decoded frame
+    prev_t = 0.0  # previous frame's time relative to t0
     t0 = None
     last_end = 0.0
     rotation = 0
     stopped_early = False
+
+    def put(sources):
+        nonlocal memo
+        for src in sources:
+            frame = fr if src == i else prev
+            if roundtrip is not None:  # each grid entry is its own JPEG (rate control sees them all)
+                conv.append(frame_fn(roundtrip(frame, rotation), 0))  # turned before coding, as ffmpeg
+            else:
+                if memo[0] != src:
+                    memo = (src, frame_fn(frame, rotation))
+                conv.append(memo[1])
+            grid.append(src)
+
     try:
         for fr in container.decode(stream):
+            i += 1
             t = fr.time
             if t is None:  # no timestamps: assume the nominal rate
                 t = 0.0 if t0 is None else t0 + prev_t + step
@@ -250,23 +288,28 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
                 t0 = t
                 rotation = int(round((fr.rotation or 0) / 90.0)) * 90 % 360
             rel = t - t0
-            if prev is not None:
-                if rel <= prev_t:  # non-increasing pts (broken stream): keep decode order
-                    rel = prev_t + 1e-6
-                # every wanted time before this frame's time shows the previous frame
-                while len(chosen) < limit and len(chosen) / FPS < rel - TIME_EPS:
-                    if prev_conv is None:
-                        prev_conv = frame_fn(prev, rotation)
-                    chosen.append(prev_conv)
-            prev, prev_conv, prev_t = fr, None, rel
+            if prev is not None and rel <= prev_t:  # non-increasing pts (broken stream): keep decode order
+                rel = prev_t + 1e-6
+            if hold:
+                put(grid_rule.push(rel))
+            else:
+                put(grid_rule.push(*durations(fr.pts, fr.duration)))
+            prev, prev_t = fr, rel
             last_end = rel + (float(fr.duration * fr.time_base) if fr.duration and fr.time_base else 0.0)
-            if len(chosen) >= limit:
+            if hold and len(grid) >= limit or not hold and max_windows is not None and \
+                    len(grid) >= max_windows * FRAMES_PER_WINDOW and \
+                    rel > max_windows * WINDOW_SECONDS + WINDOW_TOLERANCE_SECONDS:
                 stopped_early = True
                 break
     except av.error.FFmpegError as e:
         raise MediaError(f"{path}: video decoding failed ({type(e).__name__}: {e})") from e
     if prev is None:
         raise MediaError(f"{path}: the video stream has no decodable frames")
+    if not stopped_early:
+        fr = prev
+        put(grid_rule.finish())
+    if not grid:  # every frame dropped by the rate conversion (cannot happen with real pts)
+        put([i])
 
     if stopped_early:  # the stream's end was not seen: trust its declared duration
         duration = declared
@@ -274,15 +317,15 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
             duration = container.duration / 1e6 if container.duration else last_end
     else:
         duration = last_end if last_end > prev_t else prev_t + step
-    w = num_windows_for(duration)
-    if max_windows is not None:
-        w = min(w, max_windows)
-    # the remaining wanted times (end of stream, padding) show the last frame
-    if len(chosen) < w * FRAMES_PER_WINDOW:
-        if prev_conv is None:
-            prev_conv = frame_fn(prev, rotation)
-        chosen.extend([prev_conv] * (w * FRAMES_PER_WINDOW - len(chosen)))
-    return chosen[: w * FRAMES_PER_WINDOW], t0, float(duration), w, rotation
+    w_all = num_windows_for(duration)
+    if stopped_early and not hold:  # only max_windows stops it early: the video has more windows
+        w_all = max(w_all, max_windows + 1)
+    w = w_all if max_windows is None else min(w_all, max_windows)
+    # the picks of the video's own windows (the last window's differs), cut to the decoded ones
+    positions = fr_rule.picks(frame_rule, len(grid), w_all, FRAMES_PER_WINDOW)[: w * FRAMES_PER_WINDOW]
+    # a streaming sink has handed out its first windows already (middle windows: identity picks)
+    chosen = [conv[p] for p in positions[getattr(conv, "offset", 0):]]
+    return chosen, t0, float(duration), w, rotation, np.asarray(grid, np.int64)
 
 
 def _decode_audio(container, stream, path: str, t0: float, num_windows: int) -> np.ndarray:
@@ -367,20 +410,23 @@ class _AudioReader:
 
 
 class _WindowSink:
-    """Where :func:`_select_frames` puts chosen frames (list-like: ``append``, ``extend``, ``len``).
+    """Where :func:`_select_frames` puts its grid entries (list-like: ``append``, ``len``, ``[i]``).
 
-    Enforces the duration cap as frames are chosen (a file whose timestamps jump an hour ahead
-    stops here, after ``max_duration`` seconds of frames, not after filling memory), and with
-    ``emit`` hands out every ``per_part`` complete windows as soon as they are chosen, keeping only
-    the current part in memory. A complete window is always part of the video (its frames end
-    before a later frame's time), so a part handed out is never taken back.
+    Enforces the duration cap as entries come (a file whose timestamps jump an hour ahead stops
+    here, after ``max_duration`` seconds of frames, not after filling memory), and with ``emit``
+    hands out every ``per_part`` windows as soon as they are surely *middle* windows (a window and
+    a second more of grid follow them, so the video goes on past them: a middle window's picks
+    are its own 80 grid entries, for both frame rules; :func:`lsld_engine.media.frame_rule.
+    window_positions`), keeping only the current part in memory. ``cap_windows``: never hand out
+    a window at or past it (``max_windows``).
     """
 
-    def __init__(self, path: str, limits: "MediaLimits", per_part: int = 0, emit=None):
-        self.path, self.limits, self.emit = path, limits, emit
+    def __init__(self, path: str, limits: "MediaLimits", per_part: int = 0, emit=None,
+                 cap_windows: int | None = None):
+        self.path, self.limits, self.emit, self.cap = path, limits, emit, cap_windows
         self.per = max(1, per_part) * FRAMES_PER_WINDOW
         self.items: list = []
-        self.offset = 0  # frames already handed out
+        self.offset = 0  # grid entries already handed out
         # the cap, plus one window of padding (a video just under the cap pads its last window)
         self.max_frames = int(limits.max_duration * FPS) + FRAMES_PER_WINDOW
 
@@ -391,28 +437,18 @@ class _WindowSink:
         if self.offset + len(self.items) >= self.max_frames:
             self.limits.check_duration(self.path, len(self) / FPS + 1, "runs past")
         self.items.append(item)
-        # hand a part out once a second of frames follows it: then the video surely goes on past
-        # the part (the last window needs more than WINDOW_TOLERANCE_SECONDS), so the last part is
-        # never empty
-        if self.emit is not None and len(self.items) > self.per + FPS:
-            part, self.items = self.items[: self.per], self.items[self.per:]
+        if self.emit is not None and len(self.items) > self.per + FRAMES_PER_WINDOW + FPS:
             first = self.offset // FRAMES_PER_WINDOW
+            if self.cap is not None and first + self.per // FRAMES_PER_WINDOW > self.cap:
+                return
+            part, self.items = self.items[: self.per], self.items[self.per:]
             self.offset += len(part)
             self.emit(part, first)
 
-    def extend(self, items) -> None:
-        for item in items:
-            self.append(item)
-
-    def __getitem__(self, key):
-        # `_select_frames` returns `chosen[: w * 80]`: the caller cuts with `rest(w)` instead
-        return self
-
-    def rest(self, num_windows: int) -> tuple[list, int]:
-        """The frames not handed out, cut to ``num_windows`` windows in all, and the index of their
-        first window."""
-        keep = max(num_windows * FRAMES_PER_WINDOW - self.offset, 0)
-        return self.items[:keep], self.offset // FRAMES_PER_WINDOW
+    def __getitem__(self, i: int):
+        if i < self.offset:  # cannot happen: the frame rule changed a window already handed out
+            raise RuntimeError(f"{self.path}: frame {i} was picked after its window was streamed")
+        return self.items[i - self.offset]
 
 
 def _raw_frame(frame, rotation: int):
@@ -421,11 +457,17 @@ def _raw_frame(frame, rotation: int):
 
 def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
                  audio: bool = True, threads: int = 0, frame_fn=_raw_frame,
-                 skip_nonref: bool = False, hwaccel=None, limits: MediaLimits | None = None) -> DecodedMedia:
+                 skip_nonref: bool = False, hwaccel=None, frame_rule: str = DEFAULT_FRAME_RULE,
+                 jpeg_roundtrip: bool = False, limits: MediaLimits | None = None) -> DecodedMedia:
     """Decode step: choose the ``W * 80`` frames to show, and decode the audio.
 
-    ``frame_fn(frame, rotation)`` is applied once per distinct chosen ``av.VideoFrame`` as soon as
-    it is chosen (default: keep the decoded frame, pixels untouched in FFmpeg's format; a GPU
+    ``frame_rule``: ``"official"`` (the official LSLD scripts' ``ffmpeg -r 8`` + linspace pick)
+    or ``"hold"`` (sample and hold at ``k / 8`` s), see :mod:`lsld_engine.media.frame_rule`.
+    ``jpeg_roundtrip``: code every grid frame as the official scripts' JPEG file and decode it
+    back before ``frame_fn`` (:mod:`lsld_engine.media.jpeg_roundtrip`; ``frame_fn`` then gets RGB frames).
+
+    ``frame_fn(frame, rotation)`` is applied once per distinct grid frame (``av.VideoFrame``) as
+    soon as the rule puts it on its grid (default: keep the decoded frame, pixels untouched in FFmpeg's format; a GPU
     path can copy raw planes here instead). ``max_windows`` caps the windows decoded (decoding
     stops early); ``threads`` is the decoder's thread count (0 = FFmpeg's choice).
     ``skip_nonref``: let the decoder drop non-reference frames (``skip_frame = "NONREF"``): less
@@ -450,10 +492,14 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
         vs.thread_count = threads
         if skip_nonref:
             vs.codec_context.skip_frame = "NONREF"
-        sink = _WindowSink(path, limits)
-        frames, t0, duration, w, rotation = _select_frames(c, vs, path, max_windows, _checked(frame_fn, path, limits),
-                                                           sink)
-        frames = sink.rest(w)[0]
+        roundtrip = None
+        if jpeg_roundtrip:
+            from lsld_engine.media.jpeg_roundtrip import JpegRoundTrip
+
+            roundtrip = JpegRoundTrip(FPS)
+        frames, t0, duration, w, rotation, grid = _select_frames(c, vs, path, max_windows,
+                                                                 _checked(frame_fn, path, limits), frame_rule,
+                                                                 roundtrip, _WindowSink(path, limits))
     has_audio = False
     pcm = np.zeros((w, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)
     if audio:
@@ -461,7 +507,7 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
             if c.streams.audio:
                 has_audio = True
                 pcm = _decode_audio(c, c.streams.audio[0], path, t0, w)
-    return DecodedMedia(path, video_id, duration, has_audio, w, frames, pcm, rotation)
+    return DecodedMedia(path, video_id, duration, has_audio, w, frames, pcm, rotation, grid)
 
 
 def clip_size(width: int, height: int, size: int = IMAGE_SIZE) -> tuple[int, int]:
@@ -521,15 +567,16 @@ def _clip_frame(frame, rotation: int) -> np.ndarray:
 
 
 def decode_video(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
-                 audio: bool = True, threads: int = 0) -> DecodedVideo:
+                 audio: bool = True, threads: int = 0, frame_rule: str = DEFAULT_FRAME_RULE,
+                 jpeg_roundtrip: bool = False) -> DecodedVideo:
     """Decode a video file into CLIP frames ``(W, 80, 224, 224, 3)`` uint8 and audio ``(W, 10, 48000)``.
 
     Pixels are converted as frames are chosen (``decode_media`` with the reference pixel step),
-    so memory stays at the size of the output. Raises :class:`MediaError` for missing, corrupt
-    or video-less files.
+    so memory stays at the size of the output. ``frame_rule`` / ``jpeg_roundtrip``: see
+    :func:`decode_media`. Raises :class:`MediaError` for missing, corrupt or video-less files.
     """
     m = decode_media(path, video_id, max_windows=max_windows, audio=audio, threads=threads,
-                     frame_fn=_clip_frame)
+                     frame_fn=_clip_frame, frame_rule=frame_rule, jpeg_roundtrip=jpeg_roundtrip)
     frames = np.stack(m.frames).reshape(m.num_windows, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3)
     return DecodedVideo(m.path, m.video_id, m.duration, m.has_audio, frames, m.audio)
 
@@ -547,22 +594,35 @@ def _check_declared(container, stream, path: str, limits: MediaLimits) -> None:
 def _checked(frame_fn, path: str, limits: MediaLimits):
     """``frame_fn`` that first checks each frame's size (a stream may change size mid-way)."""
     def fn(frame, rotation: int):
-        limits.check_size(path, frame.width, frame.height)
+        w, h = getattr(frame, "width", None), getattr(frame, "height", None)
+        if w is None and hasattr(frame, "shape"):  # an image array (e.g. after the JPEG round trip)
+            h, w = frame.shape[:2]
+        if w and h:
+            limits.check_size(path, w, h)
         return frame_fn(frame, rotation)
     return fn
 
 
+def _first_frame_time(path: str) -> float:
+    """The time of a file's first decoded video frame (the video time origin ``t0``; 0 without pts)."""
+    with _open(path) as c:
+        for fr in c.decode(c.streams.video[0]):
+            return fr.time if fr.time is not None else 0.0
+    return 0.0
+
+
 def decode_parts(path: str | Path, video_id: str | None = None, *, emit=None,
                  windows_per_part: int = WINDOWS_PER_PART, max_windows: int | None = None, audio: bool = True,
-                 threads: int = 0, limits: MediaLimits | None = None) -> DecodedPart:
+                 threads: int = 0, limits: MediaLimits | None = None, frame_rule: str = DEFAULT_FRAME_RULE,
+                 jpeg_roundtrip: bool = False) -> DecodedPart:
     """:func:`decode_video` as a stream: memory does not grow with the video's length.
 
     Every ``windows_per_part`` complete windows become a :class:`DecodedPart` (frames ``(K, 80,
     224, 224, 3)`` uint8, audio ``(K, 10, 48000)`` float32, its own audio decoded alongside) handed
     to ``emit(part)`` as soon as they are chosen; the last part (with the true duration, ``final``)
     is returned. Frames and audio are exactly those of :func:`decode_video`. ``emit=None``: one
-    part holding the whole video. ``limits``: duration and resolution caps (:class:`MediaLimits`).
-    Raises :class:`MediaError` naming the file (also after some parts were emitted).
+    part holding the whole video. ``limits``: duration and resolution caps (:class:`MediaLimits`);
+    ``frame_rule`` / ``jpeg_roundtrip``: see :func:`decode_media`. Raises :class:`MediaError` naming the file (also after some parts were emitted).
     """
     path = str(path)
     video_id = video_id or video_id_of(path)
@@ -570,11 +630,6 @@ def decode_parts(path: str | Path, video_id: str | None = None, *, emit=None,
     if not Path(path).is_file():
         raise MediaError(f"{path}: no such file")
     state: dict = {"t0": None, "reader": None}
-
-    def frame_fn(frame, rotation: int):
-        if state["t0"] is None:  # the first chosen frame is the first decoded one: the time origin
-            state["t0"] = frame.time if frame.time is not None else 0.0
-        return _clip_frame(frame, rotation)
 
     with _open(path) as c, (_open(path) if audio else contextlib.nullcontext()) as ca:
         if not c.streams.video:
@@ -589,6 +644,8 @@ def decode_parts(path: str | Path, video_id: str | None = None, *, emit=None,
             if not has_audio:
                 return np.zeros((num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)
             if state["reader"] is None:
+                if state["t0"] is None:  # a part goes out before the decode returns its t0
+                    state["t0"] = _first_frame_time(path)
                 state["reader"] = _AudioReader(ca, ca.streams.audio[0], path, state["t0"])
             pcm = state["reader"].take(num_windows * WINDOW_SECONDS * SAMPLE_RATE)
             return pcm.reshape(num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT)
@@ -601,10 +658,16 @@ def decode_parts(path: str | Path, video_id: str | None = None, *, emit=None,
         def on_part(frames: list, first: int) -> None:
             emit(part(frames, first, (first + len(frames) // FRAMES_PER_WINDOW) * WINDOW_SECONDS, False))
 
-        sink = _WindowSink(path, limits, windows_per_part, on_part if emit is not None else None)
-        _, t0, duration, w, _ = _select_frames(c, vs, path, max_windows, _checked(frame_fn, path, limits), sink)
+        roundtrip = None
+        if jpeg_roundtrip:
+            from lsld_engine.media.jpeg_roundtrip import JpegRoundTrip
+
+            roundtrip = JpegRoundTrip(FPS)
+        sink = _WindowSink(path, limits, windows_per_part, on_part if emit is not None else None, max_windows)
+        frames, t0, duration, w, _, _ = _select_frames(c, vs, path, max_windows, _checked(_clip_frame, path, limits),
+                                                       frame_rule, roundtrip, sink)
         state["t0"] = t0 if state["t0"] is None else state["t0"]
-        frames, first = sink.rest(w)
+        first = sink.offset // FRAMES_PER_WINDOW
         if not frames:  # the video ended on a part boundary: an empty last part carries the duration
             return DecodedPart(path, video_id, float(duration), has_audio,
                                np.zeros((0, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8),

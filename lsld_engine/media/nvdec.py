@@ -33,6 +33,7 @@ import numpy as np
 
 from lsld_engine.media import decode as media
 from lsld_engine.media.decode import FRAMES_PER_WINDOW, IMAGE_SIZE
+from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +118,24 @@ class _GpuCollector:
 
 
 def decode_nvdec(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
-                 audio: bool = True, threads: int = 0, skip_nonref: bool = False, limits=None):
+                 audio: bool = True, threads: int = 0, skip_nonref: bool = False,
+                 frame_rule: str = DEFAULT_FRAME_RULE, jpeg_roundtrip: bool = False, limits=None):
     """Decode with NVDEC and preprocess on the GPU -> :class:`lsld_engine.media.raw_planes.RawVideo` whose
     ``frames`` holds the finished ``(W, 80, 224, 224, 3)`` uint8 crops (``decoder="nvdec"``).
 
     Falls back to :func:`lsld_engine.media.raw_planes.decode_raw` (CPU decode, raw planes) for this file
     when NVDEC cannot take it; ``decoder`` then says ``"cpu (nvdec: <why>)"``. ``threads`` is
-    used by the CPU fallback only.
+    used by the CPU fallback only. ``frame_rule``: as :func:`lsld_engine.media.decode_media` (the
+    same selection code picks the frames); ``jpeg_roundtrip`` codes JPEG on the CPU, so it decodes
+    on the CPU too.
     """
     from lsld_engine.media.raw_planes import decode_raw
 
-    why = nvdec_unavailable_reason()
+    why = "--jpeg-roundtrip codes and decodes JPEG on the CPU" if jpeg_roundtrip else nvdec_unavailable_reason()
     if not why:
         try:
             return _decode_on_gpu(path, video_id, max_windows=max_windows, audio=audio, skip_nonref=skip_nonref,
-                                  limits=limits)
+                                  frame_rule=frame_rule, limits=limits)
         except media.MediaError as e:
             # a file broken for FFmpeg stays broken on the CPU; a device-side failure does not
             why = f"NVDEC decode failed: {e}"
@@ -139,12 +143,12 @@ def decode_nvdec(path: str | Path, video_id: str | None = None, *, max_windows: 
             why = f"{type(e).__name__}: {e}"
         log.info("%s: NVDEC not used (%s); decoding on the CPU", path, why)
     r = decode_raw(path, video_id, max_windows=max_windows, audio=audio, threads=threads, skip_nonref=skip_nonref,
-                   limits=limits)
+                   frame_rule=frame_rule, jpeg_roundtrip=jpeg_roundtrip, limits=limits)
     r.decoder = f"cpu (nvdec: {why})"
     return r
 
 
-def _decode_on_gpu(path, video_id, *, max_windows, audio, skip_nonref, limits=None):
+def _decode_on_gpu(path, video_id, *, max_windows, audio, skip_nonref, frame_rule, limits=None):
     import torch
 
     from lsld_engine.media.pixels import clip_input
@@ -152,7 +156,8 @@ def _decode_on_gpu(path, video_id, *, max_windows, audio, skip_nonref, limits=No
 
     col = _GpuCollector()
     m = media.decode_media(path, video_id, max_windows=max_windows, audio=audio, threads=1,
-                           frame_fn=col, skip_nonref=skip_nonref, hwaccel=hwaccel(), limits=limits)
+                           frame_fn=col, skip_nonref=skip_nonref, hwaccel=hwaccel(), frame_rule=frame_rule,
+                           limits=limits)
     y, uv = torch.stack(col.y), torch.stack(col.uv)
     x = clip_input(y, uv=uv, spec=col.spec, rotation=m.rotation, device=y.device, dtype=torch.uint8)
     index = np.asarray(m.frames, np.int32)

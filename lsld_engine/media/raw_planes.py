@@ -23,6 +23,7 @@ import numpy as np
 
 from lsld_engine.media import decode as media
 from lsld_engine.media.decode import FRAMES_PER_WINDOW, IMAGE_SIZE, window_ids
+from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE
 
 log = logging.getLogger(__name__)
 
@@ -119,17 +120,29 @@ def _plane(frame, i: int) -> np.ndarray:
 
 def decode_raw(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
                audio: bool = True, threads: int = 0, skip_nonref: bool = False,
+               frame_rule: str = DEFAULT_FRAME_RULE, jpeg_roundtrip: bool = False,
                limits: media.MediaLimits | None = None) -> RawVideo:
     """Decode step only: the ``W * 80`` chosen frames as raw YUV planes, and the audio.
 
-    Same frame choice, audio, errors (:class:`lsld_engine.media.MediaError`), caps (``limits``) and
-    options as :func:`lsld_engine.media.decode_video`; ``skip_nonref`` see :func:`media.decode_media`.
+    Same frame choice, audio, errors (:class:`lsld_engine.media.MediaError`), caps (``limits``) and options as
+    :func:`lsld_engine.media.decode_video`; ``skip_nonref`` see :func:`media.decode_media`.
+    With ``jpeg_roundtrip`` the frames are decoded JPEG images (RGB): the file takes the reference path.
     Not streamed: the distinct frames of the whole video are held (bounded by ``limits``).
     """
     col = _Collector()
     m = media.decode_media(path, video_id, max_windows=max_windows, audio=audio, threads=threads,
-                           frame_fn=col, skip_nonref=skip_nonref, limits=limits)
+                           frame_fn=col, skip_nonref=skip_nonref, frame_rule=frame_rule,
+                           jpeg_roundtrip=jpeg_roundtrip, limits=limits)
     index = np.asarray(m.frames, np.int32)
+    if jpeg_roundtrip:
+        col.fallback = "JPEG round trip (frames are decoded JPEG images)"
+    # grid frames the rule did not pick (official: the N - 80 left out) are not shipped
+    used, index = np.unique(index, return_inverse=True)
+    index = index.astype(np.int32)
+    if col.fallback:
+        col.crops = [col.crops[k] for k in used]
+    else:
+        col.planes = [col.planes[k] for k in used]
     spec = col.spec
     if col.fallback:
         frames = np.stack(col.crops)[index].reshape(m.num_windows, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3)

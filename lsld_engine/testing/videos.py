@@ -42,23 +42,34 @@ class VideoSpec:
     freq: float = 440.0
     audio_onset: float = 0.0
     vfr: bool = False
+    video_start: float = 0.0  # pts (s) of the first video frame, rounded to the time base; audio from 0
     rotation: int = 0  # display rotation, counter-clockwise degrees
     pattern: str = "code"  # "code" (index bands) or "texture" (bench: moving noise, realistic bitrate)
     options: dict = field(default_factory=dict)
 
 
+def _time_base(spec: VideoSpec) -> Fraction:
+    return Fraction(1, 1000) if spec.vfr else 1 / Fraction(spec.fps)
+
+
+def _start(spec: VideoSpec) -> float:
+    """``video_start`` rounded to the video time base (s)."""
+    tb = _time_base(spec)
+    return float(round(spec.video_start / tb) * tb)
+
+
 def frame_times(spec: VideoSpec) -> np.ndarray:
-    """Presentation time (s) of every frame the spec writes, ``(F,)`` float64."""
+    """Presentation time (s) of every frame the spec writes, ``(F,)`` float64 (from ``video_start``)."""
     step = 1 / float(spec.fps)
     if not spec.vfr:
         n = int(round(spec.duration * float(spec.fps)))
-        return np.arange(n) * step
+        return _start(spec) + np.arange(n) * step
     # alternate short/long intervals: 0.5*step, 1.5*step (in ms, the vfr time base)
     times, t = [], 0.0
     while t < spec.duration - 1e-9:
         times.append(t)
         t = round(t + step * (0.5 if len(times) % 2 else 1.5), 3)
-    return np.array(times)
+    return _start(spec) + np.array(times)
 
 
 def encode_index(index: int, width: int, height: int) -> np.ndarray:
@@ -125,7 +136,7 @@ def make_video(path: str | Path, spec: VideoSpec = VideoSpec()) -> Path:
         vs.options = {**opts, **spec.options}
         if spec.vcodec in ("mpeg4", "mjpeg"):
             vs.codec_context.qmax = 3
-        tb = Fraction(1, 1000) if spec.vfr else 1 / Fraction(spec.fps)
+        tb = _time_base(spec)
         vs.codec_context.time_base = tb
         if spec.rotation:
             vs.set_display_rotation(spec.rotation)
@@ -137,7 +148,7 @@ def make_video(path: str | Path, spec: VideoSpec = VideoSpec()) -> Path:
             (encode_index(i, spec.width, spec.height) for i in range(len(times)))
         for i, img in enumerate(frames):
             fr = av.VideoFrame.from_ndarray(img, format="rgb24")
-            fr.pts = int(round(times[i] / tb))
+            fr.pts = int(round((times[i] - _start(spec)) / tb)) + int(round(_start(spec) / tb))
             fr.time_base = tb
             _mux(c, vs, fr)
         _mux(c, vs, None)
