@@ -89,7 +89,16 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
-    cfg = json.loads(meta["han_config"]) if "han_config" in meta else None
+    cfg = None
+    if "han_config" in meta:
+        from lsld_engine.untrusted import InputFileError, json_line
+
+        try:
+            cfg = json_line(meta["han_config"], f"{path} (metadata han_config)")
+        except InputFileError as e:
+            raise CheckpointError(str(e)) from None
+        if not isinstance(cfg, dict):
+            raise CheckpointError(f"{path}: metadata han_config must be a JSON object, got {type(cfg).__name__}")
     return state, cfg
 
 

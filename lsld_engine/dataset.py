@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -166,9 +165,9 @@ def _load_modality(paths: DatasetPaths, modality: str, video_ids: Sequence[str],
 
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=n, desc=f"load {modality} features", unit="video", file=sys.stderr,
-                   leave=False, mininterval=0.5, initial=1)
+        from lsld_engine.progress import progress_bar
+        bar = progress_bar(total=n, desc=f"load {modality} features", unit="video", leave=False,
+                           mininterval=0.5, initial=1)
     chunk = 256
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:

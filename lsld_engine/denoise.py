@@ -190,10 +190,16 @@ def save_labels(path: str | os.PathLike, video_ids: Sequence[str], result: Denoi
 
 def load_labels(path: str | os.PathLike) -> tuple[list[str], dict[str, np.ndarray]]:
     """``(video_ids, arrays)`` of a ``labels.npz`` written by :func:`save_labels` (no pickles);
-    ``arrays`` holds every entry of the file, ``video_ids`` included."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    return [str(v) for v in arrays.get("video_ids", [])], arrays
+    ``arrays`` holds every entry of the file, ``video_ids`` included. A file that is not such an
+    archive (object arrays, another format, ``video_ids`` that are not strings) raises
+    :class:`lsld_engine.untrusted.InputFileError` naming it."""
+    from lsld_engine.untrusted import InputFileError, load_npz
+
+    arrays = load_npz(path, required=("video_ids",))
+    ids = arrays["video_ids"]
+    if ids.ndim != 1 or ids.dtype.kind not in "US":
+        raise InputFileError(f"{path}: video_ids must be a 1-D array of strings, got {ids.dtype} {ids.shape}")
+    return [str(v) for v in ids], arrays
 
 
 def removed_counts(weak: np.ndarray, labels: np.ndarray) -> np.ndarray:

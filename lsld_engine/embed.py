@@ -37,7 +37,8 @@ class EmbeddedVideo(Windowed):
     """A video's embeddings, one row per 10-s window.
 
     ``frames``: ``(W, 80, D)`` float32 CLIP embeddings; ``audio``: ``(W, 10, D)`` float32 CLAP
-    embeddings; ``duration``: true length (s) before padding.
+    embeddings; ``duration``: true length (s) before padding. A part of a streamed video
+    (:class:`lsld_engine.media.DecodedPart`) keeps its ``first_window`` and ``final``.
     """
 
     path: str
@@ -46,6 +47,8 @@ class EmbeddedVideo(Windowed):
     has_audio: bool
     frames: np.ndarray
     audio: np.ndarray
+    first_window: int = 0
+    final: bool = True
 
 
 def clip_batches(videos: Sequence[Any], batch: int) -> Iterator[np.ndarray]:
@@ -90,15 +93,19 @@ def embed_videos(videos: Sequence[Any], backend, max_batch: int = 1024) -> list[
     most ``max_batch`` rows spanning videos (the backend splits further into device batches)."""
     if not videos:
         return []
-    img = np.concatenate([backend.embed_images(b) for b in clip_batches(videos, max_batch)])
-    aud = np.concatenate([backend.embed_audio(b) for b in audio_batches(videos, max_batch)])
+    full = [v for v in videos if v.num_windows]  # (an empty last part of a streamed video has none)
+    img = [backend.embed_images(b) for b in clip_batches(full, max_batch)]
+    aud = [backend.embed_audio(b) for b in audio_batches(full, max_batch)]
+    img = np.concatenate(img) if img else np.zeros((0, 0), np.float32)
+    aud = np.concatenate(aud) if aud else np.zeros((0, 0), np.float32)
     out, fi, ai = [], 0, 0
     for v in videos:
         w = v.num_windows
         nf, na = w * FRAMES_PER_WINDOW, w * SEGMENTS_PER_WINDOW
         out.append(EmbeddedVideo(v.path, v.video_id, float(v.duration), bool(v.has_audio),
-                                 img[fi:fi + nf].reshape(w, FRAMES_PER_WINDOW, -1),
-                                 aud[ai:ai + na].reshape(w, SEGMENTS_PER_WINDOW, -1)))
+                                 img[fi:fi + nf].reshape(w, FRAMES_PER_WINDOW, img.shape[-1]),
+                                 aud[ai:ai + na].reshape(w, SEGMENTS_PER_WINDOW, aud.shape[-1]),
+                                 int(getattr(v, "first_window", 0)), bool(getattr(v, "final", True))))
         fi, ai = fi + nf, ai + na
     return out
 

@@ -31,7 +31,8 @@ from lsld_engine.embed import EmbeddedVideo
 from lsld_engine.files import atomic_path
 from lsld_engine.media.pool import DecodeFailure
 from lsld_engine.pipeline import Summary, embedded_groups
-from lsld_engine.video_inputs import VideoInput, read_records
+from lsld_engine.video_inputs import InputError, VideoInput, read_records
+from lsld_engine.writers import printable
 
 LOG_NAME = "feats/extract_log.jsonl"
 
@@ -73,18 +74,27 @@ def save_atomic(path: Path, array: np.ndarray) -> None:
         np.save(f, array, allow_pickle=False)
 
 
-def log_record(video: EmbeddedVideo | DecodeFailure) -> dict:
-    """The extract log line of one video."""
+def log_record(video: EmbeddedVideo | DecodeFailure, windows: list[str] | None = None) -> dict:
+    """The extract log line of one video; ``windows``: the ids of all its windows (default: those of
+    ``video``, which for a streamed video is only its last part)."""
     if isinstance(video, DecodeFailure):
         return {"video_id": video.video_id, "path": video.path, "status": "error", "error": video.error}
     return {"video_id": video.video_id, "path": video.path, "status": "ok", "duration": video.duration,
-            "has_audio": video.has_audio, "windows": video.window_ids}
+            "has_audio": video.has_audio, "windows": windows if windows is not None else video.window_ids}
 
 
 def pending(inputs: Iterable[VideoInput], store: FeatureStore) -> tuple[list[VideoInput], int]:
     """Inputs still to extract, and how many were skipped as done."""
     logged = read_records(store.log_path) if store.log_path.is_file() else {}
+    owner = {wid: vid for vid, rec in logged.items() if rec.get("status") == "ok"
+             for wid in rec.get("windows", []) if isinstance(wid, str) and wid != vid}
     todo, skipped = [], 0
+    inputs = list(inputs)
+    for vi in inputs:
+        if vi.video_id in owner:  # e.g. `long@10.mp4` extracted into a root that holds `long.mp4`
+            raise InputError(f"{vi.shown_path}: its id {vi.video_id!r} is a window of video {owner[vi.video_id]!r} "
+                             f"already in {store.root}; its files would overwrite that window: rename the file "
+                             "or use another --out")
     for vi in inputs:
         if store.is_done(vi, logged.get(vi.video_id)):
             skipped += 1
@@ -95,20 +105,31 @@ def pending(inputs: Iterable[VideoInput], store: FeatureStore) -> tuple[list[Vid
 
 def extract_features(inputs: Iterable[VideoInput], backend, store: FeatureStore, *, workers: int = 2,
                      progress: bool = True, max_frames: int | None = None, decode_timeout: float | None = None,
-                     summary: Summary | None = None, decode_fn=None) -> Summary:
+                     summary: Summary | None = None, decode_fn=None, limits=None) -> Summary:
     """Decode, embed and write ``inputs`` (all of them: filter with :func:`pending` first).
-    ``workers``, ``max_frames``, ``decode_timeout``, ``decode_fn``: see :func:`lsld_engine.pipeline.embedded_groups`."""
+    ``workers``, ``max_frames``, ``decode_timeout``, ``decode_fn``, ``limits``: see
+    :func:`lsld_engine.pipeline.embedded_groups`. A long video arrives in parts (a few windows each)
+    whose files are written as they come; its log line follows its last part."""
     summary = summary or Summary()
     inputs = list(inputs)
     groups = embedded_groups(inputs, backend, summary, workers=workers, progress=progress, max_frames=max_frames,
-                             decode_timeout=decode_timeout, decode_fn=decode_fn)
+                             decode_timeout=decode_timeout, decode_fn=decode_fn, limits=limits)
+    written: dict[str, list[str]] = {}  # window ids written so far of open (streamed) videos
     with open(store.log_path, "a", encoding="utf-8") as logf, contextlib.closing(groups):
         for group in groups:
             for item in group:
-                if not isinstance(item, DecodeFailure):
+                windows = None
+                if isinstance(item, DecodeFailure):
+                    written.pop(item.video_id, None)  # its files stay, unlogged: redone next run
+                else:
                     store.write(item)
+                    windows = written.setdefault(item.video_id, [])
+                    windows += item.window_ids
+                    if not item.final:
+                        continue  # more parts of this video to come
+                    del written[item.video_id]
                 # after the files: a line "ok" means every file of the video is in place
-                logf.write(json.dumps(log_record(item), ensure_ascii=False) + "\n")
+                logf.write(json.dumps(printable(log_record(item, windows)), ensure_ascii=False) + "\n")
                 logf.flush()
-                summary.count(item)
+                summary.count(item, windows=None if windows is None else len(windows))
     return summary

@@ -10,6 +10,10 @@ Read it top to bottom (:func:`parse_videos`)::
     events (inference rule of events.predict_masks, windows laid end to end, absolute times)
     writer (one flushed line per video; error lines for videos that failed)
 
+Memory does not grow with a video's length: a long video arrives as parts of a few windows
+(:func:`lsld_engine.media.decode.decode_parts`), each part is embedded and run through the HAN as
+it comes, and only its small HAN outputs are kept until the video's last part closes its record.
+
 Long videos are parsed as consecutive 10-s windows (each window is one HAN input, like an LLP
 clip); their segment masks are laid end to end, so an event crossing a window boundary stays one
 event, and times are absolute (see :mod:`lsld_engine.events`). Events past the true duration
@@ -58,12 +62,14 @@ def video_record(video: EmbeddedVideo, probs: dict[str, np.ndarray], thresholds:
                  save_probs: bool = False) -> dict:
     """The JSONL record of one parsed video (format: docs/formats.md).
 
-    ``probs``: this video's HAN outputs, ``seg_prob (W, 10, 2, C)``, ``a_prob``/``v_prob`` ``(W, C)``.
+    ``probs``: this video's HAN outputs, ``seg_prob (W, 10, 2, C)``, ``a_prob``/``v_prob`` ``(W, C)``
+    (all ``W`` windows; ``video`` gives id, path, duration and ``has_audio``: for a streamed video,
+    its last part).
     """
     seg = probs["seg_prob"]
     mask_a, mask_v = predict_masks(seg, probs["a_prob"], probs["v_prob"], thresholds.segment, thresholds.video)
     events = track_events(mask_a, mask_v, seg[:, :, 0], seg[:, :, 1], duration=video.duration)
-    rec = ok_record(video.video_id, events, video.duration, video.num_windows * T)
+    rec = ok_record(video.video_id, events, video.duration, seg.shape[0] * T)
     rec["path"] = video.path
     rec["has_audio"] = video.has_audio
     if save_probs:
@@ -87,20 +93,34 @@ def _rounded(x: np.ndarray) -> list:
 def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int = 2, ordered: bool = False,
                  thresholds: Thresholds = Thresholds(), save_probs: bool = False, progress: bool = True,
                  total: int | None = None, max_frames: int | None = None, decode_timeout: float | None = None,
-                 summary: Summary | None = None, decode_fn=None) -> Summary:
+                 summary: Summary | None = None, decode_fn=None, limits=None) -> Summary:
     """Parse ``inputs`` with ``backend`` and ``writer.write`` one record per video as each completes.
 
-    ``workers``, ``ordered``, ``max_frames``, ``decode_timeout``, ``decode_fn``: see
-    :func:`lsld_engine.pipeline.embedded_groups`. Returns (and fills ``summary``) the run's counts.
+    ``workers``, ``ordered``, ``max_frames``, ``decode_timeout``, ``decode_fn``, ``limits``: see
+    :func:`lsld_engine.pipeline.embedded_groups`. A long video's parts go through the HAN as they
+    come; its record is written when its last part arrives. Returns (and fills ``summary``) the
+    run's counts.
     """
     summary = summary or Summary()
     with contextlib.closing(embedded_groups(inputs, backend, summary, workers=workers, ordered=ordered,
                                             progress=progress, total=total, max_frames=max_frames,
-                                            decode_timeout=decode_timeout, decode_fn=decode_fn)) as groups:
+                                            decode_timeout=decode_timeout, decode_fn=decode_fn,
+                                            limits=limits)) as groups:
+        partial: dict[str, list[dict[str, np.ndarray]]] = {}  # HAN outputs of the parts of open videos
         for group in groups:
             outputs = iter(run_han(backend, [v for v in group if isinstance(v, EmbeddedVideo)]))
             for item in group:
-                writer.write(failure_record(item) if isinstance(item, DecodeFailure)
-                             else video_record(item, next(outputs), thresholds, save_probs))
-                summary.count(item)
+                if isinstance(item, DecodeFailure):
+                    partial.pop(item.video_id, None)  # parts of a video that failed later
+                    writer.write(failure_record(item))
+                    summary.count(item)
+                    continue
+                parts = partial.setdefault(item.video_id, [])
+                parts.append(next(outputs))
+                if not item.final:
+                    continue  # more parts of this video to come
+                del partial[item.video_id]
+                probs = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+                writer.write(video_record(item, probs, thresholds, save_probs))
+                summary.count(item, windows=probs["seg_prob"].shape[0])
     return summary

@@ -137,6 +137,10 @@ def read_csv_statuses(path: str | os.PathLike, repair: bool = True) -> dict[str,
     if not path.is_file():
         return {}
     data = path.read_bytes()
+    header = ",".join(WRITERS["csv"].FIELDS).encode()
+    if data and not data.lstrip(b"\xef\xbb\xbf").startswith(header):  # refuse before changing anything
+        raise PredictionsError(f"{path}: not an events CSV of ours (its first line is not {header.decode()!r}); "
+                               "left untouched: pass another path, or remove it to start over")
     end = data.rfind(b"\n") + 1
     if end < len(data) and repair:
         with open(path, "r+b") as f:

@@ -349,8 +349,8 @@ def make_world(root: str | os.PathLike, *, n_train: int, n_val: int, n_test: int
     total = sum(len(s[0]) for s in splits.values())
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, desc="synth features", unit="video", file=sys.stderr, leave=False)
+        from lsld_engine.progress import progress_bar
+        bar = progress_bar(total=total, desc="synth features", unit="video", leave=False)
     chunk = 512
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: list = []

@@ -25,15 +25,22 @@ def label_quality(root: str | os.PathLike, labels_path: str | os.PathLike) -> di
 
     ``F1`` binarizes labels at 0.5; ``soft_F1`` uses the label values as weights.
     """
+    from lsld_engine.untrusted import InputFileError
+
     root = Path(root)
     tp = root / TRUTH_FILE
     if not tp.is_file():
         raise FileNotFoundError(f"{tp} not found: quality needs a synthetic world (lsld-engine synth make)")
     with np.load(tp, allow_pickle=False) as z:
         t_ids, gt = list(z["video_ids"]), {"audio": z["audio"], "visual": z["visual"]}
-    l_ids, lab = load_labels(labels_path)
+    l_ids, lab = load_labels(labels_path)  # one-line errors for object arrays and other non-npz files
+    for k in ("audio", "visual_den", "visual"):
+        a = lab.get(k)
+        if a is None or a.shape != gt["audio"].shape or a.dtype.kind not in "fiub":
+            got = "missing" if a is None else f"{a.dtype} {a.shape}"
+            raise InputFileError(f"{labels_path}: {k!r} must be a numeric {gt['audio'].shape} array, got {got}")
     if l_ids != t_ids:
-        raise ValueError(f"{labels_path}: video_ids do not match {tp} (labels for another root?)")
+        raise InputFileError(f"{labels_path}: video_ids do not match {tp} (labels for another root?)")
     weak = load_split(root, "train").weak
     wb = np.broadcast_to(weak[:, None, :], gt["audio"].shape)
     rows = {

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 
 from lsld_engine.contract import FRAMES_PER_SEGMENT
 from lsld_engine.events import predict_masks
+from lsld_engine.hardware import resolve_precision
 from lsld_engine.metrics import METRIC_KEYS, evaluate
 from lsld_engine.model import HAN, pool_frames
 
@@ -68,6 +68,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {self.precision!r}: expected fp32 or bf16")
+        # bf16 only where the CPU has it natively (emulated bf16 is ~25x slower; lsld_engine.hardware)
+        self.precision = resolve_precision(self.precision, self.device)
         if self.labels not in OBJECTIVES:
             raise ValueError(f"unknown --labels {self.labels!r}: expected one of {list(OBJECTIVES)}")
         for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
@@ -284,7 +286,7 @@ def fit(model: HAN, train: TrainSet, val: EvalSet, cfg: TrainConfig, *, progress
     ``on_epoch(model, result)`` runs after each epoch's validation (``result.history[-1]`` is that
     epoch); the training stage uses it to write the best checkpoint as soon as it improves, so an
     interrupted run keeps its best epoch so far."""
-    from tqdm import tqdm
+    from lsld_engine.progress import progress_bar
 
     device = torch.device(cfg.device)
     model.to(device)
@@ -303,8 +305,8 @@ def fit(model: HAN, train: TrainSet, val: EvalSet, cfg: TrainConfig, *, progress
         t0 = time.perf_counter()
         trainer.lr = lr = epoch_lr(cfg, epoch)
         order = torch.randperm(n, generator=gen).to(device)
-        with tqdm(total=-(-n // cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
-                  disable=not progress, file=sys.stderr) as bar:
+        with progress_bar(total=-(-n // cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
+                          leave=False, disable=not progress) as bar:
             loss = train_epoch(trainer, train, order, cfg, bar)
         trainer.write_back(model)
         metrics = evaluate_model(model, val, cfg.eval_batch_size)

@@ -8,7 +8,8 @@ line per video, written and flushed as soon as the video is done::
                 "visual": [...], "audio_visual": [...]}}
     {"video_id": "broken_clip", "status": "error", "error": "no video stream"}
 
-- ``video_id``: the file stem; unique within a file.
+- ``video_id``: the file stem; unique within a file. Ids and paths are UTF-8 text: bytes of a file
+  name that are not UTF-8 are written as ``\\xNN`` (:func:`lsld_engine.video_inputs.fs_text`).
 - ``status``: ``"ok"`` or ``"error"``; an error line carries ``"error"`` (a message) and no events.
 - ``duration``: seconds of media; ``segments``: number of one-second segments parsed.
 - ``events``: the three tracks ``audio``, ``visual``, ``audio_visual``, each a list of events with
@@ -31,14 +32,28 @@ import os
 from pathlib import Path
 from typing import IO
 
-from lsld_engine.errors import LsldError
-from lsld_engine.files import atomic_path
 from lsld_engine.events import TRACKS
+from lsld_engine.files import atomic_path
 from lsld_engine.llp import CLASS_INDEX
+from lsld_engine.untrusted import InputFileError, json_line
+from lsld_engine.video_inputs import fs_text
 
 
-class PredictionsError(LsldError, ValueError):
+class PredictionsError(InputFileError):
     """A malformed predictions file; the message names the file and line."""
+
+
+def printable(obj):
+    """``obj`` (a record: dicts, lists, strings, numbers) with every string made UTF-8-safe
+    (:func:`~lsld_engine.video_inputs.fs_text`): paths and error messages may carry file-name bytes that
+    are not UTF-8, which no UTF-8 file can hold."""
+    if isinstance(obj, str):
+        return fs_text(obj)
+    if isinstance(obj, dict):
+        return {printable(k): printable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [printable(v) for v in obj]
+    return obj
 
 
 def ok_record(video_id: str, events: dict[str, list[dict]], duration: float, segments: int) -> dict:
@@ -59,6 +74,8 @@ class _Writer:
     suffix: str = ""
 
     def __init__(self, path: str | os.PathLike | IO[str], append: bool = False):
+        self.written = 0  # records written (and flushed)
+        self._failed = False
         if isinstance(path, (str, os.PathLike)):
             self.path = Path(path)
             self._file = open(self.path, "a" if append else "w", encoding="utf-8", newline="")
@@ -67,16 +84,25 @@ class _Writer:
             self.path, self._file, self._owns = None, path, False
 
     def write(self, record: dict) -> None:
-        self._write(record)
-        # One flush per video: a crash or a kill leaves every finished video on disk.
-        self._file.flush()
+        try:
+            self._write(printable(record))
+            # One flush per video: a crash or a kill leaves every finished video on disk.
+            self._file.flush()
+        except OSError:
+            self._failed = True  # e.g. disk full: close() must not raise it a second time
+            raise
+        self.written += 1
 
     def _write(self, record: dict) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
         if self._owns and not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                if not self._failed:
+                    raise
 
     def __enter__(self):
         return self
@@ -135,6 +161,7 @@ class ParquetResultsWriter(_Writer):
 
         self._pr = pr
         self._rows: list[dict] = []
+        self.written = 0
         self.row_group_size = row_group_size
         self._atomic = contextlib.ExitStack()  # the temporary file, renamed over ``path`` on close
         if isinstance(path, (str, os.PathLike)):
@@ -150,7 +177,8 @@ class ParquetResultsWriter(_Writer):
             self._flush_rows()
 
     def write(self, record: dict) -> None:
-        self._rows.append(record)
+        self._rows.append(printable(record))
+        self.written += 1
         if len(self._rows) >= self.row_group_size:
             self._flush_rows()
 
@@ -194,11 +222,13 @@ def get_writer(fmt: str, path: str | os.PathLike | IO[str], append: bool = False
     return WRITERS[fmt](path, append=append)
 
 
-def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
+def read_predictions(path: str | os.PathLike, line_numbers: dict[str, int] | None = None) -> dict[str, dict]:
     """Read a predictions JSONL into ``{video_id: record}`` (file order), validating every line.
 
-    Blank lines are skipped. A malformed line or a repeated ``video_id`` raises
-    :class:`PredictionsError` naming the file and line number.
+    Blank lines are skipped. A malformed line (including hostile JSON: see
+    :func:`lsld_engine.untrusted.json_line`) or a repeated ``video_id`` raises
+    :class:`PredictionsError` naming the file and line number. ``line_numbers``, when given, is
+    filled with ``{video_id: line}``.
     """
     path = Path(path)
     if path.is_dir():
@@ -218,9 +248,9 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PredictionsError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+                rec = json_line(line, where)
+            except InputFileError as e:
+                raise PredictionsError(str(e)) from None
             _check_record(rec, where)
             vid = rec["video_id"]
             if vid in records:
@@ -228,6 +258,8 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
                                        "keep one line per video")
             records[vid] = rec
             first_line[vid] = lineno
+    if line_numbers is not None:
+        line_numbers.update(first_line)
     return records
 
 

@@ -266,8 +266,9 @@ def test_parse_resume_from_a_binary_out_names_it(tmp_path):
 
     out = tmp_path / "r.jsonl"
     out.write_bytes(b"\xff\xfe\n")
-    with pytest.raises(ValueError, match=rf"{out}: not UTF-8"):
+    with pytest.raises(ValueError, match=rf"{out}: not a JSONL file"):
         read_records(out)
+    assert out.read_bytes() == b"\xff\xfe\n"  # left untouched
 
 
 def test_predictions_with_byte_order_mark(tmp_path):

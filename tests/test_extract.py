@@ -15,6 +15,7 @@ from lsld_engine import backends
 from lsld_engine.cli import main
 from lsld_engine.media import decode_video
 from lsld_engine.testing.backends import ToyBackend
+from lsld_engine.testing.compare import assert_embeddings_match
 from lsld_engine.testing.videos import VideoSpec, make_video
 
 
@@ -65,8 +66,11 @@ def test_extract_writes_the_dataset_layout(videos, tmp_path, toy, capsys):
     # the files hold the encoder's outputs for the right window
     be = ToyBackend()
     d = decode_video(videos / "long.mp4")
-    np.testing.assert_array_equal(np.load(clip / "long@10.npy"), be.embed_images(d.frames[1]).astype(np.float16))
-    np.testing.assert_array_equal(np.load(clap / "long@20.npy"), be.embed_audio(d.audio[2]).astype(np.float16))
+    # (tolerances, not bit-equality: BLAS results differ across batch sizes and CPUs)
+    img = [be.embed_images(d.frames[w]) for w in range(3)]
+    aud = [be.embed_audio(d.audio[w]) for w in range(3)]
+    assert_embeddings_match(np.load(clip / "long@10.npy"), img[1], wrong=[img[0], img[2]])
+    assert_embeddings_match(np.load(clap / "long@20.npy"), aud[2], wrong=[aud[0], aud[1]])
     log = {r["video_id"]: r for r in log_lines(root)}
     assert log["long"]["windows"] == ["long@0", "long@10", "long@20"]
     assert log["long"]["duration"] == pytest.approx(25.0, abs=0.05) and log["long"]["has_audio"] is True

@@ -169,11 +169,13 @@ def read_labels(path: Path, video_ids: list[str]) -> dict[str, np.ndarray]:
         raise SystemExit(f"labels file not found: {path}; run `python -m train.lsld denoise --data ROOT "
                          f"--out {path}` first (or pass --labels weak)")
     from lsld_engine.denoise import load_labels
-    ids, labels = load_labels(path)
+    from lsld_engine.untrusted import InputFileError
+
+    ids, labels = load_labels(path)  # one-line errors for object arrays and other non-npz files
     if ids != list(video_ids):
         first = next((i for i, (a, b) in enumerate(zip(ids, video_ids)) if a != b), min(len(ids), len(video_ids)))
-        raise SystemExit(f"{path}: video_ids do not match AVVP_train.csv ({len(ids)} vs {len(video_ids)} videos; "
-                         f"first difference at row {first}); re-run the denoise stage on this dataset")
+        raise InputFileError(f"{path}: video_ids do not match AVVP_train.csv ({len(ids)} vs {len(video_ids)} videos; "
+                             f"first difference at row {first}); re-run the denoise stage on this dataset")
     return labels
 
 

@@ -3,6 +3,11 @@ against LLP segment annotations (official metrics).
 
 Only the ``audio`` and ``visual`` tracks of each record are scored: the audio-visual track is, by
 the official definition, their product (a file's ``audio_visual`` events are not read).
+
+Events that reach past the clip (an LLP clip is ``T`` = 10 one-second segments: ``onset 50, offset
+60``, or ``offset 1e6``) are a sign of predictions for other videos or of a unit mix-up. They are
+scored clipped to the clip (what lies past it is dropped), and each is warned about with its
+``file:line``; ``--strict`` refuses the file instead (exit status 2).
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from lsld_engine.events import events_to_masks
 from lsld_engine.llp import CLASSES, EVAL_SPLITS, T, AnnotationError, default_llp_dir, load_split
 from lsld_engine.metrics import evaluate, format_table
 from lsld_engine.results import read_results
-from lsld_engine.writers import PredictionsError
+from lsld_engine.writers import PredictionsError, read_predictions
 
 _SHOWN = 20  # ids listed in a missing-videos error before "... and N more"
 
@@ -40,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "training segments with and without each class")
     parser.add_argument("--data", type=Path, metavar="ROOT",
                         help="with --report and --labels: the dataset root the labels were made from")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse predictions with events past the 10-s clip (default: warn with file:line "
+                             "and score them clipped)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +69,11 @@ def _run(args: argparse.Namespace) -> int:
               "(the folder with AVVP_test_pd.csv, AVVP_eval_audio.csv, ...) or set LSLD_LLP_DIR", file=sys.stderr)
         return 2
     split = load_split(ann, args.split)
-    preds = read_results(args.pred)
+    line_of: dict[str, int] = {}  # JSONL file: the line of each video, for the warnings below
+    if str(args.pred).endswith(".jsonl") and Path(args.pred).is_file():
+        preds = read_predictions(args.pred, line_numbers=line_of)
+    else:
+        preds = read_results(args.pred)
 
     absent = [v for v in split.video_ids if v not in preds]
     failed = [v for v in split.video_ids if v in preds and preds[v]["status"] != "ok"]
@@ -87,6 +99,19 @@ def _run(args: argparse.Namespace) -> int:
 
     failed_set = set(failed)
     usable = [None if v in failed_set else preds.get(v) for v in split.video_ids]
+    outside = events_past_clip([r for r in usable if r], line_of, args.pred)
+    if outside:
+        kind = "error" if args.strict else "warning"
+        for msg in outside[:_SHOWN]:
+            print(f"lsld-engine eval: {kind}: {msg}", file=sys.stderr)
+        if len(outside) > _SHOWN:
+            print(f"lsld-engine eval: {kind}: ... and {len(outside) - _SHOWN} more events past the clip",
+                  file=sys.stderr)
+        if args.strict:
+            print(f"lsld-engine eval: error: {len(outside)} events lie past the {T}-s clip (--strict)", file=sys.stderr)
+            return 2
+        print(f"lsld-engine eval: {len(outside)} events past the clip are scored clipped to it "
+              "(--strict refuses them)", file=sys.stderr)
     tracks = {}
     for track in ("audio", "visual"):
         tracks[track] = events_to_masks([r["events"][track] if r else [] for r in usable], num_segments=T)
@@ -127,3 +152,18 @@ def _write_report(args, split, tracks, records, results) -> None:
                         note=f"{len(split)} videos; predictions {args.pred}")
     path = write_report(args.report, page)
     print(f"lsld-engine eval: report written to {path}", file=sys.stderr)
+
+
+def events_past_clip(records: list[dict], line_of: dict[str, int], path) -> list[str]:
+    """One message ``"FILE[:LINE]: video V: TRACK event LABEL ON-OFF s lies past the 10-s clip"`` per
+    event of ``records`` whose offset exceeds the clip (``T`` seconds; 1e-6 s of rounding allowed)."""
+    out = []
+    for rec in records:
+        for track in ("audio", "visual", "audio_visual"):
+            for e in rec["events"].get(track, []):
+                if e["offset"] > T + 1e-6:
+                    line = line_of.get(rec["video_id"])
+                    where = f"{path}:{line}" if line else str(path)  # (Parquet / results folders: no lines)
+                    out.append(f"{where}: video {rec['video_id']!r}: {track} "
+                               f"event {e['label']} {e['onset']:g}-{e['offset']:g} s lies past the {T}-s clip")
+    return out

@@ -24,6 +24,27 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", dest="list_file", type=Path, default=None,
                    help="a text file with one video path per line (relative to the file's folder)")
     p.add_argument("--limit", type=at_least(0), default=None, help="process at most this many (not yet done) videos")
+    p.add_argument("--max-duration", type=at_least(0, float, strict=True), default=None, metavar="SECONDS",
+                   help="refuse (error line) a video longer than this, or one that claims to be "
+                        "(default 14400 = 4 h; memory does not grow with length, time does)")
+    p.add_argument("--max-resolution", type=_resolution, default=None, metavar="WxH",
+                   help="refuse (error line) a video whose picture is larger, either orientation (default 7680x4320)")
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    from lsld_engine.media.decode import parse_resolution
+
+    try:
+        return parse_resolution(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def media_limits(args):
+    """The :class:`lsld_engine.media.MediaLimits` of ``--max-duration`` / ``--max-resolution``."""
+    from lsld_engine.media.decode import MAX_DURATION_S, MAX_RESOLUTION, MediaLimits
+
+    return MediaLimits(args.max_duration or MAX_DURATION_S, args.max_resolution or MAX_RESOLUTION)
 
 
 def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,7 +97,9 @@ def device_and_precision(args) -> tuple[str, str]:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     precision = args.precision or ("fp16" if device.startswith("cuda") else "fp32")
-    return device, precision
+    from lsld_engine.hardware import resolve_precision
+
+    return device, resolve_precision(precision, device)
 
 
 def default_workers(device: str) -> int:
@@ -85,17 +108,21 @@ def default_workers(device: str) -> int:
     return max(1, n - 1) if device.startswith("cuda") else max(1, n // 2)
 
 
-def decode_function(args):
+def decode_function(args, whole: bool = False):
     """The decode workers' per-video function for ``--pixels`` / ``--decoder``, with ``--frame-rule`` and
-    ``--jpeg-roundtrip`` bound (a picklable ``functools.partial``)."""
+    ``--jpeg-roundtrip`` bound (a picklable ``functools.partial``). The reference path streams a long
+    video in parts (``decode_parts``) unless ``whole`` (``decode_video``: one result per video, as
+    the ``--ray`` decode tasks need)."""
     from functools import partial
 
     if getattr(args, "decoder", "cpu") == "nvdec":
         from lsld_engine.media.nvdec import decode_nvdec as fn
     elif getattr(args, "pixels", "cpu") == "device":
         from lsld_engine.media.raw_planes import decode_raw as fn
-    else:
+    elif whole:
         from lsld_engine.media import decode_video as fn
+    else:  # the reference pixels, streamed in parts: memory does not grow with the length
+        from lsld_engine.media import decode_parts as fn
     return partial(fn, frame_rule=getattr(args, "frame_rule", DEFAULT_FRAME_RULE),
                    jpeg_roundtrip=getattr(args, "jpeg_roundtrip", False))
 
@@ -119,9 +146,10 @@ def backend_options(args, device: str, precision: str) -> dict:
 
 
 def collect(args, prog: str):
-    """The inputs of ``args`` (sorted, unique ids); a usage error is printed and exits with status 2
-    (status 1 means "some videos failed")."""
-    from lsld_engine.video_inputs import collect_inputs
+    """``(inputs, walk)``: the inputs of ``args`` (sorted, unique ids) and what folder walks skipped
+    (:class:`lsld_engine.video_inputs.Skipped`); a usage error is printed and exits with status 2 (status
+    1 means "some videos failed")."""
+    from lsld_engine.video_inputs import InputError, Skipped, collect_inputs
 
     def usage_error(msg: str) -> SystemExit:
         print(f"{prog}: error: {msg}", file=sys.stderr)
@@ -129,14 +157,16 @@ def collect(args, prog: str):
 
     if not args.inputs and args.list_file is None:
         raise usage_error("give video files / folders, or --list FILE")
+    walk = Skipped()
     try:
-        items = collect_inputs(args.inputs, args.list_file)
-    except FileNotFoundError as e:
+        items = collect_inputs(args.inputs, args.list_file, skipped=walk)
+    except (FileNotFoundError, InputError) as e:
         raise usage_error(str(e)) from None
     if not items:
         where = ", ".join(map(str, args.inputs)) or str(args.list_file)
-        raise usage_error(f"no video files found in {where}")
-    return items
+        extra = f" ({walk.format()})" if walk.total else ""
+        raise usage_error(f"no video files found in {where}{extra}")
+    return items, walk
 
 
 # --- extract --------------------------------------------------------------------------------------
@@ -152,38 +182,59 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsld_engine.backends import create_backend
-    from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
-    from lsld_engine.extract import FeatureStore, extract_features, pending
+    from lsld_engine.extract import LOG_NAME
+    from lsld_engine.outputs import OutputLock, check_writable
 
     prog = "lsld-engine extract"
     setup_logging(args)
-    if args.ray is None:
-        items = collect(args, prog)
+    if args.ray is not None:
+        return _run_ray(args, prog)
+    items, walk = collect(args, prog)
+    args.out = Path(args.out)
+    # The root first (cheap): locked and known writable before any network loads.
+    check_writable(args.out, folder=True)
+    check_writable(args.out / LOG_NAME)
+    with OutputLock(args.out, folder=True, what="dataset root"):
+        return _run_locked(args, items, walk, prog)
+
+
+def _run_ray(args, prog: str) -> int:
+    from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
+    from lsld_engine.commands.scale import run_extract
+
     # with --ray the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
-    device, precision = (device_and_precision(args) if args.ray is None
-                         else (args.device or "cpu", args.precision or "fp32"))
+    opts = backend_options(args, args.device or "cpu", args.precision or "fp32")
+    try:
+        check_weights(["clip_image", "clap_audio"], **opts)
+    except MissingWeightsError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    if args.device is None:
+        opts.pop("device")
+    if args.precision is None:
+        opts.pop("precision")
+    return run_extract(args, prog, opts)
+
+
+def _run_locked(args, items, walk, prog: str) -> int:
+    from lsld_engine.backends import create_backend
+    from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
+    from lsld_engine.extract import FeatureStore, extract_features, pending
+    from lsld_engine.outputs import OutputError, is_disk_full
+    from lsld_engine.pipeline import Summary
+
+    device, precision = device_and_precision(args)
     opts = backend_options(args, device, precision)
     try:
         check_weights(["clip_image", "clap_audio"], **opts)
     except MissingWeightsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    if args.ray is not None:
-        from lsld_engine.commands.scale import run_extract
-
-        if args.device is None:  # the actors' device follows their GPUs (see lsld_engine.scale.engine)
-            opts.pop("device")
-        if args.precision is None:
-            opts.pop("precision")
-        return run_extract(args, prog, opts)
     store = FeatureStore(args.out, args.dtype)
-    todo, skipped = pending(items, store)
+    todo, skipped = pending(items, store)  # validates the whole log before anything is written
     if args.limit is not None:
         todo = todo[: args.limit]
-    from lsld_engine.pipeline import Summary
-
-    summary = Summary(total=len(items), skipped=skipped)
+    summary = Summary(total=len(items), skipped=skipped, walk=walk)
     log.info("%d videos: %d to extract, %d already done (%s)", len(items), len(todo), skipped, store.root)
     if todo:
         backend = create_backend("torch", **opts)
@@ -192,12 +243,19 @@ def run(args: argparse.Namespace) -> int:
         workers = default_workers(device) if args.workers is None else args.workers
         try:
             extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary,
-                             decode_timeout=args.decode_timeout, decode_fn=decode_function(args))
+                             decode_timeout=args.decode_timeout, decode_fn=decode_function(args),
+                             limits=media_limits(args))
         except KeyboardInterrupt:
             print(f"{prog}: interrupted; finished videos are kept, run again to resume\n"
-                  + summary.format("extracted"), file=sys.stderr)
+                  + summary.format("extracted", verbose=args.verbose), file=sys.stderr)
             return 130
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            raise OutputError(f"{getattr(e, 'filename', None) or store.root}: {e.strerror} after {summary.done} videos "
+                              f"were extracted and logged this run (no half-written file is left); free space, "
+                              "then run the same command again to resume") from None
         finally:
             backend.close()
-    print(summary.format("extracted"), file=sys.stderr)
+    print(summary.format("extracted", verbose=args.verbose), file=sys.stderr)
     return 1 if summary.failed else 0

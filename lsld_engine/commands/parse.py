@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from lsld_engine.commands.extract import (add_encoder_arguments, add_input_arguments, backend_options, collect,
-                                          decode_function, default_workers, device_and_precision, setup_logging)
+                                          decode_function, default_workers, device_and_precision, media_limits,
+                                          setup_logging)
 from lsld_engine.commands.scale import add_ray_arguments
 from lsld_engine.writers import WRITERS
 
@@ -38,18 +39,58 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsld_engine.parse import Thresholds, parse_videos
-    from lsld_engine.pipeline import Summary
-    from lsld_engine.results import done_ids, is_uri
-    from lsld_engine.writers import PredictionsError, format_of, get_writer
+    from lsld_engine.outputs import OutputLock, check_writable
+    from lsld_engine.results import is_uri
+    from lsld_engine.writers import format_of
 
     setup_logging(args)
-    if args.ray is None:
-        items = collect(args, PROG)
-    # with --ray the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
-    device, precision = (device_and_precision(args) if args.ray is None
-                         else (args.device or "cpu", args.precision or "fp32"))
-    opts = backend_options(args, device, precision)
+    if args.ray is not None:
+        return _run_ray(args)
+    if is_uri(args.out):
+        print(f"{PROG}: error: --out {args.out}: results on an object store need --ray (a results folder); "
+              "one machine writes a local file", file=sys.stderr)
+        return 2
+    items, walk = collect(args, PROG)
+    fmt = args.format or format_of(args.out)
+    args.out = Path(args.out)
+    # The output first (cheap): locked, validated and known writable before any network loads.
+    check_writable(args.out)
+    with OutputLock(args.out) as lock:
+        done = _done_ids(args.out, fmt, repair=args.resume)  # validates the whole file before changing it
+        if not args.resume and done:
+            lock.truncate()
+            done = set()
+        return _run_locked(args, items, walk, done, lock, fmt)
+
+
+def _done_ids(out: Path, fmt: str, repair: bool) -> set[str]:
+    """Ids already in ``out``; a JSONL file is validated whole before a cut last line is repaired."""
+    from lsld_engine.results import done_ids
+    from lsld_engine.video_inputs import read_records
+
+    if out.stat().st_size == 0:
+        return set()
+    if fmt == "jsonl":
+        return set(read_records(out, repair=repair))
+    return done_ids(out, fmt)
+
+
+def _run_ray(args: argparse.Namespace) -> int:
+    from lsld_engine.commands.scale import run_parse
+
+    # the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
+    opts = backend_options(args, args.device or "cpu", args.precision or "fp32")
+    if not _weights_ok(args, opts):
+        return 2
+    if args.device is None:
+        opts.pop("device")
+    if args.precision is None:
+        opts.pop("precision")
+    return run_parse(args, PROG, opts)
+
+
+def _weights_ok(args, opts: dict) -> bool:
+    """Check the networks' weight files (or --engine-dir) exist; print the error and return False if not."""
     if args.backend == "torch":
         from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
 
@@ -57,42 +98,34 @@ def run(args: argparse.Namespace) -> int:
             check_weights(["clip_image", "clap_audio", "han"], **opts)
         except MissingWeightsError as e:
             print(f"{PROG}: error: {e}", file=sys.stderr)
-            return 2
+            return False
     elif args.engine_dir is None:
         print(f"{PROG}: error: --backend {args.backend} needs --engine-dir (the folder of `lsld-engine export`)",
               file=sys.stderr)
+        return False
+    return True
+
+
+def _run_locked(args, items, walk, done: set, lock, fmt: str) -> int:
+    from lsld_engine.outputs import OutputError, is_disk_full
+    from lsld_engine.parse import Thresholds, parse_videos
+    from lsld_engine.pipeline import Summary
+    from lsld_engine.writers import get_writer
+
+    device, precision = device_and_precision(args)
+    opts = backend_options(args, device, precision)
+    if not _weights_ok(args, opts):
         return 2
 
-    if args.ray is not None:
-        from lsld_engine.commands.scale import run_parse
-
-        if args.device is None:  # the actors' device follows their GPUs (see lsld_engine.scale.engine)
-            opts.pop("device")
-        if args.precision is None:
-            opts.pop("precision")
-        return run_parse(args, PROG, opts)
-    if is_uri(args.out):
-        print(f"{PROG}: error: --out {args.out}: results on an object store need --ray (a results folder); "
-              "one machine writes a local file", file=sys.stderr)
-        return 2
-    fmt = args.format or format_of(args.out)
-    args.out = Path(args.out)
-    done: set = set()
-    if args.out.exists() and args.resume:
-        try:
-            done = done_ids(args.out, fmt)
-        except (ValueError, PredictionsError) as e:
-            print(f"{PROG}: error: cannot resume: {e}", file=sys.stderr)
-            return 2
     todo = [i for i in items if i.video_id not in done]
     if args.limit is not None:
         todo = todo[: args.limit]
     summary = Summary(total=len(items), skipped=len(items) - len(todo) if args.limit is None
-                      else sum(i.video_id in done for i in items))
+                      else sum(i.video_id in done for i in items), walk=walk)
     if done:
         log.info("resuming %s: %d of %d videos already there", args.out, summary.skipped, len(items))
     if not todo:
-        print(summary.format(), file=sys.stderr)
+        print(summary.format(verbose=args.verbose), file=sys.stderr)
         return 0
 
     from lsld_engine.backends import create_backend
@@ -104,19 +137,29 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     workers = default_workers(device) if args.workers is None else args.workers
     thresholds = Thresholds(args.seg_threshold, args.video_threshold)
+    # JSONL / CSV: written through the locked descriptor; Parquet: a temporary file renamed on close
+    writer = (get_writer(fmt, args.out, append=args.resume and args.out.stat().st_size > 0) if fmt == "parquet"
+              else get_writer(fmt, lock.text(), append=True))
     try:
-        with get_writer(fmt, args.out, append=args.resume) as writer:
+        with writer:
             parse_videos(todo, backend, writer, workers=workers, ordered=args.ordered, thresholds=thresholds,
                          save_probs=args.save_probs, progress=not args.quiet, summary=summary,
-                         decode_timeout=args.decode_timeout, decode_fn=decode_function(args))
+                         decode_timeout=args.decode_timeout, decode_fn=decode_function(args),
+                         limits=media_limits(args))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; finished videos are in {args.out}, run again to resume\n"
-              + summary.format(), file=sys.stderr)
+              + summary.format(verbose=args.verbose), file=sys.stderr)
         return 130
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        written = getattr(writer, "written", 0)
+        raise OutputError(f"{args.out}: {e.strerror} after writing {written} lines this run "
+                          f"({len(done) + written} videos in the file, each line complete; a cut last "
+                          "line is dropped on resume): free space, then run the same command again to resume") from None
     finally:
         backend.close()
-    print(summary.format(), file=sys.stderr)
+    print(summary.format(verbose=args.verbose), file=sys.stderr)
     return 1 if summary.failed else 0

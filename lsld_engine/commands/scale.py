@@ -76,7 +76,7 @@ def _decode_fn(args):
     ``--jpeg-roundtrip`` bound (:func:`lsld_engine.commands.extract.decode_function`)."""
     from lsld_engine.commands.extract import decode_function
 
-    return decode_function(args)
+    return decode_function(args, whole=True)  # one row per video in the Ray dataset
 
 
 def _collect(args, prog: str):

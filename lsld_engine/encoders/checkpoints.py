@@ -11,7 +11,6 @@ Accepted files (format detected from the content, not the suffix):
 """
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import sys
@@ -225,4 +224,8 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
 def metadata_flag(meta: dict[str, str], key: str) -> bool | None:
     """``True``/``False`` for a ``"true"``/``"false"`` metadata entry, ``None`` when absent."""
     v = meta.get(key)
-    return None if v is None else json.loads(v.lower())
+    if v is None:
+        return None
+    if v.strip().lower() not in ("true", "false"):
+        raise CheckpointError(f"checkpoint metadata {key!r} must be \"true\" or \"false\", got {v[:40]!r}")
+    return v.strip().lower() == "true"

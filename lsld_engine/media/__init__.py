@@ -17,6 +17,7 @@ The names of :mod:`.decode` are re-exported here (``from lsld_engine.media impor
 """
 from lsld_engine.media.decode import (FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE,  # noqa: F401
                                       SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, TIME_EPS, WINDOW_SECONDS,
-                                      WINDOW_TOLERANCE_SECONDS, DecodedMedia, DecodedVideo, MediaError, Windowed,
-                                      clip_crop, clip_pixels, clip_size, decode_media, decode_video,
-                                      num_windows_for, rgb_frame, video_id_of, window_ids)
+                                      WINDOW_TOLERANCE_SECONDS, DecodedMedia, DecodedPart, DecodedVideo, MediaError,
+                                      MediaLimits, Windowed, clip_crop, clip_pixels, clip_size, decode_media,
+                                      decode_parts, decode_video, num_windows_for, part_window_ids, rgb_frame,
+                                      video_id_of, window_ids)

@@ -11,7 +11,10 @@ Two steps, kept apart so that the device pixel path (:mod:`lsld_engine.media.pix
    display rotation, shortest side to 224 with PIL bicubic, centre crop 224, ``uint8``.
    CLIP's mean/std normalisation is *not* done here: it is the image encoder's job.
 
-``decode_video(path)`` runs both and returns a :class:`DecodedVideo`.
+``decode_video(path)`` runs both and returns a :class:`DecodedVideo`. ``decode_parts(path, emit=...)``
+does the same as a stream: every few complete windows go out as a :class:`DecodedPart` as soon as
+they are chosen, so memory does not grow with the video's length (what ``parse`` and ``extract``
+use). Both refuse a video over :class:`MediaLimits` (duration, picture size) with a :class:`MediaError`.
 
 Frame rule (:mod:`lsld_engine.media.frame_rule`, ``frame_rule=``): ``"official"`` (default) picks what
 the official LSLD scripts pick (``ffmpeg -r 8`` images from the file's start time, then
@@ -30,6 +33,7 @@ the plain stem when ``W == 1`` (so LLP's 10-s clips keep LLP's ``filename``), ot
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -50,6 +54,47 @@ TIME_EPS: float = 1e-4
 
 class MediaError(LsldError, RuntimeError):
     """A video that cannot be decoded; the message names the file and the problem."""
+
+
+#: Default cap on a video's length (s): longer videos (or files that claim to be) are refused with
+#: a :class:`MediaError` before any decoding. Memory does not grow with length (windows stream,
+#: :func:`decode_parts`); the cap bounds the time one file can take. ``--max-duration`` changes it.
+MAX_DURATION_S: float = 4 * 3600.0
+#: Default cap on the picture size (``W x H``, either orientation): one decoded 8K frame is ~100 MB
+#: as RGB. ``--max-resolution`` changes it.
+MAX_RESOLUTION: tuple[int, int] = (7680, 4320)
+#: Windows per part when a video is decoded as a stream of parts (:func:`decode_parts`): 3 windows
+#: of frames are ~36 MB of ``uint8`` crops, whatever the video's length.
+WINDOWS_PER_PART: int = 3
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Caps checked while decoding: ``max_duration`` seconds, ``max_resolution`` ``(W, H)`` (a frame
+    may be landscape or portrait: its long side is compared with the long cap, its short side with
+    the short one)."""
+
+    max_duration: float = MAX_DURATION_S
+    max_resolution: tuple[int, int] = MAX_RESOLUTION
+
+    def check_size(self, path: str, width: int, height: int) -> None:
+        cap_long, cap_short = max(self.max_resolution), min(self.max_resolution)
+        if max(width, height) > cap_long or min(width, height) > cap_short:
+            raise MediaError(f"{path}: picture {width}x{height} is larger than the maximum resolution "
+                             f"{self.max_resolution[0]}x{self.max_resolution[1]} (--max-resolution)")
+
+    def check_duration(self, path: str, seconds: float, what: str = "lasts") -> None:
+        if seconds > self.max_duration:
+            raise MediaError(f"{path}: the video {what} {seconds:.0f} s, more than the maximum duration "
+                             f"{self.max_duration:g} s (--max-duration)")
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """``"7680x4320"`` -> ``(7680, 4320)``; raises ``ValueError`` for anything else."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit() or int(w) < 1 or int(h) < 1:
+        raise ValueError(f"expected WIDTHxHEIGHT (e.g. 7680x4320), got {text!r}")
+    return int(w), int(h)
 
 
 @dataclass
@@ -88,7 +133,9 @@ class Windowed:
 
     @property
     def window_ids(self) -> list[str]:
-        return window_ids(self.video_id, self.num_windows)
+        """Entry ids of these windows (a part of a streamed video: :func:`part_window_ids`)."""
+        return part_window_ids(self.video_id, getattr(self, "first_window", 0), self.num_windows,
+                               getattr(self, "final", True))
 
 
 @dataclass
@@ -106,6 +153,27 @@ class DecodedVideo(Windowed):
     has_audio: bool
     frames: np.ndarray
     audio: np.ndarray
+
+
+@dataclass
+class DecodedPart(DecodedVideo):
+    """A run of consecutive windows of a video decoded as a stream (:func:`decode_parts`).
+
+    ``frames`` / ``audio`` as in :class:`DecodedVideo` for this part's windows only;
+    ``first_window``: index of its first window in the video; ``final``: the video's last part,
+    the only one whose ``duration`` is the true length (earlier parts carry the time decoded so far).
+    """
+
+    first_window: int = 0
+    final: bool = True
+
+
+def part_window_ids(video_id: str, first_window: int, num_windows: int, final: bool) -> list[str]:
+    """Entry ids of windows ``first_window ..`` of a video: :func:`window_ids` when the part is the
+    whole video, else always ``video_id@<start_s>`` (a video with several parts has several windows)."""
+    if first_window == 0 and final:
+        return window_ids(video_id, num_windows)
+    return [f"{video_id}@{(first_window + w) * WINDOW_SECONDS}" for w in range(num_windows)]
 
 
 def video_id_of(path: str | Path) -> str:
@@ -152,7 +220,7 @@ def _declared_video_duration(stream) -> float | None:
 
 
 def _select_frames(container, stream, path: str, max_windows: int | None, frame_fn, frame_rule: str,
-                   roundtrip=None):
+                   roundtrip=None, conv=None):
     """Decode and pick the frame shown by each of the ``W * 80`` output frames (``frame_rule``).
 
     Returns ``(chosen, t0, duration, windows, rotation, grid)``; ``chosen`` holds ``frame_fn(frame,
@@ -187,7 +255,7 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
                                     len(container.streams) == 1, FPS)
     durations = fr_rule.FrameClock(tb, getattr(stream.codec_context, "framerate", None), stream.guessed_rate, flags)
 
-    conv: list = []  # converted object per grid entry
+    conv = [] if conv is None else conv  # converted object per grid entry (a _WindowSink streams them)
     grid: list[int] = []
     memo = (-1, None)  # (source number, converted) of the last converted source frame
     i = -1
@@ -255,53 +323,132 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
     w = w_all if max_windows is None else min(w_all, max_windows)
     # the picks of the video's own windows (the last window's differs), cut to the decoded ones
     positions = fr_rule.picks(frame_rule, len(grid), w_all, FRAMES_PER_WINDOW)[: w * FRAMES_PER_WINDOW]
-    chosen = [conv[p] for p in positions]
+    # a streaming sink has handed out its first windows already (middle windows: identity picks)
+    chosen = [conv[p] for p in positions[getattr(conv, "offset", 0):]]
     return chosen, t0, float(duration), w, rotation, np.asarray(grid, np.int64)
 
 
 def _decode_audio(container, stream, path: str, t0: float, num_windows: int) -> np.ndarray:
     """``(num_windows, 10, 48000)`` float32 mono, aligned to the video time origin ``t0``."""
-    import av
-
     need = num_windows * WINDOW_SECONDS * SAMPLE_RATE
-    chunks: list[np.ndarray] = []
-    have = 0
-    resampler = None
-    drop = 0  # samples before the video's time origin still to discard
-    try:
-        for fr in container.decode(stream):
-            if resampler is None:
-                start = fr.time if fr.time is not None else t0
-                # keep the channel layout: averaging is done below (FFmpeg's downmix is not a mean)
-                resampler = av.AudioResampler(format="fltp", layout=fr.layout.name, rate=SAMPLE_RATE)
-                skip = int(round((start - t0) * SAMPLE_RATE))
-                if skip > 0:  # audio starts after the first video frame: lead with silence
-                    chunks.append(np.zeros(skip, np.float32))
-                    have += skip
-                drop = max(0, -skip)
-            for out in resampler.resample(fr):
-                x = out.to_ndarray().mean(axis=0, dtype=np.float32) if out.samples else None
-                if x is None:
-                    continue
-                if drop:
-                    cut = min(drop, x.size)
-                    x, drop = x[cut:], drop - cut
-                chunks.append(x)
-                have += x.size
-            if have >= need:
-                break
-        else:
-            if resampler is not None:
-                for out in resampler.resample(None):
+    return _AudioReader(container, stream, path, t0).take(need).reshape(
+        num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT)
+
+
+class _AudioReader:
+    """A video's audio decoded on demand: :meth:`take` ``(n)`` gives the next ``n`` mono samples.
+
+    Resampled by FFmpeg to 48 kHz (channel layout kept), channels averaged, aligned to the video's
+    time origin ``t0`` (leading silence added or early samples dropped), zero-padded past the end.
+    Only what has been decoded and not yet taken is held, so a stream of parts of a long video
+    never holds its whole audio.
+    """
+
+    def __init__(self, container, stream, path: str, t0: float):
+        self.container, self.stream, self.path, self.t0 = container, stream, path, t0
+        self._frames = None  # the decode iterator, started on the first take
+        self._resampler = None
+        self._drop = 0  # samples before the video's time origin still to discard
+        self._chunks: list[np.ndarray] = []
+        self._have = 0
+        self._ended = False
+
+    def _push(self, x: np.ndarray) -> None:
+        if self._drop:
+            cut = min(self._drop, x.size)
+            x, self._drop = x[cut:], self._drop - cut
+        if x.size:
+            self._chunks.append(x)
+            self._have += x.size
+
+    def _fill(self, n: int) -> None:
+        import av
+
+        if self._frames is None:
+            self._frames = iter(self.container.decode(self.stream))
+        try:
+            while self._have < n and not self._ended:
+                fr = next(self._frames, None)
+                if fr is None:
+                    self._ended = True
+                    if self._resampler is not None:
+                        for out in self._resampler.resample(None):
+                            if out.samples:
+                                self._chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+                                self._have += out.samples
+                    break
+                if self._resampler is None:
+                    start = fr.time if fr.time is not None else self.t0
+                    # keep the channel layout: averaging is done here (FFmpeg's downmix is not a mean)
+                    self._resampler = av.AudioResampler(format="fltp", layout=fr.layout.name, rate=SAMPLE_RATE)
+                    skip = int(round((start - self.t0) * SAMPLE_RATE))
+                    if skip > 0:  # audio starts after the first video frame: lead with silence
+                        self._push(np.zeros(skip, np.float32))
+                    self._drop = max(0, -skip)
+                for out in self._resampler.resample(fr):
                     if out.samples:
-                        chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-    except av.error.FFmpegError as e:
-        raise MediaError(f"{path}: audio decoding failed ({type(e).__name__}: {e})") from e
-    audio = np.zeros(need, np.float32)
-    if chunks:
-        pcm = np.concatenate(chunks)[:need]
-        audio[: pcm.size] = pcm
-    return audio.reshape(num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT)
+                        self._push(out.to_ndarray().mean(axis=0, dtype=np.float32))
+        except av.error.FFmpegError as e:
+            raise MediaError(f"{self.path}: audio decoding failed ({type(e).__name__}: {e})") from e
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` samples ``(n,)`` float32 (zeros past the end of the stream)."""
+        self._fill(n)
+        out = np.zeros(n, np.float32)
+        got = 0
+        while self._chunks and got < n:
+            c = self._chunks[0]
+            k = min(c.size, n - got)
+            out[got:got + k] = c[:k]
+            got += k
+            if k == c.size:
+                self._chunks.pop(0)
+            else:
+                self._chunks[0] = c[k:]
+        self._have -= got
+        return out
+
+
+class _WindowSink:
+    """Where :func:`_select_frames` puts its grid entries (list-like: ``append``, ``len``, ``[i]``).
+
+    Enforces the duration cap as entries come (a file whose timestamps jump an hour ahead stops
+    here, after ``max_duration`` seconds of frames, not after filling memory), and with ``emit``
+    hands out every ``per_part`` windows as soon as they are surely *middle* windows (a window and
+    a second more of grid follow them, so the video goes on past them: a middle window's picks
+    are its own 80 grid entries, for both frame rules; :func:`lsld_engine.media.frame_rule.
+    window_positions`), keeping only the current part in memory. ``cap_windows``: never hand out
+    a window at or past it (``max_windows``).
+    """
+
+    def __init__(self, path: str, limits: "MediaLimits", per_part: int = 0, emit=None,
+                 cap_windows: int | None = None):
+        self.path, self.limits, self.emit, self.cap = path, limits, emit, cap_windows
+        self.per = max(1, per_part) * FRAMES_PER_WINDOW
+        self.items: list = []
+        self.offset = 0  # grid entries already handed out
+        # the cap, plus one window of padding (a video just under the cap pads its last window)
+        self.max_frames = int(limits.max_duration * FPS) + FRAMES_PER_WINDOW
+
+    def __len__(self) -> int:
+        return self.offset + len(self.items)
+
+    def append(self, item) -> None:
+        if self.offset + len(self.items) >= self.max_frames:
+            self.limits.check_duration(self.path, len(self) / FPS + 1, "runs past")
+        self.items.append(item)
+        if self.emit is not None and len(self.items) > self.per + FRAMES_PER_WINDOW + FPS:
+            first = self.offset // FRAMES_PER_WINDOW
+            if self.cap is not None and first + self.per // FRAMES_PER_WINDOW > self.cap:
+                return
+            part, self.items = self.items[: self.per], self.items[self.per:]
+            self.offset += len(part)
+            self.emit(part, first)
+
+    def __getitem__(self, i: int):
+        if i < self.offset:  # cannot happen: the frame rule changed a window already handed out
+            raise RuntimeError(f"{self.path}: frame {i} was picked after its window was streamed")
+        return self.items[i - self.offset]
 
 
 def _raw_frame(frame, rotation: int):
@@ -311,7 +458,7 @@ def _raw_frame(frame, rotation: int):
 def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
                  audio: bool = True, threads: int = 0, frame_fn=_raw_frame,
                  skip_nonref: bool = False, hwaccel=None, frame_rule: str = DEFAULT_FRAME_RULE,
-                 jpeg_roundtrip: bool = False) -> DecodedMedia:
+                 jpeg_roundtrip: bool = False, limits: MediaLimits | None = None) -> DecodedMedia:
     """Decode step: choose the ``W * 80`` frames to show, and decode the audio.
 
     ``frame_rule``: ``"official"`` (the official LSLD scripts' ``ffmpeg -r 8`` + linspace pick)
@@ -327,6 +474,8 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
     decoding, but a wanted time that falls on a dropped frame shows the previous decoded frame
     (see docs/pixels.md for the measured saving and timing error). Off by default.
     ``hwaccel``: an ``av.codec.hwaccel.HWAccel`` for the video (NVDEC, :mod:`lsld_engine.media.nvdec`).
+    ``limits``: the duration and resolution caps (default :class:`MediaLimits`). The whole video is
+    held (``W * 80`` chosen frames); :func:`decode_parts` streams it instead.
     Raises :class:`MediaError` naming the file.
     """
     path = str(path)
@@ -337,6 +486,8 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
         if not c.streams.video:
             raise MediaError(f"{path}: no video stream (streams: {[s.type for s in c.streams]})")
         vs = c.streams.video[0]
+        limits = limits or MediaLimits()
+        _check_declared(c, vs, path, limits)
         vs.thread_type = "AUTO"
         vs.thread_count = threads
         if skip_nonref:
@@ -346,8 +497,9 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
             from lsld_engine.media.jpeg_roundtrip import JpegRoundTrip
 
             roundtrip = JpegRoundTrip(FPS)
-        frames, t0, duration, w, rotation, grid = _select_frames(c, vs, path, max_windows, frame_fn, frame_rule,
-                                                                 roundtrip)
+        frames, t0, duration, w, rotation, grid = _select_frames(c, vs, path, max_windows,
+                                                                 _checked(frame_fn, path, limits), frame_rule,
+                                                                 roundtrip, _WindowSink(path, limits))
     has_audio = False
     pcm = np.zeros((w, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)
     if audio:
@@ -427,3 +579,98 @@ def decode_video(path: str | Path, video_id: str | None = None, *, max_windows: 
                      frame_fn=_clip_frame, frame_rule=frame_rule, jpeg_roundtrip=jpeg_roundtrip)
     frames = np.stack(m.frames).reshape(m.num_windows, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3)
     return DecodedVideo(m.path, m.video_id, m.duration, m.has_audio, frames, m.audio)
+
+
+def _check_declared(container, stream, path: str, limits: MediaLimits) -> None:
+    """Refuse a file whose declared picture size or duration is over ``limits``, before decoding."""
+    cc = stream.codec_context
+    if cc.width and cc.height:
+        limits.check_size(path, cc.width, cc.height)
+    declared = _declared_video_duration(stream)
+    if declared is not None:
+        limits.check_duration(path, declared, "declares")
+
+
+def _checked(frame_fn, path: str, limits: MediaLimits):
+    """``frame_fn`` that first checks each frame's size (a stream may change size mid-way)."""
+    def fn(frame, rotation: int):
+        w, h = getattr(frame, "width", None), getattr(frame, "height", None)
+        if w is None and hasattr(frame, "shape"):  # an image array (e.g. after the JPEG round trip)
+            h, w = frame.shape[:2]
+        if w and h:
+            limits.check_size(path, w, h)
+        return frame_fn(frame, rotation)
+    return fn
+
+
+def _first_frame_time(path: str) -> float:
+    """The time of a file's first decoded video frame (the video time origin ``t0``; 0 without pts)."""
+    with _open(path) as c:
+        for fr in c.decode(c.streams.video[0]):
+            return fr.time if fr.time is not None else 0.0
+    return 0.0
+
+
+def decode_parts(path: str | Path, video_id: str | None = None, *, emit=None,
+                 windows_per_part: int = WINDOWS_PER_PART, max_windows: int | None = None, audio: bool = True,
+                 threads: int = 0, limits: MediaLimits | None = None, frame_rule: str = DEFAULT_FRAME_RULE,
+                 jpeg_roundtrip: bool = False) -> DecodedPart:
+    """:func:`decode_video` as a stream: memory does not grow with the video's length.
+
+    Every ``windows_per_part`` complete windows become a :class:`DecodedPart` (frames ``(K, 80,
+    224, 224, 3)`` uint8, audio ``(K, 10, 48000)`` float32, its own audio decoded alongside) handed
+    to ``emit(part)`` as soon as they are chosen; the last part (with the true duration, ``final``)
+    is returned. Frames and audio are exactly those of :func:`decode_video`. ``emit=None``: one
+    part holding the whole video. ``limits``: duration and resolution caps (:class:`MediaLimits`);
+    ``frame_rule`` / ``jpeg_roundtrip``: see :func:`decode_media`. Raises :class:`MediaError` naming the file (also after some parts were emitted).
+    """
+    path = str(path)
+    video_id = video_id or video_id_of(path)
+    limits = limits or MediaLimits()
+    if not Path(path).is_file():
+        raise MediaError(f"{path}: no such file")
+    state: dict = {"t0": None, "reader": None}
+
+    with _open(path) as c, (_open(path) if audio else contextlib.nullcontext()) as ca:
+        if not c.streams.video:
+            raise MediaError(f"{path}: no video stream (streams: {[s.type for s in c.streams]})")
+        vs = c.streams.video[0]
+        _check_declared(c, vs, path, limits)
+        vs.thread_type = "AUTO"
+        vs.thread_count = threads
+        has_audio = bool(audio and ca.streams.audio)
+
+        def audio_for(num_windows: int) -> np.ndarray:
+            if not has_audio:
+                return np.zeros((num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)
+            if state["reader"] is None:
+                if state["t0"] is None:  # a part goes out before the decode returns its t0
+                    state["t0"] = _first_frame_time(path)
+                state["reader"] = _AudioReader(ca, ca.streams.audio[0], path, state["t0"])
+            pcm = state["reader"].take(num_windows * WINDOW_SECONDS * SAMPLE_RATE)
+            return pcm.reshape(num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT)
+
+        def part(frames: list, first: int, duration: float, final: bool) -> DecodedPart:
+            w = len(frames) // FRAMES_PER_WINDOW
+            pix = np.stack(frames).reshape(w, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3)
+            return DecodedPart(path, video_id, duration, has_audio, pix, audio_for(w), first, final)
+
+        def on_part(frames: list, first: int) -> None:
+            emit(part(frames, first, (first + len(frames) // FRAMES_PER_WINDOW) * WINDOW_SECONDS, False))
+
+        roundtrip = None
+        if jpeg_roundtrip:
+            from lsld_engine.media.jpeg_roundtrip import JpegRoundTrip
+
+            roundtrip = JpegRoundTrip(FPS)
+        sink = _WindowSink(path, limits, windows_per_part, on_part if emit is not None else None, max_windows)
+        frames, t0, duration, w, _, _ = _select_frames(c, vs, path, max_windows, _checked(_clip_frame, path, limits),
+                                                       frame_rule, roundtrip, sink)
+        state["t0"] = t0 if state["t0"] is None else state["t0"]
+        first = sink.offset // FRAMES_PER_WINDOW
+        if not frames:  # the video ended on a part boundary: an empty last part carries the duration
+            return DecodedPart(path, video_id, float(duration), has_audio,
+                               np.zeros((0, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8),
+                               np.zeros((0, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32), first, True)
+        return part(frames, first, float(duration), True)
+

@@ -119,7 +119,7 @@ class _GpuCollector:
 
 def decode_nvdec(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
                  audio: bool = True, threads: int = 0, skip_nonref: bool = False,
-                 frame_rule: str = DEFAULT_FRAME_RULE, jpeg_roundtrip: bool = False):
+                 frame_rule: str = DEFAULT_FRAME_RULE, jpeg_roundtrip: bool = False, limits=None):
     """Decode with NVDEC and preprocess on the GPU -> :class:`lsld_engine.media.raw_planes.RawVideo` whose
     ``frames`` holds the finished ``(W, 80, 224, 224, 3)`` uint8 crops (``decoder="nvdec"``).
 
@@ -135,7 +135,7 @@ def decode_nvdec(path: str | Path, video_id: str | None = None, *, max_windows: 
     if not why:
         try:
             return _decode_on_gpu(path, video_id, max_windows=max_windows, audio=audio, skip_nonref=skip_nonref,
-                                  frame_rule=frame_rule)
+                                  frame_rule=frame_rule, limits=limits)
         except media.MediaError as e:
             # a file broken for FFmpeg stays broken on the CPU; a device-side failure does not
             why = f"NVDEC decode failed: {e}"
@@ -143,12 +143,12 @@ def decode_nvdec(path: str | Path, video_id: str | None = None, *, max_windows: 
             why = f"{type(e).__name__}: {e}"
         log.info("%s: NVDEC not used (%s); decoding on the CPU", path, why)
     r = decode_raw(path, video_id, max_windows=max_windows, audio=audio, threads=threads, skip_nonref=skip_nonref,
-                   frame_rule=frame_rule, jpeg_roundtrip=jpeg_roundtrip)
+                   frame_rule=frame_rule, jpeg_roundtrip=jpeg_roundtrip, limits=limits)
     r.decoder = f"cpu (nvdec: {why})"
     return r
 
 
-def _decode_on_gpu(path, video_id, *, max_windows, audio, skip_nonref, frame_rule):
+def _decode_on_gpu(path, video_id, *, max_windows, audio, skip_nonref, frame_rule, limits=None):
     import torch
 
     from lsld_engine.media.pixels import clip_input
@@ -156,7 +156,8 @@ def _decode_on_gpu(path, video_id, *, max_windows, audio, skip_nonref, frame_rul
 
     col = _GpuCollector()
     m = media.decode_media(path, video_id, max_windows=max_windows, audio=audio, threads=1,
-                           frame_fn=col, skip_nonref=skip_nonref, hwaccel=hwaccel(), frame_rule=frame_rule)
+                           frame_fn=col, skip_nonref=skip_nonref, hwaccel=hwaccel(), frame_rule=frame_rule,
+                           limits=limits)
     y, uv = torch.stack(col.y), torch.stack(col.uv)
     x = clip_input(y, uv=uv, spec=col.spec, rotation=m.rotation, device=y.device, dtype=torch.uint8)
     index = np.asarray(m.frames, np.int32)

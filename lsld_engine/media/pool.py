@@ -15,8 +15,17 @@ or a :class:`DecodeFailure`, in completion order (or input order with ``ordered=
   video with a :class:`DecodeFailure`, its other queued videos go to other workers, and a fresh
   worker replaces it. ``workers=0`` decodes in the calling process (tests, debugging).
 - ``decode_fn(path, video_id, **decode_kwargs)`` is the per-video work (default
-  :func:`lsld_engine.media.decode_video`); any top-level function returning a dataclass whose
+  :func:`lsld_engine.media.decode.decode_parts`); any top-level function returning a dataclass whose
   numpy fields are the bulk data can be used (e.g. a raw-plane decoder for GPU preprocessing).
+- **Streaming decoders.** A ``decode_fn`` that takes an ``emit`` argument (``decode_parts``) hands
+  out parts of a video (a few 10-s windows each) while it decodes; each is yielded as its own item
+  (``final`` False), the returned last part closes the video. A worker runs at most
+  ``parts_ahead`` parts ahead of the consumer (it waits for an acknowledgement of each part the
+  consumer has taken), so neither the worker nor ``/dev/shm`` ever holds more than a few parts of
+  a long video. ``timeout`` then bounds the time between two parts, not the whole video, and a
+  worker that waits for the consumer (its parts not yet taken) is not timed out. A video
+  that fails after some parts were yielded ends with a :class:`DecodeFailure` (the consumer drops
+  what it had of it).
 """
 from __future__ import annotations
 
@@ -66,6 +75,8 @@ def _items(paths: Iterable) -> Iterator[tuple[str, str]]:
 def _decode_one(decode_fn: Callable, path: str, video_id: str, kwargs: dict) -> Any:
     try:
         return decode_fn(path, video_id, **kwargs)
+    except _Stop:
+        raise
     except media.MediaError as e:
         return DecodeFailure(path, video_id, str(e))
     except Exception as e:  # a bug or an FFmpeg surprise: report it, keep the run going
@@ -133,22 +144,58 @@ def _discard(msg: tuple) -> None:
 
 # --- worker ----------------------------------------------------------------------------------
 
-def _worker_main(conn, decode_fn: Callable, kwargs: dict, shm_prefix: str | None) -> None:
+class _Stop(BaseException):
+    """The parent closed the pool while a streaming decode waited for it (not an error)."""
+
+
+def _worker_main(conn, decode_fn: Callable, kwargs: dict, shm_prefix: str | None, parts_ahead: int = 2) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    while True:
+    inbox: deque = deque()  # tasks received while waiting for acknowledgements
+    streaming = _takes(decode_fn, "emit")
+
+    def receive():
+        if inbox:
+            return inbox.popleft()
         try:
-            task = conn.recv()
+            return conn.recv()
         except EOFError:
-            return
-        if task is None:
-            return
+            return None
+
+    while True:
+        task = receive()
+        if task is None or task[0] == "ack":
+            if task is None:
+                return
+            continue  # a late acknowledgement of a finished video
         idx, path, video_id = task
-        result = _decode_one(decode_fn, path, video_id, kwargs)
+        sent = [0]  # parts sent for this video
+        acked = [0]
+
+        def emit(part, idx=idx, path=path, video_id=video_id, sent=sent, acked=acked) -> None:
+            msg = _pack(part, f"{shm_prefix}-{idx}-{sent[0]}" if shm_prefix else None)
+            conn.send((idx, msg, False))
+            sent[0] += 1
+            while sent[0] - acked[0] > parts_ahead:  # backpressure: wait for the consumer
+                try:
+                    m = conn.recv()
+                except EOFError:
+                    raise _Stop() from None
+                if m is None:
+                    raise _Stop()
+                if m[0] == "ack":
+                    acked[0] += m[1] == idx
+                else:
+                    inbox.append(m)
+
         try:
-            msg = _pack(result, f"{shm_prefix}-{idx}" if shm_prefix else None)
+            result = _decode_one(decode_fn, path, video_id, {**kwargs, "emit": emit} if streaming else kwargs)
+        except _Stop:
+            return
+        try:
+            msg = _pack(result, f"{shm_prefix}-{idx}-{sent[0]}" if shm_prefix else None)
         except Exception as e:
             msg = ("obj", DecodeFailure(path, video_id, f"{path}: cannot hand over result: {e}"))
-        conn.send((idx, msg))
+        conn.send((idx, msg, True))
 
 
 @dataclass(eq=False)
@@ -156,13 +203,16 @@ class _Worker:
     proc: Any
     conn: Any
     tasks: deque  # idx of tasks sent, oldest first (the oldest is the one being decoded)
-    started: float = 0.0  # when the oldest task started (approximately)
+    started: float = 0.0  # when the oldest task started (approximately), or last made progress
+    unacked: int = 0  # parts of the current video received and not yet acknowledged
 
 
 class _Pool:
-    def __init__(self, workers: int, decode_fn: Callable, kwargs: dict, transport: str, timeout: float | None):
+    def __init__(self, workers: int, decode_fn: Callable, kwargs: dict, transport: str, timeout: float | None,
+                 parts_ahead: int = 2):
         self.ctx = mp.get_context("spawn")
         self.decode_fn, self.kwargs, self.timeout = decode_fn, kwargs, timeout
+        self.parts_ahead = parts_ahead
         use_shm = transport == "shm" and os.path.isdir(SHM_DIR)
         if transport not in ("shm", "pipe"):
             raise ValueError(f"transport must be 'shm' or 'pipe', not {transport!r}")
@@ -171,8 +221,8 @@ class _Pool:
 
     def _spawn(self) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=True)
-        p = self.ctx.Process(target=_worker_main, args=(child, self.decode_fn, self.kwargs, self.shm_prefix),
-                             daemon=True, name="lsld-decode")
+        p = self.ctx.Process(target=_worker_main, args=(child, self.decode_fn, self.kwargs, self.shm_prefix,
+                                                        self.parts_ahead), daemon=True, name="lsld-decode")
         p.start()
         child.close()
         return _Worker(p, parent, deque())
@@ -185,6 +235,18 @@ class _Pool:
             w.conn.send((idx, path, video_id))
         except OSError:
             pass  # the worker has died: its sentinel fires and its tasks are failed / resent
+
+    def ack(self, idx: int) -> None:
+        """Tell the worker decoding ``idx`` that the consumer took one of its parts."""
+        for w in self.workers:
+            if w.tasks and w.tasks[0] == idx:
+                w.unacked = max(0, w.unacked - 1)
+                w.started = time.monotonic()  # the time it waited for us does not count as its own
+                try:
+                    w.conn.send(("ack", idx))
+                except OSError:
+                    pass  # it died: its sentinel fires and the video fails
+                return
 
     def replace(self, w: _Worker) -> list[int]:
         """Kill ``w`` and start a fresh worker in its place; returns the tasks it still held."""
@@ -224,29 +286,32 @@ class _Pool:
 
 def decode_stream(paths: Iterable, *, workers: int = 2, ordered: bool = False, max_pending: int | None = None,
                   prefetch: int = 2, timeout: float | None = None, transport: str = "shm",
-                  decode_fn: Callable | None = None, **decode_kwargs) -> Iterator[Any]:
+                  decode_fn: Callable | None = None, parts_ahead: int = 2, **decode_kwargs) -> Iterator[Any]:
     """Decode ``paths`` (paths, or ``(path, video_id)`` pairs; consumed lazily) in ``workers`` processes.
 
-    Yields exactly one ``DecodedVideo`` (or ``decode_fn``'s result) or :class:`DecodeFailure` per
-    input. ``max_pending`` (default ``workers * prefetch + 2``) bounds the videos in flight;
-    ``timeout`` (s) fails a video whose decode takes longer; ``decode_kwargs`` go to ``decode_fn``
-    (e.g. ``max_windows``, ``threads``; with workers, ``threads`` defaults to CPUs // workers).
+    Yields, per input, its parts (streaming ``decode_fn``: ``DecodedPart`` items, the last with
+    ``final``) or one ``DecodedVideo`` (or ``decode_fn``'s result), or a :class:`DecodeFailure`
+    (possibly after some parts). ``max_pending`` (default ``workers * prefetch + 2``) bounds the
+    videos in flight, ``parts_ahead`` the parts a worker decodes ahead of the consumer;
+    ``timeout`` (s) fails a video that makes no progress for that long; ``decode_kwargs`` go to
+    ``decode_fn`` (e.g. ``max_windows``, ``limits``, ``threads``; with workers, ``threads``
+    defaults to CPUs // workers).
     """
-    decode_fn = decode_fn or media.decode_video
+    decode_fn = decode_fn or media.decode_parts
     items = _items(paths)
     if workers <= 0:
         for path, vid in items:
-            yield _decode_one(decode_fn, path, vid, decode_kwargs)
+            yield from _decode_here(decode_fn, path, vid, decode_kwargs, parts_ahead)
         return
-    if decode_fn is media.decode_video or _takes_threads(decode_fn):
+    if decode_fn in (media.decode_video, media.decode_parts) or _takes(decode_fn, "threads"):
         # the processes share the CPUs; FFmpeg threads only fill cores the processes leave idle
         decode_kwargs.setdefault("threads", max(1, (os.cpu_count() or 1) // workers))
     max_pending = max_pending or workers * prefetch + 2
-    pool = _Pool(workers, decode_fn, decode_kwargs, transport, timeout)
-    info: dict[int, tuple[str, str]] = {}  # idx -> (path, video_id), dispatched and not yet yielded
+    pool = _Pool(workers, decode_fn, decode_kwargs, transport, timeout, parts_ahead)
+    info: dict[int, tuple[str, str]] = {}  # idx -> (path, video_id), dispatched and not yet closed
     retry: deque = deque()  # idx of tasks to resend (their worker died before starting them)
-    ready: dict[int, Any] = {}  # finished, waiting for their turn (ordered) or to be yielded
-    done_order: deque = deque()
+    ready: dict[int, deque] = {}  # idx -> results received, waiting for their turn (ordered) or to be yielded
+    done_order: deque = deque()  # unordered: one idx per result received, in arrival order
     next_idx = 0  # ordered: the next index to yield
     n_in = 0
     exhausted = False
@@ -273,16 +338,24 @@ def decode_stream(paths: Iterable, *, workers: int = 2, ordered: bool = False, m
             # yield what may be yielded
             while True:
                 if ordered:
-                    if next_idx not in ready:
+                    q = ready.get(next_idx)
+                    if not q:
                         break
-                    idx, next_idx = next_idx, next_idx + 1
+                    idx = next_idx
                 else:
                     if not done_order:
                         break
                     idx = done_order.popleft()
-                res = ready.pop(idx)
-                del info[idx]
-                yield res
+                    q = ready[idx]
+                res = q.popleft()
+                if _is_last(res):
+                    del ready[idx], info[idx]
+                    if ordered:
+                        next_idx += 1
+                    yield res
+                else:
+                    yield res
+                    pool.ack(idx)  # the consumer has taken the part: the worker may decode one more
             if exhausted and not info:
                 return
             if not any(w.tasks for w in pool.workers):
@@ -292,15 +365,61 @@ def decode_stream(paths: Iterable, *, workers: int = 2, ordered: bool = False, m
         pool.close()
 
 
-def _takes_threads(fn: Callable) -> bool:
+def _is_last(result: Any) -> bool:
+    """Whether ``result`` closes its video (a failure, a whole video, or a ``final`` part)."""
+    return getattr(result, "final", True)
+
+
+def _decode_here(decode_fn: Callable, path: str, video_id: str, kwargs: dict, parts_ahead: int) -> Iterator[Any]:
+    """``workers=0``: decode in this process; a streaming ``decode_fn`` runs in a thread that stays
+    at most ``parts_ahead`` parts ahead of the consumer."""
+    if not _takes(decode_fn, "emit"):
+        yield _decode_one(decode_fn, path, video_id, kwargs)
+        return
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, parts_ahead))
+    stop = threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stop()
+
+    def run() -> None:
+        try:
+            put(_decode_one(decode_fn, path, video_id, {**kwargs, "emit": put}))
+        except _Stop:
+            pass
+
+    t = threading.Thread(target=run, name="lsld-decode-parts", daemon=True)
+    t.start()
     try:
-        return "threads" in inspect.signature(fn).parameters
+        while True:
+            item = q.get()
+            yield item
+            if _is_last(item):
+                return
+    finally:
+        stop.set()
+        t.join(timeout=30)
+
+
+def _takes(fn: Callable, name: str) -> bool:
+    """Whether ``fn`` has a parameter ``name``."""
+    try:
+        return name in inspect.signature(fn).parameters
     except (TypeError, ValueError):  # builtins and other callables without a signature
         return False
 
 
 def _finish(idx: int, result: Any, info: dict, ready: dict, done_order: deque) -> None:
-    ready[idx] = result
+    ready.setdefault(idx, deque()).append(result)
     done_order.append(idx)
 
 
@@ -312,7 +431,7 @@ def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deq
     wait_s = 0.5
     if pool.timeout:
         now = time.monotonic()
-        wait_s = max(0.01, min(wait_s, min(w.started + pool.timeout - now for w in busy)))
+        wait_s = max(0.01, min([wait_s] + [w.started + pool.timeout - now for w in busy]))
     for obj in wait(list(by_conn) + list(by_sentinel), timeout=wait_s):
         w = by_conn.get(obj) or by_sentinel.get(obj)
         if w not in pool.workers:
@@ -321,10 +440,12 @@ def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deq
         # read everything the worker managed to send (also when it has died since)
         try:
             while w.conn.poll():
-                idx, msg = w.conn.recv()
-                w.tasks.remove(idx)
-                w.started = time.monotonic()
-                if idx in info and idx not in ready:
+                idx, msg, last = w.conn.recv()
+                w.started = time.monotonic()  # progress: the timeout counts from here
+                w.unacked = 0 if last else w.unacked + 1
+                if last:
+                    w.tasks.remove(idx)
+                if idx in info and not _closed(idx, ready):
                     _finish(idx, _unpack(msg), info, ready, done_order)
                 else:
                     _discard(msg)
@@ -341,9 +462,16 @@ def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deq
     if pool.timeout:
         now = time.monotonic()
         for w in list(pool.workers):
-            if w.tasks and now - w.started > pool.timeout:
+            # a worker more than parts_ahead parts ahead waits for the consumer, not for its decoder
+            if w.tasks and now - w.started > pool.timeout and w.unacked <= pool.parts_ahead:
                 held = pool.replace(w)
                 path, vid = info[held[0]]
-                _finish(held[0], DecodeFailure(path, vid, f"{path}: decoding took longer than {pool.timeout:g} s; "
+                _finish(held[0], DecodeFailure(path, vid, f"{path}: decoding made no progress for {pool.timeout:g} s; "
                                                f"worker stopped"), info, ready, done_order)
                 retry.extend(held[1:])
+
+
+def _closed(idx: int, ready: dict) -> bool:
+    """Whether the results waiting for ``idx`` already end with its last one."""
+    q = ready.get(idx)
+    return bool(q) and _is_last(q[-1])

@@ -120,17 +120,19 @@ def _plane(frame, i: int) -> np.ndarray:
 
 def decode_raw(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
                audio: bool = True, threads: int = 0, skip_nonref: bool = False,
-               frame_rule: str = DEFAULT_FRAME_RULE, jpeg_roundtrip: bool = False) -> RawVideo:
+               frame_rule: str = DEFAULT_FRAME_RULE, jpeg_roundtrip: bool = False,
+               limits: media.MediaLimits | None = None) -> RawVideo:
     """Decode step only: the ``W * 80`` chosen frames as raw YUV planes, and the audio.
 
-    Same frame choice, audio, errors (:class:`lsld_engine.media.MediaError`) and options as
+    Same frame choice, audio, errors (:class:`lsld_engine.media.MediaError`), caps (``limits``) and options as
     :func:`lsld_engine.media.decode_video`; ``skip_nonref`` see :func:`media.decode_media`.
     With ``jpeg_roundtrip`` the frames are decoded JPEG images (RGB): the file takes the reference path.
+    Not streamed: the distinct frames of the whole video are held (bounded by ``limits``).
     """
     col = _Collector()
     m = media.decode_media(path, video_id, max_windows=max_windows, audio=audio, threads=threads,
                            frame_fn=col, skip_nonref=skip_nonref, frame_rule=frame_rule,
-                           jpeg_roundtrip=jpeg_roundtrip)
+                           jpeg_roundtrip=jpeg_roundtrip, limits=limits)
     index = np.asarray(m.frames, np.int32)
     if jpeg_roundtrip:
         col.fallback = "JPEG round trip (frames are decoded JPEG images)"
