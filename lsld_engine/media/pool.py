@@ -15,7 +15,7 @@ or a :class:`DecodeFailure`, in completion order (or input order with ``ordered=
   video with a :class:`DecodeFailure`, its other queued videos go to other workers, and a fresh
   worker replaces it. ``workers=0`` decodes in the calling process (tests, debugging).
 - ``decode_fn(path, video_id, **decode_kwargs)`` is the per-video work (default
-  :func:`lsld_engine.media.decode.decode_parts`); any top-level function returning a dataclass whose
+  :func:`lsld_engine.media.parts.decode_parts`); any top-level function returning a dataclass whose
   numpy fields are the bulk data can be used (e.g. a raw-plane decoder for GPU preprocessing).
 - **Streaming decoders.** A ``decode_fn`` that takes an ``emit`` argument (``decode_parts``) hands
   out parts of a video (a few 10-s windows each) while it decodes; each is yielded as its own item
@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from lsld_engine.media import decode as media
+from lsld_engine import media
 
 log = logging.getLogger(__name__)
 
