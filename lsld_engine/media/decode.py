@@ -230,7 +230,7 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
     (see docs/pixels.md for the measured saving and timing error). Off by default.
     ``hwaccel``: an ``av.codec.hwaccel.HWAccel`` for the video (NVDEC, :mod:`lsld_engine.media.nvdec`).
     ``limits``: the duration and resolution caps (default :class:`MediaLimits`). The whole video is
-    held (``W * 80`` chosen frames); :func:`decode_parts` streams it instead.
+    held (``W * 80`` chosen frames); :func:`lsld_engine.media.parts.decode_parts` streams it instead.
     Raises :class:`MediaError` naming the file.
     """
     path = str(path)

@@ -88,8 +88,9 @@ def decode_parts(path: str | Path, video_id: str | None = None, *, emit=None,
 
             roundtrip = JpegRoundTrip(FPS)
         sink = _decode._WindowSink(path, limits, windows_per_part, on_part if emit is not None else None, max_windows)
-        frames, t0, duration, w, _, _ = _decode._select_frames(c, vs, path, max_windows, _checked(_clip_frame, path, limits),
-                                                       frame_rule, roundtrip, sink)
+        frames, t0, duration, w, _, _ = _decode._select_frames(c, vs, path, max_windows,
+                                                               _checked(_clip_frame, path, limits),
+                                                               frame_rule, roundtrip, sink)
         state["t0"] = t0 if state["t0"] is None else state["t0"]
         first = sink.offset // FRAMES_PER_WINDOW
         if not frames:  # the video ended on a part boundary: an empty last part carries the duration

@@ -75,7 +75,7 @@ class DecodedVideo(Windowed):
 
 @dataclass
 class DecodedPart(DecodedVideo):
-    """A run of consecutive windows of a video decoded as a stream (:func:`decode_parts`).
+    """A run of consecutive windows of a video decoded as a stream (:func:`lsld_engine.media.parts.decode_parts`).
 
     ``frames`` / ``audio`` as in :class:`DecodedVideo` for this part's windows only;
     ``first_window``: index of its first window in the video; ``final``: the video's last part,
