@@ -10,7 +10,8 @@ or a :class:`DecodeFailure`, in completion order (or input order with ``ordered=
   waits on the parent between videos).
 - Arrays travel through one shared-memory file per video (``/dev/shm``, unlinked by the consumer
   as soon as it is mapped; one copy in the worker, none in the consumer;
-  :mod:`lsld_engine.media.shm_transport`) instead of being pickled through a pipe (``transport="pipe"``, for platforms without ``/dev/shm``).
+  :mod:`lsld_engine.media.shm_transport`) instead of being pickled through a pipe
+  (``transport="pipe"``, for platforms without ``/dev/shm``).
 - A worker that dies (segfault, OOM kill) or exceeds ``timeout`` seconds on one video fails that
   video with a :class:`DecodeFailure`, its other queued videos go to other workers, and a fresh
   worker replaces it. ``workers=0`` decodes in the calling process (tests, debugging).
