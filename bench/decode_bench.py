@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsld_engine.media import decode as media, pool as decode_pool
+from lsld_engine.media import audio as media_audio, cpu_pixels, decode as media, pool as decode_pool, windows
 from lsld_engine.testing.videos import bench_clips
 
 
@@ -41,7 +41,7 @@ def _best(fn, repeat: int) -> float:
 
 
 def _swscale_crop(frame, rotation):
-    w, h = media.clip_size(frame.width, frame.height)
+    w, h = cpu_pixels.clip_size(frame.width, frame.height)
     img = frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
     top, left = (h - media.IMAGE_SIZE) // 2, (w - media.IMAGE_SIZE) // 2
     return img[top: top + media.IMAGE_SIZE, left: left + media.IMAGE_SIZE]
@@ -57,9 +57,9 @@ def split(path: Path, repeat: int) -> None:
         ("decode only (80 frames chosen, not kept)", lambda: media.decode_media(p, audio=False,
                                                                                frame_fn=_drop)),
         ("  (decode, the 80 frames kept)", lambda: media.decode_media(p, audio=False)),
-        ("+ RGB (swscale rgb24)", lambda: media.decode_media(p, audio=False, frame_fn=media.rgb_frame)),
+        ("+ RGB (swscale rgb24)", lambda: media.decode_media(p, audio=False, frame_fn=cpu_pixels.rgb_frame)),
         ("+ PIL bicubic resize + crop (reference)", lambda: media.decode_media(p, audio=False,
-                                                                              frame_fn=media._clip_frame)),
+                                                                              frame_fn=cpu_pixels._clip_frame)),
         ("  (alt: swscale bicubic resize + crop)", lambda: media.decode_media(p, audio=False,
                                                                              frame_fn=_swscale_crop)),
         ("audio alone (decode + resample + mean)", lambda: _audio_only(p)),
@@ -84,17 +84,17 @@ def split(path: Path, repeat: int) -> None:
 
 def _audio_only(p: str):
     with media._open(p) as c:
-        return media._decode_audio(c, c.streams.audio[0], p, 0.0, 1)
+        return media_audio._decode_audio(c, c.streams.audio[0], p, 0.0, 1)
 
 
 _FAKE = {}
 
 
-def fake_decode(path: str, video_id: str, **kw) -> media.DecodedVideo:
+def fake_decode(path: str, video_id: str, **kw) -> windows.DecodedVideo:
     """decode_fn with no decoding: a ready 10-s DecodedVideo (measures hand-over alone)."""
     if "d" not in _FAKE:
         rng = np.random.default_rng(0)
-        _FAKE["d"] = media.DecodedVideo(path, video_id, 10.0, True,
+        _FAKE["d"] = windows.DecodedVideo(path, video_id, 10.0, True,
                                         rng.integers(0, 256, (1, 80, 224, 224, 3), dtype=np.uint8),
                                         rng.standard_normal((1, 10, 48000), dtype=np.float32))
     return _FAKE["d"]

@@ -11,7 +11,7 @@ Read it top to bottom (:func:`parse_videos`)::
     writer (one flushed line per video; error lines for videos that failed)
 
 Memory does not grow with a video's length: a long video arrives as parts of a few windows
-(:func:`lsld_engine.media.decode.decode_parts`), each part is embedded and run through the HAN as
+(:func:`lsld_engine.media.parts.decode_parts`), each part is embedded and run through the HAN as
 it comes, and only its small HAN outputs are kept until the video's last part closes its record.
 
 Long videos are parsed as consecutive 10-s windows (each window is one HAN input, like an LLP

@@ -9,7 +9,7 @@ The caller handles each group (runs the HAN and writes records, or writes featur
 loop counts what was done, logs failures and drives the progress bar.
 
 Memory does not grow with a video's length: the default decoder streams a long video as parts of
-a few windows (:func:`lsld_engine.media.decode.decode_parts`), so a group holds parts
+a few windows (:func:`lsld_engine.media.parts.decode_parts`), so a group holds parts
 (``first_window``, ``final``) of long videos; the caller keeps what it needs of a video's parts
 (``parse``: its HAN outputs; ``extract``: its window ids) until the part with ``final`` closes it.
 """
@@ -86,9 +86,9 @@ def embedded_groups(inputs: Iterable[VideoInput], backend, summary: Summary, *, 
     ``ordered``: groups in input order (else completion order); ``workers``: decode processes (0 = a
     thread of this process); ``max_frames``: CLIP frames per encode round
     (:func:`lsld_engine.embed.embed_groups`); ``decode_fn``: the workers' per-video decoder (default
-    :func:`lsld_engine.media.decode.decode_parts`, streamed; :func:`lsld_engine.media.raw_planes.decode_raw` /
+    :func:`lsld_engine.media.parts.decode_parts`, streamed; :func:`lsld_engine.media.raw_planes.decode_raw` /
     :func:`lsld_engine.media.nvdec.decode_nvdec` for device pixels, see docs/pixels.md); ``limits``:
-    :class:`lsld_engine.media.decode.MediaLimits` (duration / resolution caps; None: the defaults).
+    :class:`lsld_engine.media.limits.MediaLimits` (duration / resolution caps; None: the defaults).
     """
     inputs = list(inputs)
     t0 = time.perf_counter()

@@ -112,17 +112,23 @@ def fs_text(name: str | os.PathLike) -> str:
     return "".join(out)
 
 
-def read_list(path: str | os.PathLike) -> list[Path]:
-    """Paths listed one per line in ``path`` (blank lines and ``#`` comments skipped; relative paths
-    are relative to the list file's folder). Lines are file-system bytes: any name is allowed."""
+def list_lines(path: str | os.PathLike) -> list[str]:
+    """The entries of a list file as written, one per line (stripped; blank lines and ``#`` comments
+    skipped). Lines are file-system bytes (``os.fsdecode``): any name is allowed. Shared by
+    :func:`read_list` and :func:`lsld_engine.scale.sources.read_uri_list`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"list file not found: {path}")
+    lines = (os.fsdecode(raw.strip()) for raw in path.read_bytes().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def read_list(path: str | os.PathLike) -> list[Path]:
+    """Paths listed one per line in ``path`` (:func:`list_lines`; relative paths are relative to
+    the list file's folder)."""
+    path = Path(path)
     out = []
-    for raw in path.read_bytes().splitlines():
-        line = os.fsdecode(raw.strip())
-        if not line or line.startswith("#"):
-            continue
+    for line in list_lines(path):
         p = Path(line).expanduser()
         out.append(p if p.is_absolute() else path.parent / p)
     return out

@@ -9,7 +9,7 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from lsld_engine.media import decode as media  # noqa: E402
+from lsld_engine.media import cpu_pixels, decode as media  # noqa: E402
 from lsld_engine.media.pool import DecodeFailure, decode_stream  # noqa: E402
 from lsld_engine.llp import T  # noqa: E402
 from lsld_engine.media import (FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE, SAMPLES_PER_SEGMENT,  # noqa: E402
@@ -157,7 +157,7 @@ def test_decode_step_and_pixel_step_compose(videos, decoded):
     """decode_media (raw frames) + clip_pixels gives exactly decode_video's frames."""
     m = decode_media(videos["h264_flac_vfr"], frame_rule="hold")
     assert isinstance(m.frames[0], av.VideoFrame) and len(m.frames) == FRAMES_PER_WINDOW
-    np.testing.assert_array_equal(media.clip_pixels(m.frames, m.rotation),
+    np.testing.assert_array_equal(cpu_pixels.clip_pixels(m.frames, m.rotation),
                                   decoded["h264_flac_vfr"].frames[0])
 
 
@@ -172,7 +172,7 @@ def test_clip_crop_matches_open_clip_transform(hw):
     ref = Image.fromarray(img)
     for t in tr.transforms[:2]:  # Resize(224, bicubic), CenterCrop(224); the rest is tensor + normalise
         ref = t(ref)
-    np.testing.assert_array_equal(media.clip_crop(img), np.asarray(ref))
+    np.testing.assert_array_equal(cpu_pixels.clip_crop(img), np.asarray(ref))
 
 
 # --- decode pool -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 av = pytest.importorskip("av")
 torch = pytest.importorskip("torch")
 
-from lsld_engine.media import decode as media, nvdec, pixels  # noqa: E402
+from lsld_engine.media import cpu_pixels, decode as media, nvdec, pixels  # noqa: E402
 from lsld_engine.media.pool import decode_stream  # noqa: E402
 from lsld_engine.media import FRAMES_PER_WINDOW, IMAGE_SIZE, decode_video  # noqa: E402
 from lsld_engine.media.pixels import ColorSpec, clip_input, color_spec, crop_box, raw_frame, resize_crop  # noqa: E402
@@ -32,7 +32,7 @@ def _textured(h, w, seed=0):
 
 def _reference(y, u, v, spec, rotation=0):
     """The CPU reference: swscale rgb24 of the tagged frame, PIL bicubic, centre crop."""
-    return media.clip_crop(media.rgb_frame(raw_frame("yuv420p", (y, u, v), spec), rotation))
+    return cpu_pixels.clip_crop(cpu_pixels.rgb_frame(raw_frame("yuv420p", (y, u, v), spec), rotation))
 
 
 def test_color_spec_from_ffmpeg_codes():
@@ -71,7 +71,7 @@ def test_resize_matches_pil(hw, method):
     rng = np.random.default_rng(3)
     img = np.clip(rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3)).repeat(8, 0).repeat(8, 1)[:h, :w]
                   + rng.integers(-30, 30, (h, w, 3)), 0, 255).astype(np.uint8)
-    ref = media.clip_crop(img).astype(int)
+    ref = cpu_pixels.clip_crop(img).astype(int)
     got = resize_crop(torch.from_numpy(img).permute(2, 0, 1)[None], method=method)[0]
     d = np.abs(got.permute(1, 2, 0).numpy().astype(int) - ref)
     tol = 2 if method == "uint8" else 1  # documented per-pixel tolerance
@@ -86,7 +86,7 @@ def test_crop_geometry_follows_torchvision():
     img = np.zeros((360, 640, 3), np.uint8)
     img[:, 250:260] = 255
     out = resize_crop(torch.from_numpy(img).permute(2, 0, 1)[None], method="matmul")[0, 0].numpy()
-    ref = media.clip_crop(img)[..., 0]
+    ref = cpu_pixels.clip_crop(img)[..., 0]
     assert abs(int(out.mean(0).argmax()) - int(ref.mean(0).argmax())) <= 1
 
 
@@ -185,7 +185,7 @@ def test_skip_nonref_option_bounded_timing_error(tmp_path):
     spec = VideoSpec(duration=4.0, acodec=None, options={"preset": "veryfast", "bf": "3"})
     p = make_video(tmp_path / "bframes.mp4", spec)
     full = decode_video(p, frame_rule="hold")
-    fast = media.decode_media(p, audio=False, skip_nonref=True, frame_fn=media._clip_frame, frame_rule="hold")
+    fast = media.decode_media(p, audio=False, skip_nonref=True, frame_fn=cpu_pixels._clip_frame, frame_rule="hold")
     shown = np.array([read_frame_index(f) for f in fast.frames])
     want = np.searchsorted(frame_times(spec), np.arange(len(shown)) / 8 + 1e-4, side="right") - 1
     assert np.all(shown <= want) and np.all(want - shown <= 4)  # earlier frame, never a later one

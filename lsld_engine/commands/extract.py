@@ -32,7 +32,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _resolution(text: str) -> tuple[int, int]:
-    from lsld_engine.media.decode import parse_resolution
+    from lsld_engine.media.limits import parse_resolution
 
     try:
         return parse_resolution(text)
@@ -42,7 +42,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 def media_limits(args):
     """The :class:`lsld_engine.media.MediaLimits` of ``--max-duration`` / ``--max-resolution``."""
-    from lsld_engine.media.decode import MAX_DURATION_S, MAX_RESOLUTION, MediaLimits
+    from lsld_engine.media.limits import MAX_DURATION_S, MAX_RESOLUTION, MediaLimits
 
     return MediaLimits(args.max_duration or MAX_DURATION_S, args.max_resolution or MAX_RESOLUTION)
 

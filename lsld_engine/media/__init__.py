@@ -2,8 +2,13 @@
 
 Modules, in the order data flows through them:
 
-- :mod:`.decode` — demux + decode with PyAV, frame selection, audio alignment, window ids; the CPU
-  reference pixel step (``decode_video``);
+- :mod:`.decode` — demux + decode with PyAV and frame selection, the whole video at once (``decode_media``,
+  ``decode_video``);
+- :mod:`.parts` — the same decode streamed in parts of a few windows (``decode_parts``);
+- :mod:`.limits` — ``MediaError`` and the duration / resolution caps (``MediaLimits``);
+- :mod:`.windows` — the result types (``DecodedVideo``, ``DecodedPart``), window ids and counts;
+- :mod:`.audio` — audio decoded to 48 kHz mono, aligned to the video's first frame;
+- :mod:`.cpu_pixels` — the CPU reference pixel step (``clip_pixels``, ``clip_crop``);
 - :mod:`.frame_rule` — which frames become the 80 per window (``official``: ffmpeg's ``-r 8`` grid +
   the official linspace pick; ``hold``), from timestamps only;
 - :mod:`.jpeg_roundtrip` — the official scripts' JPEG files, coded and decoded in memory;
@@ -13,11 +18,13 @@ Modules, in the order data flows through them:
 - :mod:`.pixels` — the device pixel step: YUV -> RGB, resize, crop, CLIP input (torch);
 - :mod:`.nvdec` — GPU decode (NVDEC), CPU fallback per file.
 
-The names of :mod:`.decode` are re-exported here (``from lsld_engine.media import decode_video``).
+The public names of these modules are re-exported here (``from lsld_engine.media import decode_video``).
 """
-from lsld_engine.media.decode import (FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE,  # noqa: F401
-                                      SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, TIME_EPS, WINDOW_SECONDS,
-                                      WINDOW_TOLERANCE_SECONDS, DecodedMedia, DecodedPart, DecodedVideo, MediaError,
-                                      MediaLimits, Windowed, clip_crop, clip_pixels, clip_size, decode_media,
-                                      decode_parts, decode_video, num_windows_for, part_window_ids, rgb_frame,
-                                      video_id_of, window_ids)
+from lsld_engine.contract import (FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE,  # noqa: F401
+                                  SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, WINDOW_SECONDS)
+from lsld_engine.media.cpu_pixels import clip_crop, clip_pixels, clip_size, rgb_frame  # noqa: F401
+from lsld_engine.media.decode import TIME_EPS, decode_media, decode_video  # noqa: F401
+from lsld_engine.media.limits import MediaError, MediaLimits  # noqa: F401
+from lsld_engine.media.parts import decode_parts  # noqa: F401
+from lsld_engine.media.windows import (WINDOW_TOLERANCE_SECONDS, DecodedMedia, DecodedPart, DecodedVideo,  # noqa: F401
+                                       Windowed, num_windows_for, part_window_ids, video_id_of, window_ids)

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lsld_engine.media import decode as media
-from lsld_engine.media.decode import FRAMES_PER_WINDOW, IMAGE_SIZE
+from lsld_engine import media
+from lsld_engine.contract import FRAMES_PER_WINDOW, IMAGE_SIZE
 from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE
 
 log = logging.getLogger(__name__)

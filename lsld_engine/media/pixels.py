@@ -36,10 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lsld_engine.contract import IMAGE_SIZE
 from lsld_engine.media.colorspace import (CLIP_MEAN, CLIP_STD, DEFAULT_MATRIX, MATRICES, RAW_FORMATS,  # noqa: F401
                                           ColorSpec, color_spec, frame_color_spec, raw_frame,
                                           yuv_to_rgb_affine)
-from lsld_engine.media.decode import IMAGE_SIZE, clip_size
+from lsld_engine.media.cpu_pixels import clip_size
 
 
 def pil_bicubic_weights(in_size: int, out_size: int, start: int = 0, count: int | None = None) -> np.ndarray:

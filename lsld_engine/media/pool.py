@@ -9,13 +9,14 @@ or a :class:`DecodeFailure`, in completion order (or input order with ``ordered=
   bounded however slow the consumer is (each worker holds at most ``prefetch`` tasks, so it never
   waits on the parent between videos).
 - Arrays travel through one shared-memory file per video (``/dev/shm``, unlinked by the consumer
-  as soon as it is mapped; one copy in the worker, none in the consumer) instead of being pickled
-  through a pipe (``transport="pipe"``, for platforms without ``/dev/shm``).
+  as soon as it is mapped; one copy in the worker, none in the consumer;
+  :mod:`lsld_engine.media.shm_transport`) instead of being pickled through a pipe
+  (``transport="pipe"``, for platforms without ``/dev/shm``).
 - A worker that dies (segfault, OOM kill) or exceeds ``timeout`` seconds on one video fails that
   video with a :class:`DecodeFailure`, its other queued videos go to other workers, and a fresh
   worker replaces it. ``workers=0`` decodes in the calling process (tests, debugging).
 - ``decode_fn(path, video_id, **decode_kwargs)`` is the per-video work (default
-  :func:`lsld_engine.media.decode.decode_parts`); any top-level function returning a dataclass whose
+  :func:`lsld_engine.media.parts.decode_parts`); any top-level function returning a dataclass whose
   numpy fields are the bulk data can be used (e.g. a raw-plane decoder for GPU preprocessing).
 - **Streaming decoders.** A ``decode_fn`` that takes an ``emit`` argument (``decode_parts``) hands
   out parts of a video (a few 10-s windows each) while it decodes; each is yielded as its own item
@@ -29,11 +30,9 @@ or a :class:`DecodeFailure`, in completion order (or input order with ``ordered=
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
 import inspect
 import logging
-import mmap
 import multiprocessing as mp
 import os
 import signal
@@ -45,15 +44,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Callable, Iterable, Iterator
 
-import numpy as np
-
-from lsld_engine.media import decode as media
+from lsld_engine import media
+from lsld_engine.media.shm_transport import SHM_DIR, discard, pack, unpack
 
 log = logging.getLogger(__name__)
-
-SHM_DIR = "/dev/shm"
-_ALIGN = 64
-
 
 @dataclass
 class DecodeFailure:
@@ -82,64 +76,6 @@ def _decode_one(decode_fn: Callable, path: str, video_id: str, kwargs: dict) -> 
     except Exception as e:  # a bug or an FFmpeg surprise: report it, keep the run going
         log.debug("decode of %s failed:\n%s", path, traceback.format_exc())
         return DecodeFailure(path, video_id, f"{path}: {type(e).__name__}: {e}")
-
-
-# --- transport -------------------------------------------------------------------------------
-
-def _pack(result: Any, shm_name: str | None) -> tuple:
-    """Picklable message for ``result``; with ``shm_name``, its ndarray fields go to one shm file."""
-    if shm_name is None or not dataclasses.is_dataclass(result):
-        return ("obj", result)
-    arrays = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
-              if isinstance(getattr(result, f.name), np.ndarray)}
-    if not arrays:
-        return ("obj", result)
-    layout, offset = [], 0
-    for name, a in arrays.items():
-        layout.append((name, a.dtype.str, a.shape, offset))
-        offset += -(-a.nbytes // _ALIGN) * _ALIGN
-    path = os.path.join(SHM_DIR, shm_name)
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    try:
-        os.ftruncate(fd, max(offset, 1))
-        # pwrite copies straight into the tmpfs pages (no page faults through a mapping)
-        for (name, dt, shape, off), a in zip(layout, arrays.values()):
-            if a.nbytes == 0:  # e.g. the empty planes of a fallback video (memoryview cannot cast them)
-                continue
-            buf = memoryview(np.ascontiguousarray(a)).cast("B")
-            while buf:
-                k = os.pwrite(fd, buf, off)
-                buf, off = buf[k:], off + k
-    finally:
-        os.close(fd)
-    rest = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in arrays}
-    return ("shm", type(result), rest, layout, path, offset)
-
-
-def _unpack(msg: tuple) -> Any:
-    if msg[0] == "obj":
-        return msg[1]
-    _, cls, rest, layout, path, size = msg
-    fd = os.open(path, os.O_RDWR)
-    try:
-        # MAP_POPULATE maps all pages in one call instead of one fault per 4 KiB page
-        # shared + writable: the file is ours alone once unlinked, so the arrays can be written
-        # in place like in-process ones, without the copy-on-write of a private mapping
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        mm = mmap.mmap(fd, max(size, 1), flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    finally:
-        os.close(fd)
-        os.unlink(path)  # the mapping lives on until the arrays are garbage-collected
-    arrays = {name: np.ndarray(shape, dt, buffer=mm, offset=off) for name, dt, shape, off in layout}
-    return cls(**rest, **arrays)
-
-
-def _discard(msg: tuple) -> None:
-    if msg[0] == "shm":
-        try:
-            os.unlink(msg[4])
-        except FileNotFoundError:
-            pass
 
 
 # --- worker ----------------------------------------------------------------------------------
@@ -172,7 +108,7 @@ def _worker_main(conn, decode_fn: Callable, kwargs: dict, shm_prefix: str | None
         acked = [0]
 
         def emit(part, idx=idx, path=path, video_id=video_id, sent=sent, acked=acked) -> None:
-            msg = _pack(part, f"{shm_prefix}-{idx}-{sent[0]}" if shm_prefix else None)
+            msg = pack(part, f"{shm_prefix}-{idx}-{sent[0]}" if shm_prefix else None)
             conn.send((idx, msg, False))
             sent[0] += 1
             while sent[0] - acked[0] > parts_ahead:  # backpressure: wait for the consumer
@@ -192,7 +128,7 @@ def _worker_main(conn, decode_fn: Callable, kwargs: dict, shm_prefix: str | None
         except _Stop:
             return
         try:
-            msg = _pack(result, f"{shm_prefix}-{idx}-{sent[0]}" if shm_prefix else None)
+            msg = pack(result, f"{shm_prefix}-{idx}-{sent[0]}" if shm_prefix else None)
         except Exception as e:
             msg = ("obj", DecodeFailure(path, video_id, f"{path}: cannot hand over result: {e}"))
         conn.send((idx, msg, True))
@@ -446,9 +382,9 @@ def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deq
                 if last:
                     w.tasks.remove(idx)
                 if idx in info and not _closed(idx, ready):
-                    _finish(idx, _unpack(msg), info, ready, done_order)
+                    _finish(idx, unpack(msg), info, ready, done_order)
                 else:
-                    _discard(msg)
+                    discard(msg)
         except (EOFError, OSError):
             dead = True
         if dead or not w.proc.is_alive():

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lsld_engine.media import decode as media
-from lsld_engine.media.decode import FRAMES_PER_WINDOW, IMAGE_SIZE, window_ids
+from lsld_engine import media
+from lsld_engine.contract import FRAMES_PER_WINDOW, IMAGE_SIZE
+from lsld_engine.media.cpu_pixels import _clip_frame
 from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE
+from lsld_engine.media.windows import window_ids
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ class _Collector:
         elif key != self.key and not self.fallback:
             self._fall_back(f"frame format/size/colour changed inside the stream ({self.key} -> {key})", rotation)
         if self.fallback:
-            self.crops.append(media._clip_frame(frame, rotation))
+            self.crops.append(_clip_frame(frame, rotation))
             return len(self.crops) - 1
         self.planes.append(tuple(_plane(frame, i) for i in range(3)))
         return len(self.planes) - 1

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from lsld_engine.video_inputs import VIDEO_EXTENSIONS, VideoInput, collect_inputs
+from lsld_engine.video_inputs import VIDEO_EXTENSIONS, VideoInput, collect_inputs, list_lines
 from lsld_engine.results import filesystem, is_uri
 
 _GLOB_CHARS = set("*?[")
@@ -53,16 +53,11 @@ def list_inputs(inputs: Iterable[str | os.PathLike], list_file: str | os.PathLik
 
 
 def read_uri_list(path: str | os.PathLike) -> list[str]:
-    """Entries of a list file, one per line (blank lines and ``#`` comments skipped); relative
-    local paths are relative to the list file's folder, URIs are kept as written."""
+    """Entries of a list file (:func:`lsld_engine.video_inputs.list_lines`); relative local paths
+    are relative to the list file's folder, URIs are kept as written."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"list file not found: {path}")
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for line in list_lines(path):
         if is_uri(line) or os.path.isabs(os.path.expanduser(line)):
             out.append(os.path.expanduser(line) if not is_uri(line) else line)
         else:
