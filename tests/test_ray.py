@@ -223,3 +223,15 @@ def test_with_a_timeout_a_crashing_decoder_gives_an_error_record(videos, tmp_pat
     assert out["video_id"] == batch["video_id"]
     assert "decoder worker died" in out["error"][0] and out["frames"][0].shape[0] == 0
     assert out["error"][1] == "" and out["frames"][1].shape == (1, 80, 224, 224, 3)
+
+
+def test_actor_options_leave_unset_device_and_precision_to_the_actors():
+    from argparse import Namespace
+
+    from lsld_engine.commands.scale import actor_backend_options
+
+    opts = {"device": "cpu", "precision": "fp32", "size": "small"}
+    assert actor_backend_options(Namespace(device=None, precision=None), opts) == {"size": "small"}
+    assert actor_backend_options(Namespace(device="cuda", precision=None), opts) == {"device": "cpu", "size": "small"}
+    assert actor_backend_options(Namespace(device=None, precision="fp16"), opts) == {"precision": "fp32",
+                                                                                      "size": "small"}

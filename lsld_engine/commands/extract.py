@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_ray(args, prog: str) -> int:
     from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
-    from lsld_engine.commands.scale import run_extract
+    from lsld_engine.commands.scale import actor_backend_options, run_extract
 
     # with --ray the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
     opts = backend_options(args, args.device or "cpu", args.precision or "fp32")
@@ -209,11 +209,7 @@ def _run_ray(args, prog: str) -> int:
     except MissingWeightsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    if args.device is None:
-        opts.pop("device")
-    if args.precision is None:
-        opts.pop("precision")
-    return run_extract(args, prog, opts)
+    return run_extract(args, prog, actor_backend_options(args, opts))
 
 
 def _run_locked(args, items, walk, prog: str) -> int:

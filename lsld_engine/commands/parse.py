@@ -76,17 +76,13 @@ def _done_ids(out: Path, fmt: str, repair: bool) -> set[str]:
 
 
 def _run_ray(args: argparse.Namespace) -> int:
-    from lsld_engine.commands.scale import run_parse
+    from lsld_engine.commands.scale import actor_backend_options, run_parse
 
     # the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
     opts = backend_options(args, args.device or "cpu", args.precision or "fp32")
     if not _weights_ok(args, opts):
         return 2
-    if args.device is None:
-        opts.pop("device")
-    if args.precision is None:
-        opts.pop("precision")
-    return run_parse(args, PROG, opts)
+    return run_parse(args, PROG, actor_backend_options(args, opts))
 
 
 def _weights_ok(args, opts: dict) -> bool:

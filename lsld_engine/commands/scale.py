@@ -63,6 +63,13 @@ def ray_options(args):
                       shard_seconds=getattr(args, "shard_seconds", 60.0), verbose=bool(args.verbose))
 
 
+def actor_backend_options(args, opts: dict) -> dict:
+    """``opts`` without the device and precision the user left unset: with ``--ray`` the encoder
+    actors pick them from their own GPUs (:mod:`lsld_engine.scale.engine`), not from this machine's."""
+    return {k: v for k, v in opts.items()
+            if not (k == "device" and args.device is None or k == "precision" and args.precision is None)}
+
+
 def _unsupported(args, prog: str) -> str | None:
     if getattr(args, "pixels", "cpu") != "cpu" or getattr(args, "decoder", "cpu") != "cpu":
         return "--ray decodes with the CPU reference path; --pixels device / --decoder nvdec are single-machine only"
