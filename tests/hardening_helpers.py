@@ -73,6 +73,14 @@ def copy(src: Path, dst: Path | bytes) -> None:
         f.write(data)
 
 
+def archive_of(clip: Path, folder: Path, n: int) -> Path:
+    """``folder`` holding ``n`` copies of ``clip`` named ``v0.mp4`` ... (ids ``v0`` ...)."""
+    folder.mkdir()
+    for k in range(n):
+        copy(clip, folder / f"v{k}.mp4")
+    return folder
+
+
 def toy_cli(*args, env=None, **kw) -> subprocess.Popen:
     e = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})}
     command, *rest = map(str, args)  # the defaults first: a later flag in ``args`` overrides them

@@ -22,7 +22,7 @@ from lsld_engine.outputs import OutputLock
 from lsld_engine.writers import read_predictions
 
 # the shared fixtures (toy, clip, world) are used by name
-from hardening_helpers import (clip, copy, extract, locked, one_error_line, parse, toy,  # noqa: F401
+from hardening_helpers import (archive_of, clip, copy, extract, locked, one_error_line, parse, toy,  # noqa: F401
                                toy_cli, wait_for, world)
 
 
@@ -75,10 +75,7 @@ def test_a_cut_last_line_is_repaired_only_after_the_whole_file_validated(clip, t
 
 @pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_runs(clip, tmp_path):
-    d = tmp_path / "archive"
-    d.mkdir()
-    for k in range(4):
-        copy(clip, d / f"v{k}.mp4")
+    d = archive_of(clip, tmp_path / "archive", 4)
     out, gate = tmp_path / "r.jsonl", tmp_path / "gate"
     gate.touch()  # the first run holds in its encoder until the gate is removed
     first = toy_cli("parse", d, "--out", out, env={"LSLD_TOY_GATE": str(gate)})
@@ -97,10 +94,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(clip, tmp_path):
 
 @pytest.mark.slow
 def test_two_writers_started_together_one_wins(clip, tmp_path):
-    d = tmp_path / "archive"
-    d.mkdir()
-    for k in range(3):
-        copy(clip, d / f"v{k}.mp4")
+    d = archive_of(clip, tmp_path / "archive", 3)
     out, gate = tmp_path / "r.jsonl", tmp_path / "gate"
     gate.touch()  # the winner holds in its encoder (and its lock) until the loser has been refused
     procs = [toy_cli("parse", d, "--out", out, env={"LSLD_TOY_GATE": str(gate)}) for _ in range(2)]
@@ -126,10 +120,7 @@ def test_extract_root_is_locked(clip, tmp_path, toy, capsys):
 
 @pytest.mark.slow
 def test_kill_9_mid_run_releases_the_lock_and_resume_is_exact(clip, tmp_path, toy):
-    d = tmp_path / "archive"
-    d.mkdir()
-    for k in range(5):
-        copy(clip, d / f"v{k}.mp4")
+    d = archive_of(clip, tmp_path / "archive", 5)
     out = tmp_path / "r.jsonl"
     p = toy_cli("parse", d, "--out", out, env={"LSLD_TOY_DELAY": "0.5"})
     wait_for(lambda: out.exists() and out.read_bytes().count(b"\n") >= 1)
@@ -174,10 +165,7 @@ class _FillsUp(io.TextIOBase):
 
 
 def test_disk_full_mid_parse_says_what_was_written_and_resumes(clip, tmp_path, toy, monkeypatch, capsys):
-    d = tmp_path / "archive"
-    d.mkdir()
-    for k in range(3):
-        copy(clip, d / f"v{k}.mp4")
+    d = archive_of(clip, tmp_path / "archive", 3)
     out = tmp_path / "r.jsonl"
     real = OutputLock.text
     monkeypatch.setattr(OutputLock, "text", lambda self: _FillsUp(real(self), room=1))
@@ -193,10 +181,7 @@ def test_disk_full_mid_parse_says_what_was_written_and_resumes(clip, tmp_path, t
 def test_disk_full_mid_extract_stops_cleanly_and_resumes(clip, tmp_path, toy, monkeypatch, capsys):
     import lsld_engine.extract as ex
 
-    d = tmp_path / "archive"
-    d.mkdir()
-    for k in range(3):
-        copy(clip, d / f"v{k}.mp4")
+    d = archive_of(clip, tmp_path / "archive", 3)
     root = tmp_path / "root"
     real, calls = ex.save_atomic, []
 
