@@ -41,15 +41,6 @@ class EmbeddedVideo(Windowed):
     (:class:`lsld_engine.media.DecodedPart`) keeps its ``first_window`` and ``final``.
     """
 
-    path: str
-    video_id: str
-    duration: float
-    has_audio: bool
-    frames: np.ndarray
-    audio: np.ndarray
-    first_window: int = 0
-    final: bool = True
-
 
 def clip_batches(videos: Sequence[Any], batch: int) -> Iterator[np.ndarray]:
     """CLIP input batches ``(<= batch, 224, 224, 3)`` uint8 over all frames of ``videos`` in order.
@@ -105,7 +96,8 @@ def embed_videos(videos: Sequence[Any], backend, max_batch: int = 1024) -> list[
         out.append(EmbeddedVideo(v.path, v.video_id, float(v.duration), bool(v.has_audio),
                                  img[fi:fi + nf].reshape(w, FRAMES_PER_WINDOW, img.shape[-1]),
                                  aud[ai:ai + na].reshape(w, SEGMENTS_PER_WINDOW, aud.shape[-1]),
-                                 int(getattr(v, "first_window", 0)), bool(getattr(v, "final", True))))
+                                 # (RawVideo, the device-pixel path, is always a whole video)
+                                 getattr(v, "first_window", 0), getattr(v, "final", True)))
         fi, ai = fi + nf, ai + na
     return out
 

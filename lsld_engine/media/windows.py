@@ -39,11 +39,20 @@ class DecodedMedia:
     grid: np.ndarray | None = None
 
 
+@dataclass
 class Windowed:
-    """Shared by per-video results whose ``frames`` array leads with the window axis ``W``."""
+    """A video's per-window arrays (``frames`` / ``audio`` lead with the window axis ``W``) and what
+    says where they sit in the video: ``first_window`` (index of the first of these windows) and
+    ``final`` (these are the video's last windows). A whole video has ``first_window`` 0 and ``final``."""
 
+    path: str
     video_id: str
+    duration: float
+    has_audio: bool
     frames: np.ndarray
+    audio: np.ndarray
+    first_window: int = 0
+    final: bool = True
 
     @property
     def num_windows(self) -> int:
@@ -52,8 +61,7 @@ class Windowed:
     @property
     def window_ids(self) -> list[str]:
         """Entry ids of these windows (a part of a streamed video: :func:`part_window_ids`)."""
-        return part_window_ids(self.video_id, getattr(self, "first_window", 0), self.num_windows,
-                               getattr(self, "final", True))
+        return part_window_ids(self.video_id, self.first_window, self.num_windows, self.final)
 
 
 @dataclass
@@ -65,13 +73,6 @@ class DecodedVideo(Windowed):
     ``duration``: true length of the video stream in seconds (before padding).
     """
 
-    path: str
-    video_id: str
-    duration: float
-    has_audio: bool
-    frames: np.ndarray
-    audio: np.ndarray
-
 
 @dataclass
 class DecodedPart(DecodedVideo):
@@ -81,9 +82,6 @@ class DecodedPart(DecodedVideo):
     ``first_window``: index of its first window in the video; ``final``: the video's last part,
     the only one whose ``duration`` is the true length (earlier parts carry the time decoded so far).
     """
-
-    first_window: int = 0
-    final: bool = True
 
 
 def part_window_ids(video_id: str, first_window: int, num_windows: int, final: bool) -> list[str]:
