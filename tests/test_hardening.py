@@ -212,6 +212,19 @@ def test_duration_and_resolution_caps_are_error_lines(tmp_path, toy):
     assert "larger than the maximum resolution 320x240" in preds["wide"]["error"]
 
 
+def test_whole_video_decoder_of_ray_tasks_gets_the_caps(clip):
+    """`--ray` decode tasks call `decode_function(args, whole=True)` directly: the flags' caps are bound in."""
+    from argparse import Namespace
+
+    from lsld_engine.commands.extract import decode_function
+    from lsld_engine.media import MediaError
+
+    fn = decode_function(Namespace(max_duration=1.0, max_resolution=None), whole=True)
+    with pytest.raises(MediaError, match="--max-duration"):
+        fn(str(clip))
+    assert decode_function(Namespace(max_duration=None, max_resolution=None), whole=True)(str(clip)).num_windows == 1
+
+
 def test_bad_max_resolution_is_a_usage_error(clip, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         parse(clip, tmp_path / "r.jsonl", "--max-resolution", "big")

@@ -123,8 +123,11 @@ def decode_function(args, whole: bool = False):
         from lsld_engine.media import decode_video as fn
     else:  # the reference pixels, streamed in parts: memory does not grow with the length
         from lsld_engine.media import decode_parts as fn
-    return partial(fn, frame_rule=getattr(args, "frame_rule", DEFAULT_FRAME_RULE),
-                   jpeg_roundtrip=getattr(args, "jpeg_roundtrip", False))
+    bound = {"frame_rule": getattr(args, "frame_rule", DEFAULT_FRAME_RULE),
+             "jpeg_roundtrip": getattr(args, "jpeg_roundtrip", False)}
+    if whole:  # (the --ray decode tasks call it directly; one machine's pool passes the caps itself)
+        bound["limits"] = media_limits(args)
+    return partial(fn, **bound)
 
 
 def backend_options(args, device: str, precision: str) -> dict:

@@ -267,14 +267,15 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
 
 def decode_video(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
                  audio: bool = True, threads: int = 0, frame_rule: str = DEFAULT_FRAME_RULE,
-                 jpeg_roundtrip: bool = False) -> DecodedVideo:
+                 jpeg_roundtrip: bool = False, limits: MediaLimits | None = None) -> DecodedVideo:
     """Decode a video file into CLIP frames ``(W, 80, 224, 224, 3)`` uint8 and audio ``(W, 10, 48000)``.
 
     Pixels are converted as frames are chosen (``decode_media`` with the reference pixel step),
     so memory stays at the size of the output. ``frame_rule`` / ``jpeg_roundtrip``: see
-    :func:`decode_media`. Raises :class:`MediaError` for missing, corrupt or video-less files.
+    :func:`decode_media`; ``limits``: the duration / resolution caps (default :class:`MediaLimits`).
+    Raises :class:`MediaError` for missing, corrupt, video-less or over-limit files.
     """
     m = decode_media(path, video_id, max_windows=max_windows, audio=audio, threads=threads,
-                     frame_fn=_clip_frame, frame_rule=frame_rule, jpeg_roundtrip=jpeg_roundtrip)
+                     frame_fn=_clip_frame, frame_rule=frame_rule, jpeg_roundtrip=jpeg_roundtrip, limits=limits)
     frames = np.stack(m.frames).reshape(m.num_windows, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3)
     return DecodedVideo(m.path, m.video_id, m.duration, m.has_audio, frames, m.audio)
