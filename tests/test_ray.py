@@ -165,7 +165,8 @@ def test_driver_killed_twice_then_resumed_gives_the_same_records(ray_local, vide
             proc.wait()
         seen.append(len(read_results(out)))
         assert read_manifest(out) is None  # a killed run leaves no manifest
-    assert seen[0] < seen[1] < len(ALL_IDS)  # each kill landed mid-way and kept what was written
+    # each kill kept what was written (a fast machine may finish the last shards before a kill lands)
+    assert 0 < seen[0] < seen[1] <= len(ALL_IDS)
     broken_done = "broken" in read_results(out)
     assert ray_parse(videos, out, "--save-probs") == (0 if broken_done else 1)
     assert_same_records(read_results(out), single)
@@ -235,3 +236,13 @@ def test_actor_options_leave_unset_device_and_precision_to_the_actors():
     assert actor_backend_options(Namespace(device="cuda", precision=None), opts) == {"device": "cpu", "size": "small"}
     assert actor_backend_options(Namespace(device=None, precision="fp16"), opts) == {"precision": "fp32",
                                                                                       "size": "small"}
+
+
+def test_plan_refuses_gpu_actors_on_a_cluster_without_gpus():
+    """Actors that ask for GPUs the cluster lacks would wait forever: refused with the numbers."""
+    from lsld_engine.scale.engine import RayOptions, plan
+
+    with pytest.raises(ValueError, match="--ray-actor-gpus 1: the cluster has 0 GPUs"):
+        plan(RayOptions(actor_gpus=1.0), {"CPU": 2.0})
+    assert plan(RayOptions(), {"CPU": 8.0, "GPU": 2.0}).actors == 2  # one GPU actor per GPU by default
+    assert plan(RayOptions(), {"CPU": 2.0}).actor_gpus == 0.0

@@ -157,10 +157,12 @@ def run_parse(args, prog: str, backend_opts: dict) -> int:
     summary = Summary(total=len(items), skipped=sum(i.video_id in done for i in items))
     if done:
         log.info("resuming %s: %d of %d videos already there", out, summary.skipped, len(items))
-    try:
-        opts, started = _connect(args, prog)
-    except (RayUnavailableError, ValueError, ConnectionError) as e:
-        return _error(prog, str(e))
+    started = False
+    if todo:  # (a resumed run with nothing left to do needs no cluster)
+        try:
+            opts, started = _connect(args, prog)
+        except (RayUnavailableError, ValueError, ConnectionError) as e:
+            return _error(prog, str(e))
     sink = ShardSink(out, fmt, rows_per_shard=args.rows_per_shard, shard_seconds=args.shard_seconds)
     try:
         if todo:

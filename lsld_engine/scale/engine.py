@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -59,6 +58,9 @@ def plan(opts: RayOptions, resources: dict[str, float]) -> RayOptions:
     """``opts`` with every ``None`` filled from the cluster's ``resources`` (``{"CPU": n, "GPU": m}``)."""
     cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
     actor_gpus = opts.actor_gpus if opts.actor_gpus is not None else (1.0 if gpus >= 1 else 0.0)
+    if actor_gpus > gpus:
+        raise ValueError(f"--ray-actor-gpus {actor_gpus:g}: the cluster has {gpus:g} GPUs "
+                         "(the encoder actors would wait for them forever)")
     if actor_gpus > 0:
         actors = opts.actors or max(1, int(gpus // actor_gpus))
         actor_cpus = opts.actor_cpus if opts.actor_cpus is not None else 1.0
@@ -148,10 +150,10 @@ def run_extract(items: list[VideoInput], log_file, options: dict, opts: RayOptio
 
 def _drive(ds, total: int, write: Callable[[dict], None], progress: bool, summary: Summary, what: str) -> Summary:
     """Pull records from the running dataset and hand each to ``write``; fills ``summary``."""
-    from tqdm import tqdm
+    from lsld_engine.progress import progress_bar
 
     t0 = time.perf_counter()
-    bar = tqdm(total=total, unit="video", file=sys.stderr, disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    bar = progress_bar(total=total, unit="video", disable=not progress, dynamic_ncols=True, smoothing=0.1)
     try:
         for row in ds.iter_rows():
             rec = json.loads(row["record"])

@@ -125,7 +125,11 @@ class _EncoderActor:
 
     def __init__(self, backend: str, options: dict, max_batch: int | None = None):
         from lsld_engine.backends import create_backend
+        from lsld_engine.hardware import resolve_precision
 
+        # resolved here, not on the driver: the actor's CPU may lack native bf16 where the driver's has it
+        if "precision" in options:
+            options = {**options, "precision": resolve_precision(options["precision"], options.get("device", "cpu"))}
         self.backend = create_backend(backend, **options)
         bs = getattr(self.backend, "batch_sizes", {}).get("images", 64)
         self.max_batch = max_batch or max(FRAMES_PER_WINDOW, 4 * bs)  # as embed_groups on one machine
