@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from lsld_engine.embed import EmbeddedVideo, embed_groups
-from lsld_engine.media.pool import DecodeFailure, decode_stream
+from lsld_engine.media.pool import DecodeFailure, closes_video, decode_stream
 from lsld_engine.progress import progress_bar
 from lsld_engine.video_inputs import Skipped, VideoInput
 
@@ -109,8 +109,3 @@ def embedded_groups(inputs: Iterable[VideoInput], backend, summary: Summary, *, 
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - t0
-
-
-def closes_video(item) -> bool:
-    """Whether ``item`` is a video's last item (a failure, a whole video or its ``final`` part)."""
-    return getattr(item, "final", True)

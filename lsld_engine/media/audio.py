@@ -58,9 +58,8 @@ class _AudioReader:
                     self._ended = True
                     if self._resampler is not None:
                         for out in self._resampler.resample(None):
-                            if out.samples:
-                                self._chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-                                self._have += out.samples
+                            if out.samples:  # through _push: a pending lead-in cut applies here too
+                                self._push(out.to_ndarray().mean(axis=0, dtype=np.float32))
                     break
                 if self._resampler is None:
                     start = fr.time if fr.time is not None else self.t0

@@ -251,10 +251,8 @@ def window_positions(rule: str, grid_len: int, w: int, num_windows: int, per_win
     window tolerance after its end has been decoded; the last window needs the grid to the end.
     """
     k = per_window
-    if rule == "hold":
+    if check_rule(rule) == "hold":
         return np.minimum(np.arange(w * k, (w + 1) * k), grid_len - 1)
-    if rule != "official":
-        raise ValueError(f"unknown frame rule {rule!r} (choose from {', '.join(FRAME_RULES)})")
     lo = min(w * k, grid_len - 1)
     n = (grid_len if w == num_windows - 1 else min(grid_len, lo + k)) - lo
     if num_windows > 1 and n < k:  # short last window: pad, do not stretch

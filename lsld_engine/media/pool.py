@@ -284,7 +284,7 @@ def decode_stream(paths: Iterable, *, workers: int = 2, ordered: bool = False, m
                     idx = done_order.popleft()
                     q = ready[idx]
                 res = q.popleft()
-                if _is_last(res):
+                if closes_video(res):
                     del ready[idx], info[idx]
                     if ordered:
                         next_idx += 1
@@ -301,7 +301,7 @@ def decode_stream(paths: Iterable, *, workers: int = 2, ordered: bool = False, m
         pool.close()
 
 
-def _is_last(result: Any) -> bool:
+def closes_video(result: Any) -> bool:
     """Whether ``result`` closes its video (a failure, a whole video, or a ``final`` part)."""
     return getattr(result, "final", True)
 
@@ -339,7 +339,7 @@ def _decode_here(decode_fn: Callable, path: str, video_id: str, kwargs: dict, pa
         while True:
             item = q.get()
             yield item
-            if _is_last(item):
+            if closes_video(item):
                 return
     finally:
         stop.set()
@@ -410,4 +410,4 @@ def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deq
 def _closed(idx: int, ready: dict) -> bool:
     """Whether the results waiting for ``idx`` already end with its last one."""
     q = ready.get(idx)
-    return bool(q) and _is_last(q[-1])
+    return bool(q) and closes_video(q[-1])
