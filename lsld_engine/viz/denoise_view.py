@@ -81,7 +81,7 @@ def denoise_view_data(data_root: str | os.PathLike, labels_path: str | os.PathLi
                       clip_dir=None, clap_dir=None, prompts_dir=None, class_names: str = "raw") -> DenoiseView:
     """Everything :func:`denoise_figure` draws for training video ``video_id``."""
     from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
-    from lsld_engine.denoise import class_similarity, l2_normalize, segment_features
+    from lsld_engine.denoise import class_similarity, l2_normalize, segment_features, softmax_argmax
     from lsld_engine.prompts import class_name_texts, load_prompt_cache, membership, prompt_texts
 
     labels = read_labels_file(labels_path)
@@ -104,8 +104,9 @@ def denoise_view_data(data_root: str | os.PathLike, labels_path: str | os.PathLi
         if not texts:
             return texts, np.zeros((seg.shape[0], 0), np.float32), np.zeros(seg.shape[0], np.int64)
         table = load_prompt_cache(cache_path)
-        s = seg @ l2_normalize(table.lookup(texts)).T                       # (T, P)
-        return texts, s, s.argmax(axis=1)  # softmax keeps the order: its argmax is the cosine's
+        # the same arithmetic as denoise.den (einsum + softmax_argmax), so near-ties resolve alike
+        s = np.einsum("td,pd->tp", seg, l2_normalize(table.lookup(texts)))  # (T, P)
+        return texts, s, softmax_argmax(s)
 
     a_texts, a_sims, a_choice = sims("audio", seg_a, paths.clap_cache)
     v_texts, v_sims, v_choice = sims("visual", seg_v, paths.clip_cache)

@@ -123,8 +123,8 @@ def build_report(*, title: str, results: dict[str, float], pred_a: np.ndarray, p
     scores = per_video(pred_a, pred_v, gt_a, gt_v)
     order = rank_videos(scores)
     n_show = min(SHOWN_VIDEOS, len(order))
-    picks = [("best", i) for i in order[:n_show]] + [("worst", i) for i in order[::-1][:n_show]
-                                                      if i not in set(order[:n_show].tolist())]
+    best = set(order[:n_show].tolist())
+    picks = [("best", i) for i in order[:n_show]] + [("worst", i) for i in order[::-1][:n_show] if i not in best]
     parts.append("<h2>Best and worst videos</h2><p class=\"meta\">Ranked by the mean of their ten per-video "
                  "scores; hatched bars are the ground truth.</p>")
     for kind, i in picks:
