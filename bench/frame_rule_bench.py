@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.pixels_bench import _cpu_seconds
 from lsld_engine import media
 from lsld_engine.media.frame_rule import linspace_pick
 from lsld_engine.testing import ffmpeg_oracle
@@ -56,11 +57,6 @@ def rows_that_differ(exe: str, folder: Path) -> None:
               f"{int((hold != official).sum()):>13d}/80 {dt.max():10.3f} {int(other):>9d}/80")
 
 
-def _cpu() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
 def roundtrip(exe: str, folder: Path, size: tuple[int, int], repeat: int) -> None:
     import torch
 
@@ -75,9 +71,9 @@ def roundtrip(exe: str, folder: Path, size: tuple[int, int], repeat: int) -> Non
     crops = {}
     for _ in range(repeat):  # interleaved: other load hits both alike
         for rt in (False, True):
-            c = _cpu()
+            c = _cpu_seconds()
             crops[rt] = media.decode_video(p, audio=False, jpeg_roundtrip=rt).frames[0]
-            cpu[rt] = min(cpu[rt], _cpu() - c)
+            cpu[rt] = min(cpu[rt], _cpu_seconds() - c)
     print(f"\n2. JPEG round trip, one 10-s {w}x{h} textured H.264 clip ({len(files)} grid images), "
           f"CPU s per clip (video only), best of {repeat}")
     print(f"   official rule                  {cpu[False]:7.3f} s")

@@ -24,7 +24,6 @@ from torch import nn
 
 from export.networks import IO, check_network, example_inputs
 from lsld_engine import registry
-from lsld_engine.files import file_digest  # noqa: F401 - re-exported (manifest digests)
 
 log = logging.getLogger(__name__)
 

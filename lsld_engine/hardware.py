@@ -2,8 +2,8 @@
 
 bfloat16 matmuls are fast on CPUs with AVX512-BF16 or AMX (Intel Cooper Lake / Sapphire Rapids and
 later, AMD Zen 4 and later) or the Arm BF16 extension. Elsewhere PyTorch emulates them and they are
-far slower than float32 (measured on a 2-core AVX2 machine without AVX-512: 0.4 vs 9.3 GFLOP/s,
-training ~25x slower). :func:`resolve_precision` therefore turns a request for ``bf16`` on such
+far slower than float32 (reported by a user on a 2-core AVX2 machine without AVX-512: 0.4 vs 9.3
+GFLOP/s, training ~25x slower; our dev CPU has native bf16, so we could not measure it ourselves). :func:`resolve_precision` therefore turns a request for ``bf16`` on such
 a CPU into ``fp32`` with a warning that says why; set ``LSLD_ALLOW_SLOW_BF16=1`` to keep bf16 anyway
 (e.g. to compare numerics).
 """
@@ -69,6 +69,6 @@ def resolve_precision(precision: str, device: str = "cpu") -> str:
         log.warning("bf16 on a CPU without native bf16 (%s): expect it to be many times slower than fp32", reason)
         return precision
     log.warning("--precision bf16 asked for, but this CPU has no native bf16 (%s): PyTorch would emulate it, "
-                "many times slower than fp32 (~25x measured on an AVX2 CPU), so fp32 is used instead "
+                "many times slower than fp32 (~25x reported on an AVX2 CPU), so fp32 is used instead "
                 "(set LSLD_ALLOW_SLOW_BF16=1 to force bf16)", reason)
     return "fp32"

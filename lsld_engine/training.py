@@ -68,7 +68,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {self.precision!r}: expected fp32 or bf16")
-        # bf16 only where the CPU has it natively (emulated bf16 is ~25x slower; lsld_engine.hardware)
+        # bf16 only where the CPU has it natively (emulated bf16 was reported ~25x slower; lsld_engine.hardware)
         self.precision = resolve_precision(self.precision, self.device)
         if self.labels not in OBJECTIVES:
             raise ValueError(f"unknown --labels {self.labels!r}: expected one of {list(OBJECTIVES)}")
