@@ -28,6 +28,7 @@ from lsld_engine.testing.backends import ToyBackend
 from lsld_engine.testing.compare import assert_embeddings_match, distinct
 from lsld_engine.testing.videos import VideoSpec, make_video
 from lsld_engine.writers import read_predictions
+from rule_helpers import assert_events_follow_rule, event_keys, rule_events, swap_sensitive_thresholds
 
 F32 = 1e-5  # tolerance for float32 embeddings compared across batch sizes (not bit-equal: BLAS)
 CLIPS = {  # LLP-like 10-s clips that differ in picture and sound
@@ -158,6 +159,23 @@ def test_events_merge_across_window_boundaries():
     probs["a_prob"][1] = 0.2
     assert video_record(video, probs)["events"]["audio"][0]["offset"] == 10.0
     assert video_record(video, probs, Thresholds(segment=0.95))["events"]["audio"] == []
+
+
+
+def test_video_record_applies_each_threshold_to_its_own_probability():
+    # class 2: segments 0-4 at 0.6 in a clip whose audio video probability is 0.8;
+    # class 4: segments 5-9 at 0.8 with a video probability of 0.6 (values picked by hand)
+    seg = np.full((1, 10, 2, NUM_CLASSES), 0.1)
+    seg[0, :5, 0, 2] = 0.6
+    seg[0, 5:, 0, 4] = 0.8
+    a_prob = np.full((1, NUM_CLASSES), 0.1)
+    a_prob[0, 2], a_prob[0, 4] = 0.8, 0.6
+    probs = {"seg_prob": seg, "a_prob": a_prob, "v_prob": np.full((1, NUM_CLASSES), 0.1)}
+    video = EmbeddedVideo("x.mp4", "x", 10.0, True, np.zeros((1, 80, 8)), np.zeros((1, 10, 8)))
+    strict_segments = video_record(video, probs, Thresholds(segment=0.7, video=0.5))["events"]["audio"]
+    assert strict_segments == [{"label": CLASSES[4], "onset": 5.0, "offset": 10.0, "score": pytest.approx(0.8)}]
+    strict_video = video_record(video, probs, Thresholds(segment=0.5, video=0.7))["events"]["audio"]
+    assert strict_video == [{"label": CLASSES[2], "onset": 0.0, "offset": 5.0, "score": pytest.approx(0.6)}]
 
 
 def test_resume_after_kill_gives_the_same_lines_and_no_duplicates(videos, tmp_path, toy):
@@ -391,3 +409,33 @@ def test_parse_then_eval_equals_extract_then_train_test(tmp_path, han_ckpt, caps
 
     assert via_parse == via_features
     assert any(0 < v < 100 for v in via_parse.values())
+
+
+# --- thresholds end to end ------------------------------------------------------------------------------
+
+@pytest.fixture
+def default_records(videos, tmp_path, toy):
+    """One parse with the default thresholds and ``--save-probs``: the probabilities to pick thresholds from."""
+    out = tmp_path / "default.jsonl"
+    assert run_parse(videos, out, "--save-probs") == 1  # the broken video
+    return read_predictions(out)
+
+
+def test_parse_events_are_the_rule_on_the_saved_probabilities(default_records):
+    assert_events_follow_rule(default_records, 0.5, 0.5)
+
+
+def test_thresholds_reach_the_rule_the_right_way_round(videos, tmp_path, toy, default_records):
+    seg_t, video_t = swap_sensitive_thresholds(default_records)
+    out = tmp_path / "thresholds.jsonl"
+    assert run_parse(videos, out, "--save-probs", "--seg-threshold", str(seg_t),
+                     "--video-threshold", str(video_t)) == 1
+    got = read_predictions(out)
+    # the same network, so the same probabilities; only the rule's thresholds changed
+    for vid, rec in default_records.items():
+        if rec["status"] == "ok":
+            np.testing.assert_allclose(got[vid]["probs"]["audio"], rec["probs"]["audio"], atol=2e-4)
+    assert_events_follow_rule(got, seg_t, video_t)
+    # the swap would have shown: the other way round gives other events
+    swapped = {vid: event_keys(rule_events(r, video_t, seg_t)) for vid, r in got.items() if r["status"] == "ok"}
+    assert swapped != {vid: event_keys(r["events"]) for vid, r in got.items() if r["status"] == "ok"}
