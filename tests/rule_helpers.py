@@ -12,9 +12,10 @@ import numpy as np
 from lsld_engine.events import predict_masks, track_events
 from lsld_engine.llp import T
 
-#: Saved probabilities are rounded to 4 decimals (lsld_engine.parse.PROB_DECIMALS): thresholds
-#: are kept this far from every observed value so the rounding cannot move a comparison.
-MARGIN = 2e-3
+#: Saved probabilities are rounded to 4 decimals (lsld_engine.parse.PROB_DECIMALS) and runs on
+#: other processes agree to ~2e-4: thresholds are kept this far from every observed value so
+#: neither can move a comparison.
+MARGIN = 5e-4
 
 
 def saved_probs(rec: dict) -> dict[str, np.ndarray]:
@@ -65,9 +66,11 @@ def swap_sensitive_thresholds(records: dict[str, dict]) -> tuple[float, float]:
     """
     ok = [r for r in records.values() if r["status"] == "ok"]
     vals = np.unique(np.concatenate([np.ravel(x) for r in ok for x in saved_probs(r).values()]))
-    mids = (vals[:-1] + vals[1:]) / 2
-    mids = mids[np.diff(vals) > 2 * MARGIN]
-    cand = [float(round(x, 4)) for x in np.quantile(mids, np.linspace(0.05, 0.95, 19))]
+    mids = ((vals[:-1] + vals[1:]) / 2)[np.diff(vals) > 2 * MARGIN]
+    assert mids.size, "the probabilities leave no gap to put a threshold in"
+    # spread over the data: for each quantile of the probabilities, the nearest gap
+    targets = np.quantile(vals, np.linspace(0.05, 0.95, 19))
+    cand = [float(round(mids[np.argmin(np.abs(mids - t))], 4)) for t in targets]
     cand = sorted({c for c in cand if _safe(c, vals)})
 
     def events(s, v):

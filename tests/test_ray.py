@@ -26,6 +26,7 @@ from lsld_engine.results import read_results, shard_files  # noqa: E402
 from lsld_engine.scale import cluster  # noqa: E402
 from lsld_engine.scale.sinks import read_manifest  # noqa: E402
 from lsld_engine.testing.videos import VideoSpec, make_video  # noqa: E402
+from rule_helpers import assert_events_follow_rule, event_keys, rule_events, swap_sensitive_thresholds  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -109,6 +110,25 @@ def test_ray_parse_gives_the_single_machine_records(ray_local, videos, single, t
     assert len(shard_files(out)) >= 2  # 6 records, 3 a shard
     m = read_manifest(out)
     assert (m["videos"], m["ok"], m["error"], m["inputs"], m["format"]) == (6, 5, 1, 6, "jsonl")
+
+
+
+def test_ray_actors_apply_each_threshold_to_its_own_probability(ray_local, videos, single, tmp_path):
+    """Non-default thresholds picked from the single-machine probabilities so that swapping them
+    changes the events: the actors' records are the rule with the thresholds the right way round."""
+    seg_t, video_t = swap_sensitive_thresholds(single)
+    out = tmp_path / "results"
+    assert ray_parse(videos, out, "--save-probs", "--seg-threshold", str(seg_t), "--video-threshold", str(video_t)) == 1
+    got = read_results(out)
+    assert sorted(got) == ALL_IDS
+    assert_events_follow_rule(got, seg_t, video_t)
+    ok = [vid for vid, r in single.items() if r["status"] == "ok"]
+    # the same probabilities as one machine, so the same events as the rule on one machine's
+    for vid in ok:
+        np.testing.assert_allclose(got[vid]["probs"]["audio"], single[vid]["probs"]["audio"], atol=2e-4)
+        assert event_keys(got[vid]["events"]) == event_keys(rule_events(single[vid], seg_t, video_t)), vid
+    # and the swap would have shown
+    assert [event_keys(rule_events(single[v], video_t, seg_t)) for v in ok] != [event_keys(got[v]["events"]) for v in ok]
 
 
 def test_ray_parquet_results_through_pyarrow_filesystems(ray_local, videos, single, tmp_path):
