@@ -106,3 +106,29 @@ def wait_for(cond, timeout=120.0):
     while not cond():
         assert time.monotonic() - t0 < timeout, "timed out waiting"
         time.sleep(0.05)
+
+
+def distinct_archive(folder: Path, n: int) -> Path:
+    """``folder`` holding ``n`` different short clips ``v0.mp4`` ... (tone, picture, length and
+    audio onset differ), so that records mixed up between videos would show."""
+    folder.mkdir()
+    for k in range(n):
+        make_video(folder / f"v{k}.mp4", VideoSpec(duration=3.0 + k % 3, freq=220.0 * (k + 1),
+                                                   pattern=("code", "texture")[k % 2], audio_onset=0.5 * (k % 2)))
+    return folder
+
+
+def assert_records_equal(got, want, atol: float = 1e-4, where: str = "") -> None:
+    """Records equal field by field, floats (scores, probabilities, durations) to ``atol``."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(want), where
+        for k in want:
+            assert_records_equal(got[k], want[k], atol, f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_records_equal(g, w, atol, f"{where}[{i}]")
+    elif isinstance(want, float) and not isinstance(got, bool):
+        assert isinstance(got, (int, float)) and abs(got - want) <= atol, (where, got, want)
+    else:
+        assert got == want, (where, got, want)

@@ -22,8 +22,8 @@ from lsld_engine.outputs import OutputLock
 from lsld_engine.writers import read_predictions
 
 # the shared fixtures (toy, clip, world) are used by name
-from hardening_helpers import (archive_of, clip, copy, extract, locked, one_error_line, parse, toy,  # noqa: F401
-                               toy_cli, wait_for, world)
+from hardening_helpers import (archive_of, assert_records_equal, clip, copy, distinct_archive, extract,  # noqa: F401
+                               locked, one_error_line, parse, toy, toy_cli, wait_for, world)
 
 
 # --- 3. an --out that is not a predictions file --------------------------------------------------
@@ -119,16 +119,24 @@ def test_extract_root_is_locked(clip, tmp_path, toy, capsys):
 
 
 @pytest.mark.slow
-def test_kill_9_mid_run_releases_the_lock_and_resume_is_exact(clip, tmp_path, toy):
-    d = archive_of(clip, tmp_path / "archive", 5)
-    out = tmp_path / "r.jsonl"
-    p = toy_cli("parse", d, "--out", out, env={"LSLD_TOY_DELAY": "0.5"})
+def test_kill_9_mid_run_releases_the_lock_and_resume_is_exact(tmp_path, toy):
+    d = distinct_archive(tmp_path / "archive", 5)
+    out, ref = tmp_path / "r.jsonl", tmp_path / "uninterrupted.jsonl"
+    p = toy_cli("parse", d, "--out", out, "--save-probs", env={"LSLD_TOY_DELAY": "0.5"})
     wait_for(lambda: out.exists() and out.read_bytes().count(b"\n") >= 1)
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=60)
     assert out.read_bytes().count(b"\n") < 5  # killed mid-run
-    assert parse(d, out) == 0
-    assert sorted(read_predictions(out)) == [f"v{k}" for k in range(5)]
+    assert parse(d, out, "--save-probs") == 0
+    assert parse(d, ref, "--save-probs") == 0
+    got, want = read_predictions(out), read_predictions(ref)
+    assert sorted(got) == [f"v{k}" for k in range(5)]
+    # every record is the uninterrupted run's, field by field (probabilities to float noise)
+    for vid in want:
+        assert_records_equal(got[vid], want[vid], where=vid)
+    # and the videos' records differ from each other, so a record under the wrong id would show
+    keys = [json.dumps([r["duration"], r["events"]], sort_keys=True) for r in want.values()]
+    assert len(set(keys)) == len(keys)
 
 
 # --- 6. outputs that cannot be written ------------------------------------------------------------
