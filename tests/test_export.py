@@ -308,18 +308,22 @@ def test_tensorrt_absent_is_skipped_with_a_message(engine_dir, caplog, monkeypat
         TensorRTBackend(engine_dir=engine_dir)
 
 
-def test_tensorrt_status_reports_why():
+def test_tensorrt_status_reports_why(monkeypatch):
+    """Each of the three situations set up by hand (not by asking the machine what it has)."""
+    import sys
+    import types
+
     from export.tensorrt_build import tensorrt_status
 
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # ``import tensorrt`` raises ImportError
     ok, why = tensorrt_status()
-    try:
-        import tensorrt  # noqa: F401
-        has_trt = torch.cuda.is_available()
-    except ImportError:
-        has_trt = False
-    assert ok == has_trt
-    if not ok:
-        assert "TensorRT" in why or "GPU" in why
+    assert not ok and why.startswith("TensorRT is not installed") and "pypi.nvidia.com" in why
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.7.0"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ok, why = tensorrt_status()
+    assert not ok and why.startswith("no CUDA GPU visible")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert tensorrt_status() == (True, "10.7.0")
 
 
 # --- CLI -------------------------------------------------------------------------------------------

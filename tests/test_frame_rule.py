@@ -25,11 +25,30 @@ def _index(frame, rotation):
 
 # --- the rule on timestamps alone ------------------------------------------------------------
 
+def official_pick(n: int) -> np.ndarray:
+    """The official LLP preprocessing's choice of 80 of ``n`` images, written out as it is there."""
+    return np.round(np.linspace(0, n - 1, 80)).astype(int)
+
+
+def official_windows(ref: np.ndarray, windows: int) -> np.ndarray:
+    """What the docs promise a long video shows, from ffmpeg's images ``ref``: each full window its
+    own 80 images in order; the last window its remaining images, picked like a clip when there
+    are 80 or more, else all of them followed by the last one repeated."""
+    full, last = ref[:(windows - 1) * K], ref[(windows - 1) * K:]
+    tail = last[official_pick(len(last))] if len(last) >= K else np.concatenate([last, np.repeat(last[-1:], K - len(last))])
+    return np.concatenate([full, tail])
+
+
 def test_linspace_pick_is_the_official_expression():
     for n in (7, 80, 81, 82, 83, 200):
-        np.testing.assert_array_equal(linspace_pick(n, K), np.round(np.linspace(0, n - 1, 80)).astype(int))
-    assert list(linspace_pick(82, K)[:3]) == [0, 1, 2] and linspace_pick(82, K)[-1] == 81
-    assert len(set(linspace_pick(81, K))) == 80  # 81 images: exactly one left out
+        np.testing.assert_array_equal(linspace_pick(n, K), official_pick(n))
+    # by hand: 81 images -> 80 steps of 80/79; slot 40 lands on 40.506 -> image 41: image 40 is left out
+    np.testing.assert_array_equal(linspace_pick(81, K), [*range(40), *range(41, 81)])
+    # 82 images: steps of 81/79, the rounding passes over images 20 (slot 20 -> 20.51) and 61 (slot 60 -> 61.52)
+    np.testing.assert_array_equal(linspace_pick(82, K), [i for i in range(82) if i not in (20, 61)])
+    # 7 images over 80 slots (steps of 6/79): boundaries at slots 6.58, 19.75, 32.92, 46.08, 59.25, 72.42
+    np.testing.assert_array_equal(np.bincount(linspace_pick(7, K)), [7, 13, 13, 14, 13, 13, 7])
+    np.testing.assert_array_equal(linspace_pick(80, K), np.arange(80))  # 80 images: each once
 
 
 def test_cfr_grid_25fps_lags_and_drops_like_ffmpeg():
@@ -151,7 +170,7 @@ def test_official_frames_are_ffmpegs(ffmpeg, tmp_path, name):
     np.testing.assert_array_equal(m.grid, ref)
     assert d.num_windows == 1
     shown = np.array([read_frame_index(f) for f in d.frames.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)])
-    np.testing.assert_array_equal(shown, ref[linspace_pick(len(ref), K)])
+    np.testing.assert_array_equal(shown, ref[official_pick(len(ref))])
 
 
 @pytest.mark.parametrize("fps,duration,windows", [(Fraction(30000, 1001), 25.0, 3), (Fraction(25), 10 + 3 / 25, 2)])
@@ -164,8 +183,7 @@ def test_official_windows_of_a_long_video(ffmpeg, tmp_path, fps, duration, windo
     m = decode_media(p, audio=False, frame_fn=_index)
     np.testing.assert_array_equal(m.grid, ref)
     assert m.num_windows == windows
-    np.testing.assert_array_equal(m.frames, ref[picks("official", len(ref), windows, K)])
-    np.testing.assert_array_equal(m.frames[:(windows - 1) * K], ref[:(windows - 1) * K])
+    np.testing.assert_array_equal(m.frames, official_windows(ref, windows))
     # max_windows stops decoding early and keeps the same first windows
     m1 = decode_media(p, audio=False, max_windows=windows - 1, frame_fn=_index)
     np.testing.assert_array_equal(m1.frames, ref[:(windows - 1) * K])

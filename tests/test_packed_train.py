@@ -143,8 +143,9 @@ def test_bf16_engine_tracks_float32():
     b16 = PackedTrainer(model, lr=1e-3, precision="bf16")
     out32, out16 = f32.forward(audio, visual), b16.forward(audio, visual)
     assert all(o.dtype == torch.float32 for o in out16)
-    for a, b in zip(out32, out16):
-        assert float((a - b).detach().abs().max()) < 0.05
+    diffs = [float((a - b).detach().abs().max()) for a, b in zip(out32, out16)]
+    # close to fp32, yet not fp32: bf16 rounding (~1e-3) is far above fp32's (~1e-6)
+    assert max(diffs) < 0.05 and min(diffs) > 1e-4, diffs
     compute_loss(out32, weak, seg_a, seg_v, TrainConfig()).backward()
     compute_loss(out16, weak, seg_a, seg_v, TrainConfig()).backward()
     g32, g16 = f32._grad_mm, b16._grad_mm.float()
