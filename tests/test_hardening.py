@@ -132,31 +132,78 @@ def test_parts_of_several_videos_in_order_across_two_workers(long_video, clip, t
     assert [preds[v]["segments"] for v in preds] == [50, 10, 40] and s.windows == 10 and s.done == 3
 
 
-def slow_first_video(path, video_id, *, emit, **kw):
-    """Streaming decoder that takes 2.5 s per part for the video ``slow`` (steady progress)."""
-    from lsld_engine.media import decode_parts
+class GatedFirstVideo:
+    """Streaming decoder (picklable, for the pool's worker processes): the video ``slow`` emits
+    part ``k`` (k >= 1) only once the file ``gates/k`` exists; other videos decode freely. Waiting
+    on a file is an event, not a guess at how long something takes."""
 
-    def paced(part):
-        time.sleep(2.5)
-        emit(part)
-    return decode_parts(path, video_id, emit=paced if video_id == "slow" else emit, windows_per_part=1, **kw)
+    def __init__(self, gates: Path):
+        self.gates = gates
+
+    def __call__(self, path, video_id, *, emit, **kw):
+        from lsld_engine.media import decode_parts
+
+        count = [0]
+
+        def gated(part):
+            k = count[0]
+            t0 = time.monotonic()
+            while k and not (self.gates / str(k)).exists():
+                if time.monotonic() - t0 > 300:
+                    raise RuntimeError(f"gate {k} never opened")  # the test's bookkeeping is broken
+                time.sleep(0.01)
+            count[0] += 1
+            emit(part)
+        return decode_parts(path, video_id, emit=gated if video_id == "slow" else emit, windows_per_part=1, **kw)
+
+
+class _VirtualClock:
+    """Stands in for the pool's ``time`` module: ``monotonic()`` moves only when the test says."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 @pytest.mark.slow
-def test_a_worker_waiting_for_its_turn_is_not_a_decode_timeout(long_video, tmp_path):
-    """In input order, the parts of a second video wait while a slower first video decodes (10
-    parts, 2.5 s each); its worker, blocked on the consumer for ~25 s, is not stuck: the 15-s
-    --decode-timeout counts only decoding time. (The timeout also covers a worker's start-up, a
-    few seconds on a loaded machine: hence the wide margins.)"""
+def test_a_worker_waiting_for_its_turn_is_not_a_decode_timeout(long_video, tmp_path, monkeypatch):
+    """In input order, the parts of a second video wait while a first video decodes; its worker,
+    blocked on the consumer for longer than --decode-timeout, is not stuck: the timeout counts
+    only decoding time. The pool's clock is virtual: it moves 4 s each time a part of the first
+    video arrives, and the first video's next part is released only after the second video's
+    worker is known to wait (both of its read-ahead parts arrived) -- so the second worker waits
+    20 virtual seconds against a 15-s timeout, while the first makes progress every 4 s, whatever
+    the machine's load."""
+    from lsld_engine.media import pool
     from lsld_engine.media.pool import DecodeFailure, decode_stream
 
-    slow = make_video(tmp_path / "slow.mp4", VideoSpec(duration=100.0))
+    slow = make_video(tmp_path / "slow.mp4", VideoSpec(duration=60.0))
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    clock = _VirtualClock()
+    monkeypatch.setattr(pool, "time", clock)
+    seen = {"slow": 0, "fast": 0}
+    real_finish = pool._finish
+
+    def finish(idx, result, *rest):  # the consumer side receiving a part (or a whole video)
+        real_finish(idx, result, *rest)
+        if getattr(result, "video_id", None) in seen:
+            seen[result.video_id] += 1
+        # release the next part of "slow" once "fast" is parked with its two parts ahead
+        while seen["fast"] >= 2 and 0 < seen["slow"] < 6 and not (gates / str(seen["slow"])).exists():
+            clock.now += 4.0
+            (gates / str(seen["slow"])).touch()
+
+    monkeypatch.setattr(pool, "_finish", finish)
     items = [(str(slow), "slow"), (str(long_video), "fast")]
     got = list(decode_stream(items, workers=2, ordered=True, timeout=15.0, parts_ahead=1,
-                             decode_fn=slow_first_video))
+                             decode_fn=GatedFirstVideo(gates)))
     assert not [x.error for x in got if isinstance(x, DecodeFailure)]
     windows = [(x.video_id, x.first_window + k) for x in got for k in range(x.num_windows)]
-    assert windows == [("slow", w) for w in range(10)] + [("fast", w) for w in range(5)]  # in order, all there
+    assert windows == [("slow", w) for w in range(6)] + [("fast", w) for w in range(5)]  # in order, all there
+    assert clock.now == 20.0  # the second worker did wait past the timeout
 
 
 def test_extract_writes_each_part_and_logs_the_video_after_its_last(long_video, tmp_path):
