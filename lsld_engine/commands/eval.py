@@ -20,7 +20,7 @@ from lsld_engine.events import events_to_masks
 from lsld_engine.llp import CLASSES, EVAL_SPLITS, T, AnnotationError, default_llp_dir, load_split
 from lsld_engine.metrics import evaluate, format_table
 from lsld_engine.results import read_results
-from lsld_engine.writers import PredictionsError, read_predictions
+from lsld_engine.readers import PredictionsError, read_predictions
 
 _SHOWN = 20  # ids listed in a missing-videos error before "... and N more"
 
