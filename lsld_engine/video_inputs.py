@@ -167,9 +167,7 @@ def _walk(root: Path, exts: set[str], recursive: bool, skipped: Skipped) -> Iter
             if stat.S_ISDIR(st.st_mode):
                 if e.is_symlink():
                     skipped.odd.append((fs_text(path), "symlinked folder (not walked)"))
-                elif is_video_name:
-                    skipped.odd.append((fs_text(path), "folder named like a video"))
-                elif recursive:
+                elif recursive:  # a folder named like a video (`x.mp4/`) too: walked, as when given directly
                     stack.append(path)
                 continue
             if not is_video_name:
