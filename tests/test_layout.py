@@ -197,3 +197,18 @@ def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_error(tmp_pat
     assert sorted(p.name for p in target.parent.iterdir()) == ["labels.npz"]
     write_text_atomic(tmp_path / "m.json", "{}\n")
     assert (tmp_path / "m.json").read_text() == "{}\n"
+
+
+def test_the_wheel_installs_no_top_level_bench_package():
+    """``bench/`` is the checkout's benchmarks (``python -m bench.X``); a ``bench`` package in
+    site-packages would collide with any other project's. The user's ``train`` / ``export`` stay."""
+    import fnmatch
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    def installed(pkg):
+        return any(fnmatch.fnmatch(pkg, pattern) for pattern in include)
+
+    assert not installed("bench") and not installed("bench.ray_bench")
+    assert all(installed(p) for p in ("lsld_engine", "lsld_engine.media", "train", "export"))
+    assert (ROOT / "bench" / "__init__.py").is_file()  # still a package of the checkout
