@@ -2,7 +2,8 @@
 ``extract``, their ``--ray`` runs): input, encoder, decoding and ``--ray`` flags, logging, and how
 the flags become :class:`lsld_engine.api.EngineOptions`.
 
-The command modules import from here and never from each other.
+The command modules share code through this module only (``parse`` and ``extract`` hand a ``--ray``
+run to :mod:`lsld_engine.commands.scale`); ``tests/test_layout.py`` keeps it so.
 """
 from __future__ import annotations
 
