@@ -47,8 +47,8 @@ class _Clock:
 
 
 def single_machine(items, options: dict) -> _Clock:
+    from lsld_engine.api import default_workers
     from lsld_engine.backends import create_backend
-    from lsld_engine.commands.extract import default_workers
     from lsld_engine.parse import parse_videos
 
     import torch

@@ -162,6 +162,11 @@ class Prefetcher:
         self._thread.join(timeout=30)
 
 
+def default_max_frames(backend) -> int:
+    """CLIP frames per encode round: 4 image batches of the backend, at least one 10-s window."""
+    return max(FRAMES_PER_WINDOW, 4 * getattr(backend, "batch_sizes", {}).get("images", 64))
+
+
 def embed_groups(decoded: Iterable[Any], backend, *, max_frames: int | None = None,
                  prefetch: int = 8) -> Iterator[list]:
     """Yield lists of :class:`EmbeddedVideo` (or the stream's ``DecodeFailure`` items, passed through),
@@ -171,8 +176,7 @@ def embed_groups(decoded: Iterable[Any], backend, *, max_frames: int | None = No
     at least one 10-s window); ``prefetch``: decoded videos buffered ahead of the encoder.
     """
     if max_frames is None:
-        bs = getattr(backend, "batch_sizes", {}).get("images", 64)
-        max_frames = max(FRAMES_PER_WINDOW, 4 * bs)
+        max_frames = default_max_frames(backend)
     feeder = Prefetcher(decoded, prefetch)
     try:
         ended = False

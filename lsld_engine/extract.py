@@ -31,7 +31,8 @@ from lsld_engine.embed import EmbeddedVideo
 from lsld_engine.files import atomic_path
 from lsld_engine.media.pool import DecodeFailure
 from lsld_engine.pipeline import Summary, embedded_groups
-from lsld_engine.video_inputs import InputError, VideoInput, read_records
+from lsld_engine.readers import read_records
+from lsld_engine.video_inputs import InputError, VideoInput
 from lsld_engine.writers import printable
 
 LOG_NAME = "feats/extract_log.jsonl"
@@ -81,6 +82,23 @@ def log_record(video: EmbeddedVideo | DecodeFailure, windows: list[str] | None =
         return {"video_id": video.video_id, "path": video.path, "status": "error", "error": video.error}
     return {"video_id": video.video_id, "path": video.path, "status": "ok", "duration": video.duration,
             "has_audio": video.has_audio, "windows": windows if windows is not None else video.window_ids}
+
+
+def extract_decoded(backend, items: list, store: FeatureStore, max_batch: int | None = None) -> list[dict]:
+    """Embed whole decoded videos already in memory together and write their files into ``store``;
+    the log records of ``items`` (:class:`~lsld_engine.media.DecodedVideo` / :class:`DecodeFailure`),
+    in order (the ``--ray`` encoder actors; the caller logs each after this returns)."""
+    from lsld_engine.embed import default_max_frames, embed_videos
+
+    max_batch = max_batch or default_max_frames(backend)  # as embed_groups on one machine
+    done = iter(embed_videos([it for it in items if not isinstance(it, DecodeFailure)], backend, max_batch))
+    records = []
+    for it in items:
+        if not isinstance(it, DecodeFailure):
+            it = next(done)
+            store.write(it)  # atomic per file
+        records.append(log_record(it))
+    return records
 
 
 def pending(inputs: Iterable[VideoInput], store: FeatureStore) -> tuple[list[VideoInput], int]:

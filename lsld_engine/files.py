@@ -40,3 +40,26 @@ def file_digest(path: str | os.PathLike) -> str:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
     return h.hexdigest()
+
+
+def fs_text(name: str | os.PathLike) -> str:
+    """``name`` as UTF-8-safe text: bytes a file name holds that are not UTF-8 (surrogate escapes)
+    become ``\\xNN``; any other lone surrogate ``\\uNNNN``."""
+    s = os.fspath(name)
+    if isinstance(s, bytes):
+        return s.decode("utf-8", "backslashreplace")
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        pass
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # a byte the file system decoder could not map
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)

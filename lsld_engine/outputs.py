@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from lsld_engine.errors import LsldError
-from lsld_engine.video_inputs import fs_text
+from lsld_engine.files import fs_text
 
 #: Bytes the probe file writes (and syncs) beside an output.
 PROBE_BYTES = 64 * 1024

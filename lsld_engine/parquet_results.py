@@ -88,7 +88,7 @@ def read_parquet_records(path: str | os.PathLike | IO[bytes]) -> dict[str, dict]
     pyarrow()
     import pyarrow.parquet as pq
 
-    from lsld_engine.writers import PredictionsError, check_record
+    from lsld_engine.readers import PredictionsError, check_record
 
     name = str(path) if isinstance(path, (str, os.PathLike)) else getattr(path, "name", "<parquet>")
     try:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -90,18 +90,36 @@ def _rounded(x: np.ndarray) -> list:
     return np.round(x.astype(np.float64), PROB_DECIMALS).tolist()
 
 
-def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int = 2, ordered: bool = False,
-                 thresholds: Thresholds = Thresholds(), save_probs: bool = False, progress: bool = True,
-                 total: int | None = None, max_frames: int | None = None, decode_timeout: float | None = None,
-                 summary: Summary | None = None, decode_fn=None, limits=None) -> Summary:
-    """Parse ``inputs`` with ``backend`` and ``writer.write`` one record per video as each completes.
+def records_of(backend, items: list, thresholds: Thresholds = Thresholds(), save_probs: bool = False,
+               max_batch: int | None = None) -> list[dict]:
+    """The records of whole decoded videos already in memory, in order: ``items`` are
+    :class:`~lsld_engine.media.DecodedVideo` (frames ``(W, 80, 224, 224, 3)`` uint8, audio
+    ``(W, 10, 48000)`` float32) or :class:`DecodeFailure` (its error record). All frames and
+    segments are embedded together, then the HAN runs on all windows at once (the ``--ray``
+    encoder actors and :meth:`lsld_engine.api.Engine.events`)."""
+    from lsld_engine.embed import default_max_frames, embed_videos
+
+    decoded = [it for it in items if not isinstance(it, DecodeFailure)]
+    max_batch = max_batch or default_max_frames(backend)  # as embed_groups on one machine
+    embedded = embed_videos(decoded, backend, max_batch)
+    probs, done = iter(run_han(backend, embedded)), iter(embedded)
+    return [failure_record(it) if isinstance(it, DecodeFailure)
+            else video_record(next(done), next(probs), thresholds, save_probs) for it in items]
+
+
+def parse_records(inputs: Iterable[VideoInput], backend, *, workers: int = 2, ordered: bool = False,
+                  thresholds: Thresholds = Thresholds(), save_probs: bool = False, progress: bool = True,
+                  total: int | None = None, max_frames: int | None = None, decode_timeout: float | None = None,
+                  summary: Summary | None = None, decode_fn=None, limits=None) -> Iterator[dict]:
+    """Parse ``inputs`` with ``backend``; yield one record per video as each completes (the ok
+    record, or the error record of a video that failed). A video is counted into ``summary`` when
+    the consumer asks for the next record (after it handled this one).
 
     ``workers``, ``ordered``, ``max_frames``, ``decode_timeout``, ``decode_fn``, ``limits``: see
     :func:`lsld_engine.pipeline.embedded_groups`. A long video's parts go through the HAN as they
-    come; its record is written when its last part arrives. Returns (and fills ``summary``) the
-    run's counts.
+    come; its record is made when its last part arrives.
     """
-    summary = summary or Summary()
+    summary = summary if summary is not None else Summary()
     with contextlib.closing(embedded_groups(inputs, backend, summary, workers=workers, ordered=ordered,
                                             progress=progress, total=total, max_frames=max_frames,
                                             decode_timeout=decode_timeout, decode_fn=decode_fn,
@@ -112,7 +130,7 @@ def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int 
             for item in group:
                 if isinstance(item, DecodeFailure):
                     partial.pop(item.video_id, None)  # parts of a video that failed later
-                    writer.write(failure_record(item))
+                    yield failure_record(item)
                     summary.count(item)
                     continue
                 parts = partial.setdefault(item.video_id, [])
@@ -121,6 +139,18 @@ def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, workers: int 
                     continue  # more parts of this video to come
                 del partial[item.video_id]
                 probs = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-                writer.write(video_record(item, probs, thresholds, save_probs))
+                yield video_record(item, probs, thresholds, save_probs)
                 summary.count(item, windows=probs["seg_prob"].shape[0])
+
+
+def parse_videos(inputs: Iterable[VideoInput], backend, writer, *, summary: Summary | None = None,
+                 **options) -> Summary:
+    """Parse ``inputs`` with ``backend`` and ``writer.write`` one record per video as each completes
+    (:func:`parse_records`; ``options`` are its keywords). Returns (and fills ``summary``) the
+    run's counts."""
+    summary = summary if summary is not None else Summary()
+    records = parse_records(inputs, backend, summary=summary, **options)
+    with contextlib.closing(records):
+        for record in records:
+            writer.write(record)
     return summary

@@ -15,39 +15,15 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from pathlib import Path
 
-from lsld_engine.writers import WRITERS, PredictionsError, format_of, read_predictions
+# the URI helpers lived here (old import paths keep working)
+from lsld_engine.uris import exists, filesystem, is_uri, local_copy  # noqa: F401
+from lsld_engine.readers import PredictionsError, read_predictions
+from lsld_engine.writers import WRITERS, format_of
 
 SHARD_PREFIX = "part-"
 MANIFEST = "_SUCCESS"
-
-
-def is_uri(path: str | os.PathLike) -> bool:
-    """True for ``scheme://...`` paths (object stores, HDFS, ``file://``): read and written through
-    ``pyarrow.fs``; plain paths are local files."""
-    return "://" in str(path)
-
-
-def filesystem(uri: str):
-    """``(pyarrow.fs.FileSystem, path inside it)`` of a URI."""
-    from lsld_engine.parquet_results import pyarrow
-
-    pyarrow()
-    import pyarrow.fs as pafs
-
-    return pafs.FileSystem.from_uri(uri)
-
-
-def exists(path: str | os.PathLike) -> bool:
-    """Whether a local path or a URI names an existing file or folder."""
-    if is_uri(path):
-        import pyarrow.fs as pafs
-
-        fs, p = filesystem(str(path))
-        return fs.get_file_info(p).type != pafs.FileType.NotFound
-    return Path(path).exists()
 
 
 def is_results_folder(path: str | os.PathLike) -> bool:
@@ -77,57 +53,54 @@ def shard_files(folder: str | os.PathLike) -> list[str]:
                   if p.is_file() and p.name.startswith(SHARD_PREFIX) and p.name.endswith(suffixes))
 
 
-def _local_copy(path: str) -> tuple[str, bool]:
-    """A local file with the bytes of ``path`` (a temporary copy for URIs; the caller deletes it)."""
-    if not is_uri(path):
-        return str(path), False
-    fs, p = filesystem(path)
-    fd, tmp = tempfile.mkstemp(suffix=Path(p).suffix)
-    with os.fdopen(fd, "wb") as f, fs.open_input_stream(p) as src:
-        while chunk := src.read(1 << 20):
-            f.write(chunk)
-    return tmp, True
-
-
-def read_results_file(path: str) -> dict[str, dict]:
-    """``{video_id: record}`` of one JSONL or Parquet file (validated; CSV cannot be read back)."""
+def read_results_file(path: str, where: dict[str, str] | None = None) -> dict[str, dict]:
+    """``{video_id: record}`` of one JSONL or Parquet file (validated; CSV cannot be read back).
+    ``where``, when given, is filled with ``{video_id: "FILE:LINE"}`` (Parquet: ``FILE``)."""
     fmt = format_of(path)
     if fmt == "csv":
         raise PredictionsError(f"{path}: a CSV of events cannot be scored; write JSONL or Parquet (--format)")
-    local, temp = _local_copy(path)
+    temp = is_uri(path)
+    local = local_copy(path) if temp else str(path)
+    lines: dict[str, int] = {}
     try:
         if fmt == "parquet":
             from lsld_engine.parquet_results import read_parquet_records
 
             recs = read_parquet_records(local)
         else:
-            recs = read_predictions(local)
+            recs = read_predictions(local, line_numbers=lines)
     except PredictionsError as e:
         raise PredictionsError(str(e).replace(local, path)) from None
     finally:
         if temp:
             os.unlink(local)
+    if where is not None:
+        where.update({vid: f"{path}:{lines[vid]}" if vid in lines else str(path) for vid in recs})
     return recs
 
 
-def read_results(path: str | os.PathLike) -> dict[str, dict]:
-    """``{video_id: record}`` of a results file or folder (see the module docstring)."""
+def read_results(path: str | os.PathLike, where: dict[str, str] | None = None) -> dict[str, dict]:
+    """``{video_id: record}`` of a results file or folder (see the module docstring); ``where``, when
+    given, is filled with each video's ``"FILE:LINE"`` (a shard's for a folder; Parquet: ``FILE``)."""
     if not is_results_folder(path):
         if not exists(path):
             raise FileNotFoundError(f"predictions not found: {path}")
-        return read_results_file(str(path))
+        return read_results_file(str(path), where)
     shards = shard_files(path)
     if not shards:
         raise FileNotFoundError(f"{path} is a folder without result shards ({SHARD_PREFIX}*.jsonl / .parquet); "
                                 "pass a predictions file, or the results folder of `parse --ray`")
     records: dict[str, dict] = {}
-    where: dict[str, str] = {}
+    seen: dict[str, str] = {}
     for shard in shards:
-        for vid, rec in read_results_file(shard).items():
+        located: dict[str, str] = {}
+        for vid, rec in read_results_file(shard, located).items():
             if vid in records:
-                raise PredictionsError(f"{shard}: duplicate video_id {vid!r} (also in {where[vid]})")
+                raise PredictionsError(f"{shard}: duplicate video_id {vid!r} (also in {seen[vid]})")
             records[vid] = rec
-            where[vid] = shard
+            seen[vid] = shard
+        if where is not None:
+            where.update(located)
     return records
 
 
@@ -169,9 +142,10 @@ def done_ids(path: str | os.PathLike, fmt: str | None = None) -> set[str]:
 
 
 def _file_statuses(path: str, fmt: str) -> dict[str, str]:
-    from lsld_engine.video_inputs import read_records
+    from lsld_engine.readers import read_records
 
-    local, temp = _local_copy(path)
+    temp = is_uri(path)
+    local = local_copy(path) if temp else str(path)
     try:
         if fmt == "parquet":
             from lsld_engine.parquet_results import read_parquet_statuses

@@ -36,6 +36,9 @@ from pathlib import Path
 from typing import Iterable
 
 from lsld_engine.errors import LsldError
+# fs_text and read_records lived here (old import paths keep working)
+from lsld_engine.files import fs_text  # noqa: F401
+from lsld_engine.readers import read_records  # noqa: F401
 
 #: Extensions taken when walking folders (lower case; files given explicitly are always taken).
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wmv",
@@ -87,29 +90,6 @@ class Skipped:
         if self.other:
             parts.append(f"{self.other} without a video extension")
         return f"walk skipped {self.total} entries: {', '.join(parts)}"
-
-
-def fs_text(name: str | os.PathLike) -> str:
-    """``name`` as UTF-8-safe text: bytes a file name holds that are not UTF-8 (surrogate escapes)
-    become ``\\xNN``; any other lone surrogate ``\\uNNNN``."""
-    s = os.fspath(name)
-    if isinstance(s, bytes):
-        return s.decode("utf-8", "backslashreplace")
-    try:
-        s.encode("utf-8")
-        return s
-    except UnicodeEncodeError:
-        pass
-    out = []
-    for ch in s:
-        o = ord(ch)
-        if 0xDC80 <= o <= 0xDCFF:  # a byte the file system decoder could not map
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif 0xD800 <= o <= 0xDFFF:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def list_lines(path: str | os.PathLike) -> list[str]:
@@ -187,9 +167,7 @@ def _walk(root: Path, exts: set[str], recursive: bool, skipped: Skipped) -> Iter
             if stat.S_ISDIR(st.st_mode):
                 if e.is_symlink():
                     skipped.odd.append((fs_text(path), "symlinked folder (not walked)"))
-                elif is_video_name:
-                    skipped.odd.append((fs_text(path), "folder named like a video"))
-                elif recursive:
+                elif recursive:  # a folder named like a video (`x.mp4/`) too: walked, as when given directly
                     stack.append(path)
                 continue
             if not is_video_name:
@@ -248,73 +226,3 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], list_file: str | os.Path
     if list_file is not None:
         items += read_list(list_file)
     return assign_ids(find_videos(items, extensions, skipped=skipped))
-
-
-def read_records(path: str | os.PathLike, repair: bool = True) -> dict[str, dict]:
-    """``{video_id: record}`` of a JSONL file written one flushed line per video (last line wins).
-
-    The whole file is validated before anything is changed: a file that is not such a JSONL (an
-    MP4, a text file, a line that is not an object with a string ``video_id``, hostile JSON) raises
-    :class:`~lsld_engine.untrusted.InputFileError` naming the file and line, and is left untouched.
-    A run killed mid-write can leave a partial last line (no trailing newline, starting like our
-    records, ``{"video_id"``): with ``repair`` it is cut off the file (and only then), so appending
-    resumes on a clean line and the video is simply redone; a complete record lacking only its
-    newline gets the newline.
-    """
-    from lsld_engine.untrusted import InputFileError
-
-    path = Path(path)
-    if not path.exists():
-        return {}
-    shown = fs_text(path)
-    if not path.is_file():
-        raise InputFileError(f"{shown}: not a regular file; give a JSONL file path")
-    with open(path, "rb") as f:
-        head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-        if head and not head.startswith(b"{"):
-            raise InputFileError(f"{shown}: not a JSONL file of records (it starts with {head[:16]!r}); "
-                                 "left untouched: pass another path, or remove it to start over")
-        f.seek(0)
-        data = f.read()
-    end = data.rfind(b"\n") + 1
-    tail = data[end:]
-    lines = data[:end].split(b"\n")[:-1] if end else []
-    records: dict[str, dict] = {}
-    for lineno, raw in enumerate(lines, start=1):
-        _read_record(raw, f"{shown}:{lineno}", records, first=lineno == 1)
-    fix = None
-    if tail.strip():
-        where = f"{shown}:{len(lines) + 1}"
-        try:
-            _read_record(tail, where, records, first=not lines)
-            fix = "newline"
-        except InputFileError:
-            if not tail.lstrip(b"\xef\xbb\xbf").startswith(b'{"video_id"'):
-                raise InputFileError(f"{where}: the last line is cut off and is not a record; left untouched: "
-                                     "pass another path, or fix or remove the file") from None
-            fix = "cut"
-    if repair and fix == "cut":  # everything else validated: only now touch the file
-        with open(path, "r+b") as f:
-            f.truncate(end)
-    elif repair and fix == "newline":
-        with open(path, "ab") as f:
-            f.write(b"\n")
-    return records
-
-
-def _read_record(raw: bytes, where: str, records: dict, first: bool) -> None:
-    from lsld_engine.untrusted import InputFileError, json_line
-
-    try:
-        text = raw.decode("utf-8-sig" if first else "utf-8")
-    except UnicodeDecodeError as e:
-        raise InputFileError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start}); not a predictions/log "
-                             "JSONL? Left untouched: fix or remove the file to start over") from None
-    if not text.strip():
-        return
-    rec = json_line(text, where)
-    vid = rec.get("video_id") if isinstance(rec, dict) else None
-    if not isinstance(vid, str) or not vid:
-        raise InputFileError(f"{where}: not a record line (a JSON object with a string \"video_id\"); "
-                             "left untouched: fix or remove the file to start over")
-    records[vid] = rec

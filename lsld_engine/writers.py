@@ -1,4 +1,4 @@
-"""Prediction files: writers chosen by format name, and the reader of the predictions JSONL.
+"""Prediction files: writers chosen by format name (the readers are in :mod:`lsld_engine.readers`).
 
 ``jsonl`` (the canonical format, read back by ``lsld-engine eval``): one JSON object per line, one
 line per video, written and flushed as soon as the video is done::
@@ -9,7 +9,7 @@ line per video, written and flushed as soon as the video is done::
     {"video_id": "broken_clip", "status": "error", "error": "no video stream"}
 
 - ``video_id``: the file stem; unique within a file. Ids and paths are UTF-8 text: bytes of a file
-  name that are not UTF-8 are written as ``\\xNN`` (:func:`lsld_engine.video_inputs.fs_text`).
+  name that are not UTF-8 are written as ``\\xNN`` (:func:`lsld_engine.files.fs_text`).
 - ``status``: ``"ok"`` or ``"error"``; an error line carries ``"error"`` (a message) and no events.
 - ``duration``: seconds of media; ``segments``: number of one-second segments parsed.
 - ``events``: the three tracks ``audio``, ``visual``, ``audio_visual``, each a list of events with
@@ -27,25 +27,19 @@ import contextlib
 import csv
 import io
 import json
-import math
 import os
 from pathlib import Path
 from typing import IO
 
 from lsld_engine.events import TRACKS
-from lsld_engine.files import atomic_path
-from lsld_engine.llp import CLASS_INDEX
-from lsld_engine.untrusted import InputFileError, json_line
-from lsld_engine.video_inputs import fs_text
-
-
-class PredictionsError(InputFileError):
-    """A malformed predictions file; the message names the file and line."""
+from lsld_engine.files import atomic_path, fs_text
+# the strict reader lived here (old import paths keep working)
+from lsld_engine.readers import PredictionsError, check_record, read_predictions  # noqa: F401
 
 
 def printable(obj):
     """``obj`` (a record: dicts, lists, strings, numbers) with every string made UTF-8-safe
-    (:func:`~lsld_engine.video_inputs.fs_text`): paths and error messages may carry file-name bytes that
+    (:func:`~lsld_engine.files.fs_text`): paths and error messages may carry file-name bytes that
     are not UTF-8, which no UTF-8 file can hold."""
     if isinstance(obj, str):
         return fs_text(obj)
@@ -220,97 +214,6 @@ def get_writer(fmt: str, path: str | os.PathLike | IO[str], append: bool = False
     if fmt not in WRITERS:
         raise ValueError(f"unknown output format {fmt!r}: expected one of {', '.join(WRITERS)}")
     return WRITERS[fmt](path, append=append)
-
-
-def read_predictions(path: str | os.PathLike, line_numbers: dict[str, int] | None = None) -> dict[str, dict]:
-    """Read a predictions JSONL into ``{video_id: record}`` (file order), validating every line.
-
-    Blank lines are skipped. A malformed line (including hostile JSON: see
-    :func:`lsld_engine.untrusted.json_line`) or a repeated ``video_id`` raises
-    :class:`PredictionsError` naming the file and line number. ``line_numbers``, when given, is
-    filled with ``{video_id: line}``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"predictions file {path} is a folder; pass the JSONL file itself")
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions file not found: {path}")
-    records: dict[str, dict] = {}
-    first_line: dict[str, int] = {}
-    with open(path, "rb") as f:  # decoded per line, so a bad byte is reported with its line number
-        for lineno, raw in enumerate(f, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise PredictionsError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start}); "
-                                       "is this a predictions JSONL?") from None
-            if not line.strip():
-                continue
-            try:
-                rec = json_line(line, where)
-            except InputFileError as e:
-                raise PredictionsError(str(e)) from None
-            _check_record(rec, where)
-            vid = rec["video_id"]
-            if vid in records:
-                raise PredictionsError(f"{where}: duplicate video_id {vid!r} (first on line {first_line[vid]}); "
-                                       "keep one line per video")
-            records[vid] = rec
-            first_line[vid] = lineno
-    if line_numbers is not None:
-        line_numbers.update(first_line)
-    return records
-
-
-def check_record(rec, where: str) -> None:
-    """Raise :class:`PredictionsError` (prefixed by ``where``) unless ``rec`` is a valid record."""
-    _check_record(rec, where)
-
-
-def _check_record(rec, where: str) -> None:
-    if not isinstance(rec, dict):
-        raise PredictionsError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-    vid = rec.get("video_id")
-    if not isinstance(vid, str) or not vid:
-        raise PredictionsError(f"{where}: missing or empty \"video_id\" (a string)")
-    status = rec.get("status")
-    if status == "error":
-        if not isinstance(rec.get("error"), str):
-            raise PredictionsError(f"{where}: video {vid!r} has status \"error\" but no \"error\" message")
-        return
-    if status != "ok":
-        raise PredictionsError(f"{where}: video {vid!r}: \"status\" must be \"ok\" or \"error\", got {status!r}")
-    events = rec.get("events")
-    if not isinstance(events, dict):
-        raise PredictionsError(f"{where}: video {vid!r}: missing \"events\" object with tracks {', '.join(TRACKS)}")
-    unknown = sorted(set(events) - set(TRACKS))
-    if unknown:
-        raise PredictionsError(f"{where}: video {vid!r}: unknown event track(s) {unknown}; expected {list(TRACKS)}")
-    for track in TRACKS:
-        lst = events.get(track)
-        if not isinstance(lst, list):
-            raise PredictionsError(f"{where}: video {vid!r}: events[{track!r}] must be a list")
-        for k, e in enumerate(lst):
-            _check_event(e, f"{where}: video {vid!r}: events[{track!r}][{k}]")
-
-
-def _check_event(e, where: str) -> None:
-    if not isinstance(e, dict):
-        raise PredictionsError(f"{where}: expected an object with label, onset, offset")
-    if e.get("label") not in CLASS_INDEX:
-        raise PredictionsError(f"{where}: unknown class {e.get('label')!r} (expected one of the 25 LLP classes)")
-    on, off = e.get("onset"), e.get("offset")
-    if not (_is_number(on) and _is_number(off)):
-        raise PredictionsError(f"{where}: onset and offset must be numbers (seconds), got {on!r}, {off!r}")
-    if not 0 <= on < off:
-        raise PredictionsError(f"{where}: need 0 <= onset < offset, got onset {on}, offset {off}")
-    if "score" in e and not _is_number(e["score"]):
-        raise PredictionsError(f"{where}: score must be a number, got {e['score']!r}")
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def dumps_record(record: dict, fmt: str = "jsonl") -> str:

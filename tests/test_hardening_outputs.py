@@ -298,3 +298,24 @@ def test_eval_warns_about_events_past_the_clip_and_strict_refuses(world, tmp_pat
     json.loads(cap.out)  # still scored
     assert main(base + ["--strict"]) == 2
     assert "--strict" in capsys.readouterr().err
+
+
+def test_eval_names_file_and_line_of_events_past_the_clip_in_any_jsonl(world, tmp_path, capsys):
+    """The README promises `file:line`: also for a JSONL file named otherwise and for a results folder's shards."""
+    from lsld_engine.llp import load_split
+
+    split = load_split(world, "test")
+    recs = [{"video_id": v, "status": "ok", "duration": 10.0, "segments": 10,
+             "events": {"audio": [], "visual": [], "audio_visual": []}} for v in split.video_ids]
+    recs[2]["events"]["audio"] = [{"label": "Speech", "onset": 50, "offset": 60}]
+    text = [json.dumps(r) + "\n" for r in recs]
+    named = tmp_path / "predictions.json"
+    named.write_text("".join(text))
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "part-a-0.jsonl").write_text("".join(text[:2]))
+    (folder / "part-a-1.jsonl").write_text("".join(text[2:]))
+    for pred, where in ((named, f"{named}:3:"), (folder, f"{folder / 'part-a-1.jsonl'}:1:")):
+        assert main(["eval", "--pred", str(pred), "--annotations", str(world), "--json"]) == 0
+        warnings = [x for x in capsys.readouterr().err.splitlines() if "warning:" in x]
+        assert len(warnings) == 1 and where in warnings[0] and "50-60" in warnings[0], (where, warnings)

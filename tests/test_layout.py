@@ -29,6 +29,107 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """``{module: package modules it imports}`` over ``lsld_engine``: every import statement, at module
+    level or inside a function (lazy imports count too: a circle through a lazy import is still a
+    circle, only one that breaks later), except ``if __name__ == "__main__":`` / ``TYPE_CHECKING``
+    blocks. ``from pkg import name`` counts as ``pkg.name`` when that is a module, else ``pkg``."""
+    modules = {_module_name(p): p for p in (ROOT / "lsld_engine").rglob("*.py")}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                and ("__main__" in ast.unparse(node.test) or "TYPE_CHECKING" in ast.unparse(node.test))
+                for n in ast.walk(node)}
+        out = set()
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                out |= {resolve(a.name) for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                out |= {resolve(f"{node.module}.{a.name}") for a in node.names}
+        graph[name] = out - {None, name}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan, iterative)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph.get(w, ())))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
+
+
+def test_no_import_circles_in_the_package():
+    """No module of ``lsld_engine`` imports itself through others, lazy imports included."""
+    assert _circles(_import_graph()) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_command_modules_share_helpers_through_common_only():
+    """``commands/*.py`` import one another only through ``commands.common`` (the shared flags) and
+    ``commands.scale`` (the ``--ray`` runs); ``bench/`` imports no command module at all."""
+    graph = _import_graph()
+    allowed = {"lsld_engine.commands", "lsld_engine.commands.common", "lsld_engine.commands.scale"}
+    for name, deps in graph.items():
+        if name.startswith("lsld_engine.commands."):
+            bad = sorted(d for d in deps if d.startswith("lsld_engine.commands") and d not in allowed)
+            assert not bad, f"{name} imports {bad}"
+    assert not {d for d in graph["lsld_engine.commands.scale"] if d.startswith("lsld_engine.commands.")} - {
+        "lsld_engine.commands.common"}
+    for path in (ROOT / "bench").rglob("*.py"):
+        bad = sorted(m for m in _imports(path) if m.startswith("lsld_engine.commands"))
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(ROOT)))
 def test_library_imports_neither_export_nor_the_cli(path):
     bad = sorted(m for m in _imports(path)
@@ -96,3 +197,18 @@ def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_error(tmp_pat
     assert sorted(p.name for p in target.parent.iterdir()) == ["labels.npz"]
     write_text_atomic(tmp_path / "m.json", "{}\n")
     assert (tmp_path / "m.json").read_text() == "{}\n"
+
+
+def test_the_wheel_installs_no_top_level_bench_package():
+    """``bench/`` is the checkout's benchmarks (``python -m bench.X``); a ``bench`` package in
+    site-packages would collide with any other project's. The user's ``train`` / ``export`` stay."""
+    import fnmatch
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    def installed(pkg):
+        return any(fnmatch.fnmatch(pkg, pattern) for pattern in include)
+
+    assert not installed("bench") and not installed("bench.ray_bench")
+    assert all(installed(p) for p in ("lsld_engine", "lsld_engine.media", "train", "export"))
+    assert (ROOT / "bench" / "__init__.py").is_file()  # still a package of the checkout

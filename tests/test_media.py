@@ -316,3 +316,27 @@ def test_pool_closed_early_stops_workers_and_cleans_up(videos):
 def test_window_count_ignores_a_trailing_frame_or_two():
     from lsld_engine.media import num_windows_for
     assert [num_windows_for(d) for d in (0.2, 10.0, 10.02, 10.2, 24.5, 30.0, 30.05)] == [1, 1, 1, 2, 3, 3, 3]
+
+
+def test_a_video_streamed_in_parts_opens_its_file_once_per_stream(tmp_path, monkeypatch):
+    """Video and audio each open the file once; the audio of the first part starts at the first
+    frame's time without a third open to find it (the audio starts 2 s before the first frame here)."""
+    from lsld_engine.media import decode_parts
+
+    path = make_video(tmp_path / "late.mp4", VideoSpec(duration=25.0, video_start=2.0, freq=700.0))
+    whole = media.decode_video(str(path))
+    opened = []
+    real = media._open
+
+    def counting(p, *a, **k):
+        opened.append(p)
+        return real(p, *a, **k)
+
+    monkeypatch.setattr(media, "_open", counting)
+    parts = []
+    last = decode_parts(str(path), emit=parts.append, windows_per_part=1)
+    assert len(opened) == 2
+    parts.append(last)
+    assert len(parts) > 1 and parts[0].num_windows == 1
+    np.testing.assert_array_equal(np.concatenate([p.audio for p in parts]), whole.audio)
+    np.testing.assert_array_equal(np.concatenate([p.frames for p in parts]), whole.frames)

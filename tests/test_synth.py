@@ -1,4 +1,6 @@
 """The synthetic LLP world: a loadable dataset root, the denoise stage on it, label quality."""
+import re
+
 import numpy as np
 import pytest
 
@@ -112,10 +114,26 @@ def test_quality_cli(world, labels, capsys):
     assert '"DeN+ReW"' in capsys.readouterr().out
 
 
-def test_stage_without_cache_or_tower_lists_missing_prompts(world, tmp_path):
+def test_stage_without_cache_or_tower_lists_missing_prompts(world, tmp_path, capsys):
     from train import denoise as stage
-    with pytest.raises(SystemExit, match=r"(?s)CLAP prompt\(s\) have no cached embedding.*This is a sound of"):
-        stage.main(["--data", str(world), "--prompts-dir", str(tmp_path), "--out", str(tmp_path / "l.npz")])
+    assert stage.main(["--data", str(world), "--prompts-dir", str(tmp_path), "--out", str(tmp_path / "l.npz")]) == 2
+    assert re.search(r"(?s)error: .*CLAP prompt\(s\) have no cached embedding.*This is a sound of",
+                     capsys.readouterr().err)
+
+
+def test_stage_with_an_object_array_prompt_cache_stops_with_one_line_and_status_2(world, tmp_path, capsys):
+    """A prompt cache holding object arrays (pickles) is refused unread: a user error, exit status 2."""
+    from train.lsld import main as lsld_main
+
+    prompts = tmp_path / "pr"
+    prompts.mkdir()
+    np.savez(prompts / "clap.npz", texts=np.array(["a", None], dtype=object), embeddings=np.zeros((2, 512), np.float32))
+    out = tmp_path / "l.npz"
+    assert lsld_main(["denoise", "--data", str(world), "--prompts-dir", str(prompts), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("python -m train.lsld denoise: error: ") and "clap.npz" in err[-1]
+    assert "no pickles" in err[-1] and not any("Traceback" in line for line in err)
+    assert not out.exists()
 
 
 def test_stage_uses_tower_for_misses_and_writes_cache(world, tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
 """Stage ``python -m train.lsld denoise --data ROOT --out labels.npz``: LSLD segment-level labels.
 
-Reads the train split's weak labels and CLIP/CLAP features from a dataset root, embeds the prompts
-(cache first, then the text towers when checkpoints are given), runs DeN (audio, visual) and ReW
-(visual) and writes ``labels.npz``: ``video_ids`` (N,) str, ``audio`` / ``visual_den`` / ``visual``
+The command line of :func:`lsld_engine.denoise_root.denoise_root`: reads the train split's weak
+labels and CLIP/CLAP features from a dataset root, embeds the prompts (cache first, then the text
+towers when checkpoints are given), runs DeN (audio, visual) and ReW (visual) and writes ``labels.npz``: ``video_ids`` (N,) str, ``audio`` / ``visual_den`` / ``visual``
 (N, T, C) float32 in ``AVVP_train.csv`` order, plus per-class counts ``removed_audio``,
 ``removed_visual``, ``reweighted`` (C,) int64. Also runnable as ``python -m train.denoise``.
 """
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
-from lsld_engine.denoise import DEFAULT_ALPHA, DEFAULT_BETA, denoise_labels, save_labels
-from lsld_engine.prompts import (DEFAULT_MAX_LABELS, PromptError, PromptTable, TextEncoder,
-                                 class_name_texts, load_prompt_cache, required_prompts,
-                                 resolve_prompts, save_prompt_cache)
+from lsld_engine.denoise import DEFAULT_ALPHA, DEFAULT_BETA
+from lsld_engine.denoise_root import checkpoint_towers, denoise_root
+from lsld_engine.prompts import DEFAULT_MAX_LABELS, TextEncoder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,65 +54,24 @@ def options(data: str | Path, out: str | Path, **overrides) -> argparse.Namespac
 
 def _text_tower(kind: str, args) -> TextEncoder | None:
     """The text tower's ``encode_texts`` when its checkpoint is given (imported lazily)."""
-    ckpt = args.clip_checkpoint if kind == "clip" else args.clap_checkpoint
-    if not ckpt:
-        return None
     try:
-        if kind == "clip":
-            from lsld_engine.encoders.clip import build_clip_text_encoder
-            return build_clip_text_encoder(ckpt).encode_texts
-        from lsld_engine.encoders.clap import build_clap_text_encoder
-        return build_clap_text_encoder(ckpt, args.clap_text_dir).encode_texts
+        return checkpoint_towers(args.clip_checkpoint, args.clap_checkpoint, args.clap_text_dir)(kind)
     except ImportError as e:
         raise SystemExit(f"denoise: text tower not available ({e}); install the encoder extras "
                          f"(scripts/setup.sh full) or supply the prompt cache") from None
 
 
-def _table(kind: str, path: Path, texts: list[str], args) -> tuple[PromptTable, PromptTable | None]:
-    """``(table for texts, cache as loaded or None)``."""
-    cache = load_prompt_cache(path) if path.is_file() else None
-    flag = "--clip-checkpoint" if kind == "clip" else "--clap-checkpoint"
-    hint = f" (cache {path}{'' if cache else ' absent'}; give {flag} to embed them)"
-    tower = None
-    if cache is None or any(t not in cache for t in texts):
-        tower = _text_tower(kind, args)
-    return resolve_prompts(texts, cache, tower, what=kind.upper(), hint=hint), cache
-
-
 def run(args) -> int:
+    """The stage on parsed options: :func:`lsld_engine.denoise_root.denoise_root`."""
     if not args.data:
         raise SystemExit("denoise: --data ROOT is required (make a synthetic one: lsld-engine synth make --out ROOT)")
     if Path(args.out).is_dir():
         raise SystemExit(f"denoise: --out {args.out} is a folder; give the labels file to write (e.g. "
                          f"{Path(args.out) / 'labels.npz'})")
-    t0 = time.perf_counter()
-    paths = dataset_paths(args.data, args.clip_dir, args.clap_dir, args.prompts_dir)
-    split = load_split_labels(paths, "train")
-    print(f"[denoise] {len(split)} training videos from {paths.root}", file=sys.stderr)
-    try:
-        names = class_name_texts(args.class_names)
-        clap, clap_cache = _table("clap", paths.clap_cache, required_prompts(split.weak, "audio", args.max_labels), args)
-        clip, clip_cache = _table("clip", paths.clip_cache,
-                                  required_prompts(split.weak, "visual", args.max_labels) + names, args)
-    except PromptError as e:
-        raise SystemExit(f"denoise: {e}") from None
-    t1 = time.perf_counter()
-    feats = load_features(paths, split.video_ids, workers=args.workers)
-    t2 = time.perf_counter()
-    print(f"[denoise] features loaded in {t2 - t1:.1f}s", file=sys.stderr)
-    try:
-        res = denoise_labels(feats.audio, feats.frames, split.weak, clap, clip, clip.lookup(names),
-                             alpha=args.alpha, beta=args.beta, max_labels=args.max_labels)
-    except PromptError as e:
-        raise SystemExit(f"denoise: {e}") from None
-    t3 = time.perf_counter()
-    out = save_labels(args.out, split.video_ids, res)
-    if args.write_prompt_cache:
-        for table, cache, path in ((clap, clap_cache, paths.clap_cache), (clip, clip_cache, paths.clip_cache)):
-            save_prompt_cache(path, cache.merged(table) if cache is not None else table)
-        print(f"[denoise] prompt caches written to {paths.prompts_dir}", file=sys.stderr)
-    print(res.summary(), file=sys.stderr)
-    print(f"[denoise] wrote {out} (denoise {t3 - t2:.2f}s, total {time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    denoise_root(args.data, args.out, clip_dir=args.clip_dir, clap_dir=args.clap_dir, prompts_dir=args.prompts_dir,
+                 alpha=args.alpha, beta=args.beta, max_labels=args.max_labels, class_names=args.class_names,
+                 write_prompt_cache=args.write_prompt_cache, workers=args.workers,
+                 text_tower=lambda kind: _text_tower(kind, args))
     return 0
 
 

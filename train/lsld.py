@@ -190,11 +190,12 @@ def _load_eval(paths, split: str, workers, progress: bool):
 
 # -------------------------------------------------------------------------------------- stages
 def stage_denoise(root: Path, out: Path, **options) -> int:
-    """The denoise stage (``train/denoise.py``) on dataset ``root``, writing ``out``; ``options`` are
-    its other options by name (``clip_dir``, ``workers``, ...)."""
-    from train import denoise as denoise_stage
+    """The denoise stage on dataset ``root``, writing ``out``: :func:`lsld_engine.denoise_root.denoise_root`
+    (``options``: its keywords, e.g. ``clip_dir``, ``workers``)."""
+    from lsld_engine.denoise_root import denoise_root
 
-    return int(denoise_stage.run(denoise_stage.options(root, out, **options)) or 0)
+    denoise_root(root, out, **options)
+    return 0
 
 
 def stage_train(args) -> dict:

@@ -43,6 +43,20 @@ class Backend(Protocol):
         ...
 
 
+class ClosesOnExit:
+    """``with backend: ...`` closes it: the one ``__enter__`` / ``__exit__`` of the torch, ONNX and
+    TensorRT backends (each defines ``close()``)."""
+
+    def close(self) -> None:  # pragma: no cover - every backend defines its own
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def default_batch_sizes(device: str) -> dict[str, int]:
     """Per-call batch sizes that keep a device busy without exhausting its memory.
 

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lsld_engine.backends.base import ClosesOnExit
 from lsld_engine.registry import EXPORTED, io_names, onnx_filename
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def _read_inputs(path: Path) -> dict[str, list]:
     return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in m.graph.input}
 
 
-class OnnxBackend:
+class OnnxBackend(ClosesOnExit):
     """ONNX Runtime implementation of the backend contract (see ``docs/CONTRACTS.md``).
 
     ``engine_dir``: folder of exported files (``lsld-engine export --out DIR``). The checkpoint options
@@ -249,9 +250,3 @@ class OnnxBackend:
 
     def close(self) -> None:
         self._sessions.clear()
-
-    def __enter__(self) -> "OnnxBackend":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from lsld_engine.backends.base import ClosesOnExit
 from lsld_engine.backends.tensorrt_engines import (DEFAULT_MAX_BATCH, batch_buckets, current_gpu, engine_path,
                                                    onnx_for, padded_batch, tensorrt_status, timing_cache_filename)
 
@@ -84,7 +85,7 @@ class _Engine:
         return [np.concatenate(p) if len(p) > 1 else p[0] for p in zip(*parts)]
 
 
-class TensorRTBackend:
+class TensorRTBackend(ClosesOnExit):
     """TensorRT implementation of the backend contract (see ``docs/CONTRACTS.md``).
 
     ``engine_dir``: the folder of ``lsld-engine export`` (ONNX files; engines cached under

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lsld_engine.backends.base import HAN_OUTPUTS, default_batch_sizes
+from lsld_engine.backends.base import ClosesOnExit, HAN_OUTPUTS, default_batch_sizes
 from lsld_engine.errors import LsldError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def check_weights(networks, *, random_weights: bool = False, **options) -> None:
                                     "for demos and tests only)")
 
 
-class TorchBackend:
+class TorchBackend(ClosesOnExit):
     """PyTorch implementation of the backend contract (:class:`lsld_engine.backends.base.Backend`).
 
     Options: ``clip_checkpoint``, ``clap_checkpoint``, ``model`` (paths), ``device`` (``cpu`` /
@@ -183,9 +183,3 @@ class TorchBackend:
         self._nets.clear()
         if self._device.type == "cuda":
             torch.cuda.empty_cache()
-
-    def __enter__(self) -> "TorchBackend":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

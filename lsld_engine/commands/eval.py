@@ -20,7 +20,7 @@ from lsld_engine.events import events_to_masks
 from lsld_engine.llp import CLASSES, EVAL_SPLITS, T, AnnotationError, default_llp_dir, load_split
 from lsld_engine.metrics import evaluate, format_table
 from lsld_engine.results import read_results
-from lsld_engine.writers import PredictionsError, read_predictions
+from lsld_engine.readers import PredictionsError
 
 _SHOWN = 20  # ids listed in a missing-videos error before "... and N more"
 
@@ -69,11 +69,8 @@ def _run(args: argparse.Namespace) -> int:
               "(the folder with AVVP_test_pd.csv, AVVP_eval_audio.csv, ...) or set LSLD_LLP_DIR", file=sys.stderr)
         return 2
     split = load_split(ann, args.split)
-    line_of: dict[str, int] = {}  # JSONL file: the line of each video, for the warnings below
-    if str(args.pred).endswith(".jsonl") and Path(args.pred).is_file():
-        preds = read_predictions(args.pred, line_numbers=line_of)
-    else:
-        preds = read_results(args.pred)
+    where: dict[str, str] = {}  # each video's FILE:LINE (any JSONL file or shard), for the warnings below
+    preds = read_results(args.pred, where)
 
     absent = [v for v in split.video_ids if v not in preds]
     failed = [v for v in split.video_ids if v in preds and preds[v]["status"] != "ok"]
@@ -99,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
 
     failed_set = set(failed)
     usable = [None if v in failed_set else preds.get(v) for v in split.video_ids]
-    outside = events_past_clip([r for r in usable if r], line_of, args.pred)
+    outside = events_past_clip([r for r in usable if r], where, args.pred)
     if outside:
         kind = "error" if args.strict else "warning"
         for msg in outside[:_SHOWN]:
@@ -154,16 +151,16 @@ def _write_report(args, split, tracks, records, results) -> None:
     print(f"lsld-engine eval: report written to {path}", file=sys.stderr)
 
 
-def events_past_clip(records: list[dict], line_of: dict[str, int], path) -> list[str]:
-    """One message ``"FILE[:LINE]: video V: TRACK event LABEL ON-OFF s lies past the 10-s clip"`` per
-    event of ``records`` whose offset exceeds the clip (``T`` seconds; 1e-6 s of rounding allowed)."""
+def events_past_clip(records: list[dict], where: dict[str, str], path) -> list[str]:
+    """One message ``"FILE:LINE: video V: TRACK event LABEL ON-OFF s lies past the 10-s clip"`` per
+    event of ``records`` whose offset exceeds the clip (``T`` seconds; 1e-6 s of rounding allowed);
+    ``where``: each video's ``FILE:LINE`` (:func:`lsld_engine.results.read_results`; a Parquet file has
+    no lines: its name), else ``path``."""
     out = []
     for rec in records:
         for track in ("audio", "visual", "audio_visual"):
             for e in rec["events"].get(track, []):
                 if e["offset"] > T + 1e-6:
-                    line = line_of.get(rec["video_id"])
-                    where = f"{path}:{line}" if line else str(path)  # (Parquet / results folders: no lines)
-                    out.append(f"{where}: video {rec['video_id']!r}: {track} "
+                    out.append(f"{where.get(rec['video_id'], path)}: video {rec['video_id']!r}: {track} "
                                f"event {e['label']} {e['onset']:g}-{e['offset']:g} s lies past the {T}-s clip")
     return out

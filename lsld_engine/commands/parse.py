@@ -6,10 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
-from lsld_engine.commands.extract import (add_encoder_arguments, add_input_arguments, backend_options, collect,
-                                          decode_function, default_workers, device_and_precision, media_limits,
-                                          setup_logging)
-from lsld_engine.commands.scale import add_ray_arguments
+from lsld_engine.commands.common import (add_encoder_arguments, add_input_arguments, add_ray_arguments, collect,
+                                         engine_options, setup_logging)
 from lsld_engine.writers import WRITERS
 
 log = logging.getLogger("lsld_engine")
@@ -40,12 +38,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lsld_engine.outputs import OutputLock, check_writable
-    from lsld_engine.results import is_uri
+    from lsld_engine.uris import is_uri
     from lsld_engine.writers import format_of
 
     setup_logging(args)
     if args.ray is not None:
-        return _run_ray(args)
+        from lsld_engine.commands.scale import run_parse
+
+        return run_parse(args, PROG)
     if is_uri(args.out):
         print(f"{PROG}: error: --out {args.out}: results on an object store need --ray (a results folder); "
               "one machine writes a local file", file=sys.stderr)
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 def _done_ids(out: Path, fmt: str, repair: bool) -> set[str]:
     """Ids already in ``out``; a JSONL file is validated whole before a cut last line is repaired."""
     from lsld_engine.results import done_ids
-    from lsld_engine.video_inputs import read_records
+    from lsld_engine.readers import read_records
 
     if out.stat().st_size == 0:
         return set()
@@ -75,87 +75,41 @@ def _done_ids(out: Path, fmt: str, repair: bool) -> set[str]:
     return done_ids(out, fmt)
 
 
-def _run_ray(args: argparse.Namespace) -> int:
-    from lsld_engine.commands.scale import actor_backend_options, run_parse
-
-    # the actors' device follows their GPUs (lsld_engine.scale.engine), not this machine's
-    opts = backend_options(args, args.device or "cpu", args.precision or "fp32")
-    if not _weights_ok(args, opts):
-        return 2
-    return run_parse(args, PROG, actor_backend_options(args, opts))
-
-
-def _weights_ok(args, opts: dict) -> bool:
-    """Check the networks' weight files (or --engine-dir) exist; print the error and return False if not."""
-    if args.backend == "torch":
-        from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
-
-        try:
-            check_weights(["clip_image", "clap_audio", "han"], **opts)
-        except MissingWeightsError as e:
-            print(f"{PROG}: error: {e}", file=sys.stderr)
-            return False
-    elif args.engine_dir is None:
-        print(f"{PROG}: error: --backend {args.backend} needs --engine-dir (the folder of `lsld-engine export`)",
-              file=sys.stderr)
-        return False
-    return True
-
-
 def _run_locked(args, items, walk, done: set, lock, fmt: str) -> int:
-    from lsld_engine.outputs import OutputError, is_disk_full
-    from lsld_engine.parse import Thresholds, parse_videos
-    from lsld_engine.pipeline import Summary
+    from dataclasses import replace
+
+    from lsld_engine.api import PARSE_NETWORKS, Engine, check_weights
+    from lsld_engine.run_plan import RunPlan
     from lsld_engine.writers import get_writer
 
-    device, precision = device_and_precision(args)
-    opts = backend_options(args, device, precision)
-    if not _weights_ok(args, opts):
-        return 2
-
-    todo = [i for i in items if i.video_id not in done]
-    if args.limit is not None:
-        todo = todo[: args.limit]
-    summary = Summary(total=len(items), skipped=len(items) - len(todo) if args.limit is None
-                      else sum(i.video_id in done for i in items), walk=walk)
+    options = engine_options(args)
+    device, precision = options.resolved()
+    options = replace(options, device=device, precision=precision)  # resolved once (one bf16 warning)
+    check_weights(options, PARSE_NETWORKS, options.backend_options(device, precision))
+    plan = RunPlan.make(items, done, limit=args.limit, walk=walk, prog=PROG, what="parsed",
+                        kept=f"finished videos are in {args.out}", verbose=args.verbose)
     if done:
-        log.info("resuming %s: %d of %d videos already there", args.out, summary.skipped, len(items))
-    if not todo:
-        print(summary.format(verbose=args.verbose), file=sys.stderr)
-        return 0
-
-    from lsld_engine.backends import create_backend
-
-    try:
-        backend = create_backend(args.backend, **opts)
-        if hasattr(backend, "warm_up"):
-            backend.warm_up()
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    workers = default_workers(device) if args.workers is None else args.workers
-    thresholds = Thresholds(args.seg_threshold, args.video_threshold)
+        log.info("resuming %s: %d of %d videos already there", args.out, plan.summary.skipped, len(items))
+    if not plan.todo:
+        return plan.report()
+    engine = Engine.open(options, PARSE_NETWORKS)
     # JSONL / CSV: written through the locked descriptor; Parquet: a temporary file renamed on close
     writer = (get_writer(fmt, args.out, append=args.resume and args.out.stat().st_size > 0) if fmt == "parquet"
               else get_writer(fmt, lock.text(), append=True))
-    try:
+
+    def work() -> None:
         with writer:
-            parse_videos(todo, backend, writer, workers=workers, ordered=args.ordered, thresholds=thresholds,
-                         save_probs=args.save_probs, progress=not args.quiet, summary=summary,
-                         decode_timeout=args.decode_timeout, decode_fn=decode_function(args),
-                         limits=media_limits(args))
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; finished videos are in {args.out}, run again to resume\n"
-              + summary.format(verbose=args.verbose), file=sys.stderr)
-        return 130
-    except OSError as e:
-        if not is_disk_full(e):
-            raise
+            records = engine.parse(plan.todo, progress=not args.quiet, summary=plan.summary)
+            try:
+                for record in records:
+                    writer.write(record)
+            finally:
+                records.close()
+
+    def disk_full(e: OSError) -> str:
         written = getattr(writer, "written", 0)
-        raise OutputError(f"{args.out}: {e.strerror} after writing {written} lines this run "
-                          f"({len(done) + written} videos in the file, each line complete; a cut last "
-                          "line is dropped on resume): free space, then run the same command again to resume") from None
-    finally:
-        backend.close()
-    print(summary.format(verbose=args.verbose), file=sys.stderr)
-    return 1 if summary.failed else 0
+        return (f"{args.out}: {e.strerror} after writing {written} lines this run "
+                f"({len(done) + written} videos in the file, each line complete; a cut last "
+                "line is dropped on resume): free space, then run the same command again to resume")
+
+    return plan.execute(work, cleanup=engine.close, disk_full=disk_full)

@@ -1,73 +1,22 @@
-"""The ``--ray [ADDRESS]`` options of ``lsld-engine parse`` / ``extract`` and their runs on Ray
-(the command layer of :mod:`lsld_engine.scale`).
+"""The ``--ray [ADDRESS]`` runs of ``lsld-engine parse`` / ``extract`` (the command layer of
+:mod:`lsld_engine.scale`; the ``--ray`` flags are in :mod:`lsld_engine.commands.common`).
 
-The commands call :func:`add_ray_arguments` and, when ``--ray`` is given, :func:`run_parse` /
-:func:`run_extract` instead of the single-machine loop: inputs, resume, weights and error lines
-follow the single-machine rules; only the engine and the shape of ``--out`` differ (parse: a
-results folder of shards).
+The commands call :func:`run_parse` / :func:`run_extract` instead of the single-machine run when
+``--ray`` is given: inputs, resume, weights, messages and error lines follow the single-machine
+rules (:class:`lsld_engine.run_plan.RunPlan`); only the engine and the shape of ``--out`` differ
+(parse: a results folder of shards).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
-from lsld_engine.cli import at_least
+# (these lived here before lsld_engine.commands.common: old import paths keep working)
+from lsld_engine.commands.common import (actor_backend_options, add_ray_arguments, decode_function,  # noqa: F401
+                                         engine_options, ray_options)
 
 log = logging.getLogger("lsld_engine")
-
-
-def add_ray_arguments(p: argparse.ArgumentParser, shards: bool = True) -> None:
-    """The ``--ray`` flags; ``shards``: also the results-folder flags (parse)."""
-    g = p.add_argument_group("scale out on Ray (pip install 'lsld-engine[ray]'; README: Scale out)")
-    g.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run on Ray Data: without ADDRESS, join $RAY_ADDRESS or start a local instance; "
-                        "'auto' joins the cluster of `ray start --head` on this node; or host:6379 / "
-                        "ray://host:10001. Inputs may also be globs and URIs (s3://, gs://, ...)")
-    g.add_argument("--ray-cpus", type=at_least(1), default=None, help="local instance: CPUs (default: all)")
-    g.add_argument("--ray-gpus", type=at_least(0), default=None, help="local instance: GPUs (default: all)")
-    g.add_argument("--ray-object-store-mb", type=at_least(64), default=None,
-                   help="local instance: object store size in MiB (default: Ray's, 30%% of memory)")
-    g.add_argument("--ray-actors", type=at_least(1), default=None,
-                   help="most encoder actors (default: one per GPU, else CPUs / 2)")
-    g.add_argument("--ray-actor-cpus", type=at_least(0, float, strict=True), default=None,
-                   help="CPUs per encoder actor (default 1)")
-    g.add_argument("--ray-actor-gpus", type=at_least(0, float), default=None,
-                   help="GPUs per encoder actor (default: 1 on clusters with GPUs, else 0 = CPU actors)")
-    g.add_argument("--ray-encode-batch", type=at_least(1), default=None,
-                   help="videos per encoder call, batched across videos (default: 8 on GPU, 2 on CPU)")
-    g.add_argument("--ray-decode-cpus", type=at_least(0, float, strict=True), default=None,
-                   help="CPUs per decode task (default 1)")
-    g.add_argument("--ray-decode-batch", type=at_least(1), default=2,
-                   help="videos per decode task, the unit Ray retries (default 2)")
-    g.add_argument("--ray-retries", type=at_least(0), default=3,
-                   help="retries of a decode task whose worker process died (default 3)")
-    if shards:
-        g.add_argument("--shard-rows", dest="rows_per_shard", type=at_least(1), default=1000,
-                       help="results folder: videos per shard (default 1000)")
-        g.add_argument("--shard-seconds", type=at_least(0, float, strict=True), default=60.0,
-                       help="results folder: write a shard at least this often (default 60 s; a killed "
-                            "run loses at most the videos of its unwritten shard)")
-
-
-def ray_options(args):
-    from lsld_engine.scale.engine import RayOptions
-
-    return RayOptions(address=args.ray, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus,
-                      object_store_mb=args.ray_object_store_mb, decode_cpus=args.ray_decode_cpus,
-                      decode_batch=args.ray_decode_batch, decode_retries=args.ray_retries,
-                      decode_timeout=args.decode_timeout, actors=args.ray_actors, actor_cpus=args.ray_actor_cpus,
-                      actor_gpus=args.ray_actor_gpus, encode_batch=args.ray_encode_batch,
-                      rows_per_shard=getattr(args, "rows_per_shard", 1000),
-                      shard_seconds=getattr(args, "shard_seconds", 60.0), verbose=bool(args.verbose))
-
-
-def actor_backend_options(args, opts: dict) -> dict:
-    """``opts`` without the device and precision the user left unset: with ``--ray`` the encoder
-    actors pick them from their own GPUs (:mod:`lsld_engine.scale.engine`), not from this machine's."""
-    return {k: v for k, v in opts.items()
-            if not (k == "device" and args.device is None or k == "precision" and args.precision is None)}
 
 
 def _unsupported(args, prog: str) -> str | None:
@@ -80,9 +29,7 @@ def _unsupported(args, prog: str) -> str | None:
 
 def _decode_fn(args):
     """The decode tasks' per-video function: the CPU reference path with ``--frame-rule`` /
-    ``--jpeg-roundtrip`` bound (:func:`lsld_engine.commands.extract.decode_function`)."""
-    from lsld_engine.commands.extract import decode_function
-
+    ``--jpeg-roundtrip`` bound (:func:`lsld_engine.commands.common.decode_function`)."""
     return decode_function(args, whole=True)  # one row per video in the Ray dataset
 
 
@@ -131,14 +78,38 @@ def _connect(args, prog: str):
     return opts, started
 
 
-def run_parse(args, prog: str, backend_opts: dict) -> int:
-    """``lsld-engine parse --ray``: weights already checked by the command; writes a results folder."""
-    from lsld_engine.pipeline import Summary
-    from lsld_engine.results import done_ids, is_uri
+def _actor_options(args, networks) -> dict:
+    """The encoder actors' backend options, weights checked here first (a missing file stops the
+    command before any cluster starts). The actors' device and precision follow their own GPUs
+    (:mod:`lsld_engine.scale.engine`) unless given, not this machine's."""
+    from lsld_engine.api import check_weights
+
+    options = engine_options(args)
+    opts = options.backend_options(args.device or "cpu", args.precision or "fp32")
+    check_weights(options, networks, opts)
+    return actor_backend_options(args, opts)
+
+
+def _ray_failed(kept: str):
+    def message(e: BaseException) -> str | None:
+        if not _is_ray_error(e):
+            return None
+        return (f"the Ray job failed ({_first_line(e)}); {kept}, run again to resume (--decode-timeout turns "
+                "decoder crashes into error records)")
+    return message
+
+
+def run_parse(args, prog: str) -> int:
+    """``lsld-engine parse --ray``: writes a results folder."""
+    from lsld_engine.api import PARSE_NETWORKS
+    from lsld_engine.results import done_ids
+    from lsld_engine.run_plan import RunPlan
     from lsld_engine.scale.cluster import RayUnavailableError, shutdown
     from lsld_engine.scale.engine import run_parse as run
     from lsld_engine.scale.sinks import ShardSink
+    from lsld_engine.uris import is_uri
 
+    backend_opts = _actor_options(args, PARSE_NETWORKS)
     why = _unsupported(args, prog)
     if why:
         return _error(prog, why)
@@ -151,53 +122,43 @@ def run_parse(args, prog: str, backend_opts: dict) -> int:
     if not args.resume and done:
         return _error(prog, f"--out {out} already holds results; --no-resume does not delete shards: "
                             "remove the folder or choose another")
-    todo = [i for i in items if i.video_id not in done]
-    if args.limit is not None:
-        todo = todo[: args.limit]
-    summary = Summary(total=len(items), skipped=sum(i.video_id in done for i in items))
+    plan = RunPlan.make(items, done, limit=args.limit, prog=prog, what="parsed", kept=f"finished videos are in {out}")
     if done:
-        log.info("resuming %s: %d of %d videos already there", out, summary.skipped, len(items))
+        log.info("resuming %s: %d of %d videos already there", out, plan.summary.skipped, len(items))
     started = False
-    if todo:  # (a resumed run with nothing left to do needs no cluster)
+    if plan.todo:  # (a resumed run with nothing left to do needs no cluster)
         try:
             opts, started = _connect(args, prog)
         except (RayUnavailableError, ValueError, ConnectionError) as e:
             return _error(prog, str(e))
     sink = ShardSink(out, fmt, rows_per_shard=args.rows_per_shard, shard_seconds=args.shard_seconds)
-    try:
-        if todo:
-            run(todo, sink, args.backend, backend_opts, opts, seg_threshold=args.seg_threshold,
-                video_threshold=args.video_threshold, save_probs=args.save_probs, progress=not args.quiet,
-                summary=summary, decode_fn=_decode_fn(args))
-    except KeyboardInterrupt:
-        sink.abort()
-        print(f"{prog}: interrupted; finished videos are in {out}, run again to resume\n" + summary.format(),
-              file=sys.stderr)
-        return 130
-    except BaseException as e:
-        sink.abort()
-        if _is_ray_error(e):
-            return _error(prog, f"the Ray job failed ({_first_line(e)}); finished videos are in {out}, run "
-                                "again to resume (--decode-timeout turns decoder crashes into error records)")
-        raise
-    finally:
-        if started:
-            shutdown()
-    manifest = sink.close(inputs=len(items), skipped=summary.skipped)
-    print(summary.format(), file=sys.stderr)
+
+    def work() -> None:
+        run(plan.todo, sink, args.backend, backend_opts, opts, seg_threshold=args.seg_threshold,
+            video_threshold=args.video_threshold, save_probs=args.save_probs, progress=not args.quiet,
+            summary=plan.summary, decode_fn=_decode_fn(args))
+
+    rc = plan.execute(work, abort=sink.abort, cleanup=shutdown if started else None,
+                      job_failed=_ray_failed(f"finished videos are in {out}"), report=False)
+    if rc is not None:
+        return rc
+    manifest = sink.close(inputs=len(items), skipped=plan.summary.skipped)
+    rc = plan.report()
     log.info("%s: %d videos (%d ok, %d errors) in %d shards; manifest %s/_SUCCESS", out, manifest["videos"],
              manifest["ok"], manifest["error"], manifest["shards"], out)
-    return 1 if summary.failed else 0
+    return rc
 
 
-def run_extract(args, prog: str, backend_opts: dict) -> int:
+def run_extract(args, prog: str) -> int:
     """``lsld-engine extract --ray``: the dataset layout of one machine, written by the encoder actors."""
+    from lsld_engine.api import EXTRACT_NETWORKS
     from lsld_engine.extract import FeatureStore, pending
-    from lsld_engine.pipeline import Summary
-    from lsld_engine.results import is_uri
+    from lsld_engine.run_plan import RunPlan
     from lsld_engine.scale.cluster import RayUnavailableError, shutdown
     from lsld_engine.scale.engine import run_extract as run
+    from lsld_engine.uris import is_uri
 
+    backend_opts = _actor_options(args, EXTRACT_NETWORKS)
     why = _unsupported(args, prog)
     if why:
         return _error(prog, why)
@@ -206,30 +167,20 @@ def run_extract(args, prog: str, backend_opts: dict) -> int:
                             "shared filesystem path), not to an object store")
     items = _collect(args, prog)
     store = FeatureStore(args.out, args.dtype)
-    todo, skipped = pending(items, store)
-    if args.limit is not None:
-        todo = todo[: args.limit]
-    summary = Summary(total=len(items), skipped=skipped)
-    if todo:
+    left, _ = pending(items, store)
+    plan = RunPlan.make(items, {i.video_id for i in items} - {i.video_id for i in left}, limit=args.limit,
+                        prog=prog, what="extracted", kept="finished videos are kept")
+    started = False
+    if plan.todo:
         try:
             opts, started = _connect(args, prog)
         except (RayUnavailableError, ValueError, ConnectionError) as e:
             return _error(prog, str(e))
-        try:
-            with open(store.log_path, "a", encoding="utf-8") as logf:
-                run(todo, logf, backend_opts, opts, root=str(store.root.resolve()), dtype=args.dtype,
-                    progress=not args.quiet, summary=summary, decode_fn=_decode_fn(args))
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted; finished videos are kept, run again to resume\n"
-                  + summary.format("extracted"), file=sys.stderr)
-            return 130
-        except Exception as e:
-            if _is_ray_error(e):
-                return _error(prog, f"the Ray job failed ({_first_line(e)}); finished videos are kept, run "
-                                    "again to resume (--decode-timeout turns decoder crashes into error records)")
-            raise
-        finally:
-            if started:
-                shutdown()
-    print(summary.format("extracted"), file=sys.stderr)
-    return 1 if summary.failed else 0
+
+    def work() -> None:
+        with open(store.log_path, "a", encoding="utf-8") as logf:
+            run(plan.todo, logf, backend_opts, opts, root=str(store.root.resolve()), dtype=args.dtype,
+                progress=not args.quiet, summary=plan.summary, decode_fn=_decode_fn(args))
+
+    return plan.execute(work, cleanup=shutdown if started else None,
+                        job_failed=_ray_failed("finished videos are kept"))

@@ -25,6 +25,7 @@ Audio: :mod:`lsld_engine.media.audio`. Ids and window counts: :mod:`lsld_engine.
 """
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -122,6 +123,8 @@ def _select_frames(container, stream, path: str, max_windows: int | None, frame_
                 t = 0.0 if t0 is None else t0 + prev_t + step
             if t0 is None:
                 t0 = t
+                if isinstance(conv, _WindowSink):  # a streamed part's audio starts at t0 (no second open)
+                    conv.t0 = t0
                 rotation = int(round((fr.rotation or 0) / 90.0)) * 90 % 360
             rel = t - t0
             if prev is not None and rel <= prev_t:  # non-increasing pts (broken stream): keep decode order
@@ -182,6 +185,7 @@ class _WindowSink:
         self.per = max(1, per_part) * FRAMES_PER_WINDOW
         self.items: list = []
         self.offset = 0  # grid entries already handed out
+        self.t0: float | None = None  # the first frame's time, set by _select_frames when decoded
         # the cap, plus one window of padding (a video just under the cap pads its last window)
         self.max_frames = int(limits.max_duration * FPS) + FRAMES_PER_WINDOW
 
@@ -210,6 +214,34 @@ def _raw_frame(frame, rotation: int):
     return frame
 
 
+@contextlib.contextmanager
+def open_video(path: str, limits: MediaLimits, threads: int = 0, hwaccel=None, skip_nonref: bool = False):
+    """``(container, video stream)`` of ``path``, opened with the checks every decode starts with:
+    the file exists, has a video stream, and declares no size or duration over ``limits``; the
+    stream is set up to decode with ``threads`` (0 = FFmpeg's choice) and ``skip_nonref``."""
+    if not Path(path).is_file():
+        raise MediaError(f"{path}: no such file")
+    with (_open(path) if hwaccel is None else _open(path, hwaccel)) as c:
+        if not c.streams.video:
+            raise MediaError(f"{path}: no video stream (streams: {[s.type for s in c.streams]})")
+        vs = c.streams.video[0]
+        _check_declared(c, vs, path, limits)
+        vs.thread_type = "AUTO"
+        vs.thread_count = threads
+        if skip_nonref:
+            vs.codec_context.skip_frame = "NONREF"
+        yield c, vs
+
+
+def jpeg_roundtrip_for(enabled: bool):
+    """The official scripts' JPEG round trip (:class:`lsld_engine.media.jpeg_roundtrip.JpegRoundTrip`) when ``enabled``."""
+    if not enabled:
+        return None
+    from lsld_engine.media.jpeg_roundtrip import JpegRoundTrip
+
+    return JpegRoundTrip(FPS)
+
+
 def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: int | None = None,
                  audio: bool = True, threads: int = 0, frame_fn=_raw_frame,
                  skip_nonref: bool = False, hwaccel=None, frame_rule: str = DEFAULT_FRAME_RULE,
@@ -235,23 +267,9 @@ def decode_media(path: str | Path, video_id: str | None = None, *, max_windows: 
     """
     path = str(path)
     video_id = video_id or video_id_of(path)
-    if not Path(path).is_file():
-        raise MediaError(f"{path}: no such file")
-    with (_open(path) if hwaccel is None else _open(path, hwaccel)) as c:
-        if not c.streams.video:
-            raise MediaError(f"{path}: no video stream (streams: {[s.type for s in c.streams]})")
-        vs = c.streams.video[0]
-        limits = limits or MediaLimits()
-        _check_declared(c, vs, path, limits)
-        vs.thread_type = "AUTO"
-        vs.thread_count = threads
-        if skip_nonref:
-            vs.codec_context.skip_frame = "NONREF"
-        roundtrip = None
-        if jpeg_roundtrip:
-            from lsld_engine.media.jpeg_roundtrip import JpegRoundTrip
-
-            roundtrip = JpegRoundTrip(FPS)
+    limits = limits or MediaLimits()
+    with open_video(path, limits, threads, hwaccel, skip_nonref) as (c, vs):
+        roundtrip = jpeg_roundtrip_for(jpeg_roundtrip)
         frames, t0, duration, w, rotation, grid = _select_frames(c, vs, path, max_windows,
                                                                  _checked(frame_fn, path, limits), frame_rule,
                                                                  roundtrip, _WindowSink(path, limits))

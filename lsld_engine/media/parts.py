@@ -12,27 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
-from lsld_engine.contract import (FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE, SAMPLES_PER_SEGMENT,
+from lsld_engine.contract import (FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE, SAMPLES_PER_SEGMENT,
                                   SEGMENTS_PER_WINDOW, WINDOW_SECONDS)
 # the module, not its names: a test that patches ``decode._open`` patches what this module opens with
 from lsld_engine.media import decode as _decode
 from lsld_engine.media.audio import _AudioReader
 from lsld_engine.media.cpu_pixels import _clip_frame
 from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE
-from lsld_engine.media.limits import MediaError, MediaLimits, _check_declared, _checked
+from lsld_engine.media.limits import MediaLimits, _checked
 from lsld_engine.media.windows import DecodedPart, video_id_of
 
 #: Windows per part when a video is decoded as a stream of parts (:func:`decode_parts`): 3 windows
 #: of frames are ~36 MB of ``uint8`` crops, whatever the video's length.
 WINDOWS_PER_PART: int = 3
-
-
-def _first_frame_time(path: str) -> float:
-    """The time of a file's first decoded video frame (the video time origin ``t0``; 0 without pts)."""
-    with _decode._open(path) as c:
-        for fr in c.decode(c.streams.video[0]):
-            return fr.time if fr.time is not None else 0.0
-    return 0.0
 
 
 def decode_parts(path: str | Path, video_id: str | None = None, *, emit=None,
@@ -51,26 +43,17 @@ def decode_parts(path: str | Path, video_id: str | None = None, *, emit=None,
     path = str(path)
     video_id = video_id or video_id_of(path)
     limits = limits or MediaLimits()
-    if not Path(path).is_file():
-        raise MediaError(f"{path}: no such file")
-    state: dict = {"t0": None, "reader": None}
+    state: dict = {"reader": None}
 
-    with _decode._open(path) as c, (_decode._open(path) if audio else contextlib.nullcontext()) as ca:
-        if not c.streams.video:
-            raise MediaError(f"{path}: no video stream (streams: {[s.type for s in c.streams]})")
-        vs = c.streams.video[0]
-        _check_declared(c, vs, path, limits)
-        vs.thread_type = "AUTO"
-        vs.thread_count = threads
+    with _decode.open_video(path, limits, threads) as (c, vs), \
+            (_decode._open(path) if audio else contextlib.nullcontext()) as ca:
         has_audio = bool(audio and ca.streams.audio)
 
         def audio_for(num_windows: int) -> np.ndarray:
             if not has_audio:
                 return np.zeros((num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)
-            if state["reader"] is None:
-                if state["t0"] is None:  # a part goes out before the decode returns its t0
-                    state["t0"] = _first_frame_time(path)
-                state["reader"] = _AudioReader(ca, ca.streams.audio[0], path, state["t0"])
+            if state["reader"] is None:  # the sink knows t0 once the first frame is decoded
+                state["reader"] = _AudioReader(ca, ca.streams.audio[0], path, sink.t0)
             pcm = state["reader"].take(num_windows * WINDOW_SECONDS * SAMPLE_RATE)
             return pcm.reshape(num_windows, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT)
 
@@ -82,16 +65,11 @@ def decode_parts(path: str | Path, video_id: str | None = None, *, emit=None,
         def on_part(frames: list, first: int) -> None:
             emit(part(frames, first, (first + len(frames) // FRAMES_PER_WINDOW) * WINDOW_SECONDS, False))
 
-        roundtrip = None
-        if jpeg_roundtrip:
-            from lsld_engine.media.jpeg_roundtrip import JpegRoundTrip
-
-            roundtrip = JpegRoundTrip(FPS)
+        roundtrip = _decode.jpeg_roundtrip_for(jpeg_roundtrip)
         sink = _decode._WindowSink(path, limits, windows_per_part, on_part if emit is not None else None, max_windows)
         frames, t0, duration, w, _, _ = _decode._select_frames(c, vs, path, max_windows,
                                                                _checked(_clip_frame, path, limits),
                                                                frame_rule, roundtrip, sink)
-        state["t0"] = t0 if state["t0"] is None else state["t0"]
         first = sink.offset // FRAMES_PER_WINDOW
         if not frames:  # the video ended on a part boundary: an empty last part carries the duration
             return DecodedPart(path, video_id, float(duration), has_audio,

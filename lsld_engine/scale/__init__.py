@@ -11,6 +11,7 @@ The same per-video code as one machine, as Ray Data operators::
 
 Modules: :mod:`~lsld_engine.scale.cluster` (connect / start Ray), :mod:`~lsld_engine.scale.sources`,
 :mod:`~lsld_engine.scale.stages`, :mod:`~lsld_engine.scale.sinks`, :mod:`~lsld_engine.scale.engine`
-(the dataset and the driver loop); the ``--ray`` options are in :mod:`lsld_engine.commands.scale`. Ray is the
-optional extra ``lsld-engine[ray]``; only the ``--ray`` path imports this package.
+(the dataset and the driver loop); the ``--ray`` flags are in :mod:`lsld_engine.commands.common`, their
+runs in ``lsld_engine.commands.scale``. Ray is the optional extra ``lsld-engine[ray]``; only the ``--ray``
+path imports this package.
 """

@@ -7,11 +7,11 @@ Both wrap the single-machine code instead of repeating it:
   replaced when a file takes too long (exactly the single-machine behaviour); without one they
   are decoded in the task's own process (no spawn cost). Inputs on object stores are copied to a
   temporary local file first. A failure becomes a row with ``error`` set (zero windows).
-- :class:`ParseActor` / :class:`ExtractActor` build one backend per actor (``num_gpus=1`` actors
-  on GPU nodes), embed all frames and audio segments of a batch of videos together
-  (:func:`lsld_engine.embed.embed_videos`, batches across videos), then run the HAN on all windows
-  at once and make the records (:func:`lsld_engine.parse.run_han`, ``video_record``,
-  ``failure_record``), or write the feature files (:class:`lsld_engine.extract.FeatureStore`).
+- :class:`ParseActor` / :class:`ExtractActor` build one :class:`lsld_engine.api.Engine` per actor
+  (``num_gpus=1`` actors on GPU nodes), embed all frames and audio segments of a batch of videos
+  together (batches across videos), then run the HAN on all windows at once and make the records
+  (:meth:`~lsld_engine.api.Engine.records`), or write the feature files
+  (:meth:`~lsld_engine.api.Engine.extract_decoded`).
   The HAN runs in the encoder actor: it costs well under 1 % of the encoders, and a pool of its
   own would hold CPUs (or a GPU) that decoding needs.
 
@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,7 +31,7 @@ import numpy as np
 from lsld_engine.media.pool import DecodeFailure, decode_stream
 from lsld_engine.media import (FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, DecodedVideo,
                                decode_video)
-from lsld_engine.results import filesystem, is_uri
+from lsld_engine.uris import is_uri, local_copy
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +54,7 @@ def decode_batch(batch: dict[str, Any], *, timeout: float | None = None, decode_
     for i, p in enumerate(paths):
         if is_uri(p):
             try:
-                local.append(_fetch(p))
+                local.append(local_copy(p))
                 temps.append(local[-1])
             except OSError as e:
                 failed[i] = f"{p}: cannot read: {e}"
@@ -93,20 +91,6 @@ def decode_batch(batch: dict[str, Any], *, timeout: float | None = None, decode_
     return out
 
 
-def _fetch(uri: str) -> str:
-    """Copy a file of an object store to a temporary local file (PyAV reads local files)."""
-    fs, p = filesystem(uri)
-    fd, tmp = tempfile.mkstemp(prefix="lsld-", suffix=os.path.splitext(p)[1])
-    try:
-        with os.fdopen(fd, "wb") as f, fs.open_input_stream(p) as src:
-            while chunk := src.read(1 << 22):
-                f.write(chunk)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tmp
-
-
 def split_decoded(batch: dict[str, Any]) -> tuple[list[DecodedVideo | DecodeFailure], list[DecodedVideo]]:
     """The rows of a decoded batch as ``DecodedVideo`` / ``DecodeFailure`` (in order), and the decoded ones."""
     items: list = []
@@ -121,50 +105,36 @@ def split_decoded(batch: dict[str, Any]) -> tuple[list[DecodedVideo | DecodeFail
 
 
 class _EncoderActor:
-    """One backend per actor process, built once (weights load once per actor, not per batch)."""
+    """One engine per actor process, built once (weights load once per actor, not per batch)."""
 
-    def __init__(self, backend: str, options: dict, max_batch: int | None = None):
-        from lsld_engine.backends import create_backend
+    def __init__(self, backend: str, options: dict, max_batch: int | None = None, **engine_options):
+        from lsld_engine.api import Engine, EngineOptions, open_backend
         from lsld_engine.hardware import resolve_precision
 
         # resolved here, not on the driver: the actor's CPU may lack native bf16 where the driver's has it
         if "precision" in options:
             options = {**options, "precision": resolve_precision(options["precision"], options.get("device", "cpu"))}
-        self.backend = create_backend(backend, **options)
-        bs = getattr(self.backend, "batch_sizes", {}).get("images", 64)
-        self.max_batch = max_batch or max(FRAMES_PER_WINDOW, 4 * bs)  # as embed_groups on one machine
-
-    def _embed(self, batch: dict[str, Any]):
-        from lsld_engine.embed import embed_videos
-
-        items, ok = split_decoded(batch)
-        return items, embed_videos(ok, self.backend, self.max_batch)
+        self.engine = Engine(open_backend(backend, options), EngineOptions(backend=backend, **engine_options))
+        self.max_batch = max_batch
 
 
 class ParseActor(_EncoderActor):
-    """Decoded videos -> parse records (embed, HAN over all windows of the batch, events)."""
+    """Decoded videos -> parse records (embed, HAN over all windows of the batch, events):
+    :meth:`lsld_engine.api.Engine.records`."""
 
     def __init__(self, backend: str, options: dict, *, seg_threshold: float = 0.5, video_threshold: float = 0.5,
                  save_probs: bool = False, max_batch: int | None = None):
-        super().__init__(backend, options, max_batch)
-        from lsld_engine.parse import Thresholds
-
-        self.thresholds = Thresholds(seg_threshold, video_threshold)
-        self.save_probs = save_probs
+        super().__init__(backend, options, max_batch, seg_threshold=seg_threshold, video_threshold=video_threshold,
+                         save_probs=save_probs)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        from lsld_engine.parse import failure_record, run_han, video_record
-
-        items, embedded = self._embed(batch)
-        probs = iter(run_han(self.backend, embedded))
-        done = iter(embedded)
-        records = [failure_record(it) if isinstance(it, DecodeFailure)
-                   else video_record(next(done), next(probs), self.thresholds, self.save_probs) for it in items]
-        return _record_columns(records)
+        items, _ = split_decoded(batch)
+        return _record_columns(self.engine.records(items, self.max_batch))
 
 
 class ExtractActor(_EncoderActor):
-    """Decoded videos -> feature files in a dataset root (a folder every node sees) and their log records."""
+    """Decoded videos -> feature files in a dataset root (a folder every node sees) and their log
+    records: :meth:`lsld_engine.api.Engine.extract_decoded`."""
 
     def __init__(self, backend: str, options: dict, *, root: str, dtype: str = "float16",
                  max_batch: int | None = None):
@@ -174,17 +144,9 @@ class ExtractActor(_EncoderActor):
         self.store = FeatureStore(root, dtype)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        from lsld_engine.extract import log_record
-
-        items, embedded = self._embed(batch)
-        done = iter(embedded)
-        records = []
-        for it in items:
-            if not isinstance(it, DecodeFailure):
-                it = next(done)
-                self.store.write(it)  # atomic per file; the driver logs the video after this returns
-            records.append(log_record(it))
-        return _record_columns(records)
+        items, _ = split_decoded(batch)
+        # each file is atomic; the driver logs a video after this returns
+        return _record_columns(self.engine.extract_decoded(items, self.store, self.max_batch))
 
 
 def _record_columns(records: list[dict]) -> dict[str, list]:
