@@ -134,6 +134,37 @@ def run(name: str, max_children: int) -> dict[str, int]:
     return score(work)
 
 
+def rerun_survivors(name: str, max_children: int) -> dict[str, int]:
+    """Run the mutants the last run left alive again, with the checkout's current tests.
+
+    mutmut 3 keeps every result in ``.mutation/<module>/mutants``; the tests are copied in anew,
+    mutmut collects coverage for the new tests, and only the named (not killed) mutants run again.
+    The killed ones stand: tests are only ever added or strengthened between runs.
+    """
+    work = SCRATCH / name
+    if not (work / "mutants").is_dir():
+        raise SystemExit(f"{name}: no previous run in {work}; run it first")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".numba_cache")
+    tests = work / "tests"
+    shutil.rmtree(tests)
+    shutil.copytree(ROOT / "tests", tests, ignore=ignore)
+    alive = _alive(work)
+    print(f"[{name}] re-running {len(alive)} mutants that were not killed", flush=True)
+    if alive:
+        cmd = ["nice", "-n", "10"] + mutmut() + ["run", "--max-children", str(max_children)] + alive
+        with open(work / "mutmut-rerun.log", "w") as f:
+            rc = subprocess.run(cmd, cwd=work, env=_env(), check=False, stdout=f,
+                                stderr=subprocess.STDOUT).returncode
+        print(f"[{name}] mutmut exit {rc}", flush=True)
+    return score(work)
+
+
+def _alive(work: Path) -> list[str]:
+    out = subprocess.run(mutmut() + ["results"], cwd=work, env=_env(), check=True,
+                         capture_output=True, text=True).stdout
+    return [row.strip().split(":")[0] for row in out.splitlines() if ":" in row]
+
+
 def line(name: str, s: dict[str, int]) -> str:
     total = s["total"]
     pct = 100.0 * s["killed"] / total if total else float("nan")
@@ -146,6 +177,7 @@ def survivors(name: str) -> None:
     out = subprocess.run(mutmut() + ["results"], cwd=work, env=_env(), check=True,
                          capture_output=True, text=True).stdout
     for row in out.splitlines():
+        print(row.strip(), flush=True)
         mutant = row.strip().split(":")[0]
         if mutant:
             subprocess.run(mutmut() + ["show", mutant], cwd=work, env=_env(), check=False)
@@ -157,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-children", type=int, default=1, help="parallel mutant runs (default 1)")
     ap.add_argument("--list", action="store_true", help="print the modules and their tests")
     ap.add_argument("--survivors", action="store_true", help="show the surviving mutants of the last run")
+    ap.add_argument("--rerun", action="store_true",
+                    help="keep the last run's results and run only its surviving mutants again (new tests)")
     args = ap.parse_args(argv)
     names = args.modules or list(MODULES)
     unknown = [n for n in names if n not in MODULES]
@@ -171,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         for n in names:
             survivors(n)
         return 0
-    scores = {n: run(n, args.max_children) for n in names}
+    if args.rerun:
+        scores = {n: rerun_survivors(n, args.max_children) for n in names}
+    else:
+        scores = {n: run(n, args.max_children) for n in names}
     print("\nmutation score per module (killed / total):")
     for n, s in scores.items():
         print(line(n, s))

@@ -245,3 +245,37 @@ def test_events_round_trip_through_masks_on_random_windows():
     masks = (rng.random((3, T, C)) < 0.3).astype(np.uint8)
     events = batch_masks_to_events(masks)
     np.testing.assert_array_equal(events_to_masks(events), masks)
+
+
+def test_find_runs_names_masks_in_its_type_error():
+    with pytest.raises(TypeError) as x:
+        find_runs(np.zeros((1, T, C), np.float32))
+    assert str(x.value) == ("masks must be a 0/1 integer or bool mask, got float32 "
+                            "(threshold probabilities first)")
+
+
+def test_track_events_applies_segment_length_and_duration_to_every_track():
+    m = np.zeros((2, T, C), np.uint8)
+    m[0, 8:, 1] = 1
+    m[1, :3, 1] = 1          # windows end to end: one run 8..13 (segments), clipped by the duration
+    ev = track_events(m, m, segment_seconds=0.5, duration=6.0)
+    for track in TRACKS:
+        assert [(e["onset"], e["offset"]) for e in ev[track]] == [(4.0, 6.0)], track
+    ev = track_events(m, m, segment_seconds=2.0)
+    for track in TRACKS:
+        assert [(e["onset"], e["offset"]) for e in ev[track]] == [(16.0, 26.0)], track
+    ev = track_events(m, m, duration=10.0)   # the run starts at 8 s: kept, cut at 10 s
+    for track in TRACKS:
+        assert [(e["onset"], e["offset"]) for e in ev[track]] == [(8.0, 10.0)], track
+    m2 = np.zeros((T, C), np.uint8)
+    m2[9, 0] = 1
+    for track in TRACKS:
+        assert track_events(m2, m2, duration=9.0)[track] == []   # starts at the end: dropped
+
+
+def test_events_to_masks_never_wrap_around_for_events_before_the_clip():
+    m = events_to_mask([{"label": CLASSES[0], "onset": -1.0, "offset": 3.0},     # starts before 0
+                        {"label": CLASSES[1], "onset": -2.0, "offset": 0.0}])    # ends at 0: nothing
+    assert np.flatnonzero(m[:, 0]).tolist() == [0, 1, 2]
+    assert m[:, 1].sum() == 0
+    assert m.sum() == 3

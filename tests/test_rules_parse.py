@@ -222,14 +222,17 @@ def test_parse_videos_joins_parts_drops_failed_parts_and_counts(monkeypatch):
 
     def fake_groups(inputs, backend, summary, **kw):
         seen.update(kw)
+        seen["inputs"], seen["backend"] = inputs, backend
         yield from groups
 
     monkeypatch.setattr(parse_mod, "embedded_groups", fake_groups)
     backend, writer = ProbBackend(), ListWriter()
     th = Thresholds(segment=0.4, video=0.6)
-    summary = parse_videos([], backend, writer, workers=3, ordered=True, thresholds=th, save_probs=True,
+    inputs = ["in-1", "in-2"]
+    summary = parse_videos(inputs, backend, writer, workers=3, ordered=True, thresholds=th, save_probs=True,
                            progress=False, total=4, max_frames=160, decode_timeout=9.5, decode_fn="fn",
                            limits="lim")
+    assert seen.pop("inputs") is inputs and seen.pop("backend") is backend
     assert seen == dict(workers=3, ordered=True, progress=False, total=4, max_frames=160, decode_timeout=9.5,
                         decode_fn="fn", limits="lim")
     assert backend.calls == [4, 1]
