@@ -347,3 +347,29 @@ def test_unreadable_parquet_resume_names_the_file(tmp_path):
         R.done_statuses(p)
     assert str(e.value).startswith(f"{p}: not a readable results Parquet file (")
     assert str(e.value).endswith("); remove it to start over")
+
+
+def test_done_statuses_details(tmp_path):
+    head = "video_id,status,track,label,onset,offset,score,error\n"
+    q = tmp_path / "r.txt"
+    q.write_text(head + "x,ok,,,,,,\n")
+    assert R.done_ids(q, "csv") == {"x"}            # the format given wins over the suffix
+    c = tmp_path / "r.csv"
+    c.write_bytes(head.encode() + b"a,ok\n" + b"b\xff,error,,,,,,x\n")
+    assert R.read_csv_statuses(c) == {"a": "ok", "b\ufffd": "error"}   # two fields suffice; bad bytes replaced
+    j = tmp_path / "r.jsonl"
+    j.write_text(json.dumps(ok("a")) + "\n" + json.dumps({"video_id": "nostatus"}) + "\n" + '{"video_id": "c"')
+    assert R.done_statuses(j) == {"a": "ok", "nostatus": ""}
+    assert j.read_text().endswith("}\n")           # a local file's partial last line is cut off
+
+
+def test_uri_folder_edge_cases(tmp_path):
+    assert R.shard_files(f"file://{tmp_path}/missing") == []       # a missing folder has no shards
+    d = tmp_path / "resX"
+    d.mkdir()
+    write(d, [json.dumps(ok("a"))], "part-0-0.jsonl")
+    assert R.shard_files(f"file://{d}/") == [f"file://{d}/part-0-0.jsonl"]   # only the slash is cut
+    c = tmp_path / "x.csv"
+    c.write_text("Xvideo_id,status,track,label,onset,offset,score,error\na,ok\n")
+    with pytest.raises(PredictionsError):
+        R.read_csv_statuses(c)        # only a UTF-8 BOM may precede the header
