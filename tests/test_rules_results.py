@@ -373,3 +373,54 @@ def test_uri_folder_edge_cases(tmp_path):
     c.write_text("Xvideo_id,status,track,label,onset,offset,score,error\na,ok\n")
     with pytest.raises(PredictionsError):
         R.read_csv_statuses(c)        # only a UTF-8 BOM may precede the header
+
+
+# --- writer life cycle: counts, ownership, a full disk ----------------------------------------------
+def test_writer_counts_and_leaves_a_callers_file_open():
+    buf = io.StringIO()
+    w = get_writer("jsonl", buf)
+    w.write(ok("a"))
+    w.write(ok("b"))
+    assert w.written == 2
+    w.close()
+    assert not buf.closed and buf.getvalue().count("\n") == 2
+
+
+def test_writer_closes_the_file_it_opened(tmp_path):
+    w = get_writer("jsonl", tmp_path / "r.jsonl")
+    w.write(ok("a"))
+    w.close()
+    assert w._file.closed
+    w.close()  # twice is fine
+
+
+def test_csv_append_to_a_new_or_empty_file_writes_the_header(tmp_path):
+    head = "video_id,status,track,label,onset,offset,score,error"
+    p = tmp_path / "new.csv"
+    with get_writer("csv", p, append=True) as w:
+        w.write(ok("a"))
+    assert p.read_text().splitlines() == [head, "a,ok,,,,,,"]
+    q = tmp_path / "empty.csv"
+    q.write_text("")
+    with get_writer("csv", q, append=True) as w:
+        w.write(ok("b"))
+    assert q.read_text().splitlines() == [head, "b,ok,,,,,,"]
+
+
+full = pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="no /dev/full on this OS")
+
+
+@full
+def test_disk_full_raises_once_not_again_on_close():
+    w = get_writer("jsonl", "/dev/full")
+    with pytest.raises(OSError):
+        w.write(ok("a"))
+    assert w.written == 0
+    w.close()  # the same error is not raised a second time
+
+
+@full
+def test_disk_full_on_close_alone_is_raised():
+    w = get_writer("csv", "/dev/full")   # the header is buffered, not yet written
+    with pytest.raises(OSError):
+        w.close()
