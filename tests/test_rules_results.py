@@ -424,3 +424,72 @@ def test_disk_full_on_close_alone_is_raised():
     w = get_writer("csv", "/dev/full")   # the header is buffered, not yet written
     with pytest.raises(OSError):
         w.close()
+
+
+# --- writers: default modes and the Parquet writer ----------------------------------------------------
+def test_default_is_overwrite_not_append(tmp_path):
+    p = tmp_path / "r.jsonl"
+    p.write_text(json.dumps(ok("old")) + "\n")
+    with get_writer("jsonl", p) as w:
+        w.write(ok("new"))
+    assert list(read_predictions(p)) == ["new"]
+    c = tmp_path / "r.csv"
+    c.write_text("old content\n")
+    with CsvEventsWriter(c) as w:
+        w.write(ok("new"))
+    assert c.read_text().splitlines()[1:] == ["new,ok,,,,,,"]
+
+
+def test_parquet_writer_counts_row_groups_append_and_close(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from lsld_engine.writers import ParquetResultsWriter
+
+    p = tmp_path / "r.parquet"
+    w = ParquetResultsWriter(p, row_group_size=2)
+    assert w.written == 0
+    for v in "abcd":
+        w.write(ok(v))
+    assert w.written == 4
+    w.close()
+    w.close()   # a second close does nothing
+    meta = pq.ParquetFile(p).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [2, 2]
+    assert list(R.read_results(p)) == ["a", "b", "c", "d"]
+    with ParquetResultsWriter(p) as w:          # default: a new file
+        w.write(ok("e"))
+    assert list(R.read_results(p)) == ["e"]
+    with get_writer("parquet", p, append=True) as w:
+        w.write(ok("f"))
+        assert w.written == 1                    # carried-over rows are not counted as written
+    assert list(R.read_results(p)) == ["e", "f"]
+    q = tmp_path / "new.parquet"
+    with get_writer("parquet", q, append=True) as w:   # append to a file that does not exist yet
+        w.write(ok("g"))
+    assert list(R.read_results(q)) == ["g"]
+    buf = io.BytesIO()
+    w = ParquetResultsWriter(buf, append=True)   # a file object: nothing to carry over
+    w.write(ok("h"))
+    w.close()
+    assert buf.getvalue()[:4] == b"PAR1"
+
+
+def test_parquet_crash_keeps_the_previous_file_and_closes_cleanly(tmp_path):
+    pytest.importorskip("pyarrow")
+    p = tmp_path / "r.parquet"
+    with get_writer("parquet", p) as w:
+        w.write(ok("a"))
+    before = p.read_bytes()
+    w = get_writer("parquet", p, append=True)
+    with pytest.raises(RuntimeError):
+        with w:
+            w.write(ok("b"))
+            raise RuntimeError("crash")
+    w.close()  # nothing left to close, no error
+    assert p.read_bytes() == before and sorted(x.name for x in tmp_path.iterdir()) == ["r.parquet"]
+    with pytest.raises(KeyboardInterrupt):     # an interrupt still saves the finished videos
+        with get_writer("parquet", p, append=True) as w:
+            w.write(ok("c"))
+            raise KeyboardInterrupt
+    assert list(R.read_results(p)) == ["a", "c"]
