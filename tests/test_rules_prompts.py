@@ -218,3 +218,10 @@ def test_resolve_prompts_messages_order_and_dedup(capsys):
     assert str(e.value) == "CLIP text tower returned (2,) for 2 prompts; expected (M, D)"
     t = resolve_prompts(["m"], None, lambda texts: np.ones((1, 3)))
     assert t.texts == ["m"] and t.dim == 3 and t.embeddings.dtype == np.float32
+
+
+def test_resolve_prompts_message_without_a_hint():
+    with pytest.raises(PromptError) as e:
+        resolve_prompts(["x"], None, what="CLIP")
+    assert str(e.value) == ("1 CLIP prompt(s) have no cached embedding and no text tower was given; "
+                            "first missing:\n  'x'")
