@@ -227,3 +227,25 @@ def test_labels_file_round_trip_and_refusals(tmp_path):
     with pytest.raises(InputFileError) as e:
         load_labels(bad)
     assert "missing array(s) ['video_ids']" in str(e.value)
+
+
+def test_labels_file_with_no_videos(tmp_path):
+    z = np.zeros((0, 10, 25), np.float32)
+    c = np.zeros(25, np.int64)
+    p = save_labels(tmp_path / "empty.npz", [], DenoiseResult(z, z, z, c, c, c))
+    ids, arrays = load_labels(p)
+    assert ids == [] and arrays["audio"].shape == (0, 10, 25)
+
+
+def test_max_labels_reaches_both_modalities():
+    weak = np.zeros((1, 25), np.uint8)
+    weak[0, :9] = 1                        # nine labels: above the default cap of 8
+    rng = np.random.default_rng(2)
+    tables = {m: PromptTable(prompt_texts(range(9), m, max_labels=9), rng.standard_normal((512, 4)))
+              for m in ("audio", "visual")}
+    audio = rng.standard_normal((1, 10, 4)).astype(np.float32)
+    frames = rng.standard_normal((1, 80, 4)).astype(np.float32)
+    names = rng.standard_normal((25, 4)).astype(np.float32)
+    res = denoise_labels(audio, frames, weak, tables["audio"], tables["visual"], names, max_labels=9)
+    assert res.audio.shape == res.visual.shape == (1, 10, 25)
+    assert res.audio[0, :, 9:].sum() == 0 and res.audio.sum() > 0
