@@ -124,7 +124,7 @@ def test_rew_strict_boundaries_and_defaults():
     assert out.dtype == np.float32 and changed.dtype == bool
     # a "with" value exactly at Max_wo is left alone
     s2 = np.array([0.25, 0.2, 0.2, 0.25, 0.1], np.float32).reshape(1, 5, 1)
-    np.testing.assert_allclose(rew(d, s2)[0][0, :, 0], [1.0, 0.8, 0.0, 0.1, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(rew(d, s2, alpha=2.0)[0][0, :, 0], [1.0, 0.4, 0.0, 0.1, 0.0], rtol=1e-6)
     # soft DeN values: "with" means > 0.5
     soft = np.array([0.6, 0.51, 0.5, 0.4, 0.0], np.float32).reshape(1, 5, 1)
     out, _ = rew(soft, s, alpha=1.0, beta=1.0)
@@ -249,3 +249,22 @@ def test_max_labels_reaches_both_modalities():
     res = denoise_labels(audio, frames, weak, tables["audio"], tables["visual"], names, max_labels=9)
     assert res.audio.shape == res.visual.shape == (1, 10, 25)
     assert res.audio[0, :, 9:].sum() == 0 and res.audio.sum() > 0
+
+
+def test_softmax_argmax_per_row_on_any_rank_and_far_apart_rows():
+    # rows far apart: a shift by the global maximum would underflow the second row to all zeros
+    assert softmax_argmax(np.array([[0.0, -1.0], [-2001.0, -2000.0]])).tolist() == [0, 1]
+    # (1, 2, 2): the softmax is over the last axis only
+    assert softmax_argmax(np.array([[[1.0, 2.0], [0.0, 10.0]]])).tolist() == [[1, 1]]
+
+
+def test_rew_thresholds_are_per_class():
+    # class 0: with s = [0.5], without s = [0.6, 0.0] (Min_w 0.5 < Max_wo 0.6: active)
+    # class 1: with s = [0.1], without s = [0.05, 0.0] (Max_wo 0.05 < Min_w 0.1: left alone)
+    d = np.zeros((1, 3, 2), np.float32)
+    d[0, 0] = 1
+    s = np.array([[[0.5, 0.1], [0.6, 0.05], [0.0, 0.0]]], np.float32)
+    out, changed = rew(d, s, alpha=1.0, beta=0.5)
+    np.testing.assert_allclose(out[0, :, 0], [0.5, 0.3, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(out[0, :, 1], [1, 0, 0])
+    assert changed[0, :, 1].tolist() == [False, False, False]
