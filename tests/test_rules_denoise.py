@@ -259,12 +259,13 @@ def test_softmax_argmax_per_row_on_any_rank_and_far_apart_rows():
 
 
 def test_rew_thresholds_are_per_class():
-    # class 0: with s = [0.5], without s = [0.6, 0.0] (Min_w 0.5 < Max_wo 0.6: active)
-    # class 1: with s = [0.1], without s = [0.05, 0.0] (Max_wo 0.05 < Min_w 0.1: left alone)
+    # class 0: with s = [0.05], without s = [0.6, 0.0] (Min_w 0.05 < Max_wo 0.6: active)
+    # class 1: with s = [0.1], without s = [0.08, 0.0] (Max_wo 0.08 < Min_w 0.1: left alone, although
+    # 0.08 is above class 0's Min_w and 0.1 below class 0's Max_wo)
     d = np.zeros((1, 3, 2), np.float32)
     d[0, 0] = 1
-    s = np.array([[[0.5, 0.1], [0.6, 0.05], [0.0, 0.0]]], np.float32)
+    s = np.array([[[0.05, 0.1], [0.6, 0.08], [0.0, 0.0]]], np.float32)
     out, changed = rew(d, s, alpha=1.0, beta=0.5)
-    np.testing.assert_allclose(out[0, :, 0], [0.5, 0.3, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(out[0, :, 0], [0.05, 0.3, 0.0], rtol=1e-6)
     np.testing.assert_array_equal(out[0, :, 1], [1, 0, 0])
     assert changed[0, :, 1].tolist() == [False, False, False]
