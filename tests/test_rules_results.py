@@ -493,3 +493,17 @@ def test_parquet_crash_keeps_the_previous_file_and_closes_cleanly(tmp_path):
             w.write(ok("c"))
             raise KeyboardInterrupt
     assert list(R.read_results(p)) == ["a", "c"]
+
+
+def test_parquet_crash_after_a_flushed_row_group_keeps_the_previous_file(tmp_path):
+    pytest.importorskip("pyarrow")
+    from lsld_engine.writers import ParquetResultsWriter
+
+    p = tmp_path / "r.parquet"
+    with get_writer("parquet", p) as w:
+        w.write(ok("a"))
+    with pytest.raises(RuntimeError):
+        with ParquetResultsWriter(p, append=True, row_group_size=1) as w:
+            w.write(ok("b"))      # a full row group: already in the temporary file
+            raise RuntimeError("crash")
+    assert list(R.read_results(p)) == ["a"] and sorted(x.name for x in tmp_path.iterdir()) == ["r.parquet"]
