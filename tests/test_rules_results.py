@@ -437,7 +437,7 @@ def test_default_is_overwrite_not_append(tmp_path):
     c.write_text("old content\n")
     with CsvEventsWriter(c) as w:
         w.write(ok("new"))
-    assert c.read_text().splitlines()[1:] == ["new,ok,,,,,,"]
+    assert c.read_text().splitlines() == ["video_id,status,track,label,onset,offset,score,error", "new,ok,,,,,,"]
 
 
 def test_parquet_writer_counts_row_groups_append_and_close(tmp_path):
@@ -502,8 +502,20 @@ def test_parquet_crash_after_a_flushed_row_group_keeps_the_previous_file(tmp_pat
     p = tmp_path / "r.parquet"
     with get_writer("parquet", p) as w:
         w.write(ok("a"))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="crash"):   # the crash itself, not another error
         with ParquetResultsWriter(p, append=True, row_group_size=1) as w:
             w.write(ok("b"))      # a full row group: already in the temporary file
             raise RuntimeError("crash")
     assert list(R.read_results(p)) == ["a"] and sorted(x.name for x in tmp_path.iterdir()) == ["r.parquet"]
+
+
+def test_parquet_default_row_group_is_a_thousand_videos(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "r.parquet"
+    with get_writer("parquet", p) as w:
+        for i in range(1001):
+            w.write({"video_id": f"v{i}", "status": "error", "error": "x"})
+    meta = pq.ParquetFile(p).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [1000, 1]
