@@ -269,3 +269,8 @@ def test_rew_thresholds_are_per_class():
     np.testing.assert_allclose(out[0, :, 0], [0.05, 0.3, 0.0], rtol=1e-6)
     np.testing.assert_array_equal(out[0, :, 1], [1, 0, 0])
     assert changed[0, :, 1].tolist() == [False, False, False]
+
+
+def test_l2_normalize_scales_short_rows_up():
+    np.testing.assert_allclose(l2_normalize(np.array([[0.3, 0.4], [0.0, 1e-3]])), [[0.6, 0.8], [0.0, 1.0]],
+                               rtol=1e-6)
