@@ -236,3 +236,34 @@ def test_hold_indices():
     assert hold_indices([0.1, 0.12505], 1, 1e-4, 8, 3).tolist() == [0, 1, 1]
     assert hold_indices([0.0, 0.125], 2, 1e-4, 8, 2).tolist() == [0, 1, 1, 1]
     assert hold_indices([0.0, 0.12], 1, 0.0, 8, 2).tolist() == [0, 1]
+
+
+def test_estimate_duration_one_tick_boundaries():
+    assert estimate_duration(5, 7, 1, 0, 0, True) == 1     # a 1-tick codec duration is still used
+    assert estimate_duration(0, 1, 0, 6, 0) == 1           # a pts step of 1 tick is still used
+    assert estimate_duration(0, 0, 1, 6, 0) == 1           # the first known of the rates, even 1 tick
+
+
+def test_frame_clock_first_frame_and_its_own_duration():
+    c = FrameClock(F(1, 100), guessed_rate=F(25))          # 4 ticks per frame
+    assert c(0, 0) == (0, 0) and c.last == 4                # first frame: no pts step, the guessed rate
+    assert c(None, 0) == (4, 0)
+    d = FrameClock(F(1, 100), codec_rate=F(25))
+    assert d(0, 7) == (0, 7) and d(None, 0) == (7, 0)       # a frame's own duration places the next
+
+
+def test_cfr_grid_passes_single_stream_on():
+    assert cfr_grid([4], [1], F(1, 8), 0, True, 8).tolist() == [0]
+    assert cfr_grid([4], [1], F(1, 8), 0, False, 8).tolist() == [0] * 5
+
+
+def test_two_window_video_pads_its_short_last_window():
+    assert window_positions("official", 100, 1, 2, 80).tolist() == list(range(80, 100)) + [99] * 60
+
+
+def test_hold_grid_and_indices_at_exactly_eps():
+    g = HoldGrid(limit=10, eps=0.125, fps=8)
+    g.push(0.0)
+    assert g.push(0.25) == [0]                  # entry 1 (0.125) is not before 0.25 - 0.125
+    t1 = 0.125 + 1e-4                            # a frame exactly at entry 1's time + eps is shown
+    assert hold_indices([0.0, t1], 1, 1e-4, 8, 2).tolist() == [0, 1]
