@@ -267,3 +267,21 @@ def test_hold_grid_and_indices_at_exactly_eps():
     assert g.push(0.25) == [0]                  # entry 1 (0.125) is not before 0.25 - 0.125
     t1 = 0.125 + 1e-4                            # a frame exactly at entry 1's time + eps is shown
     assert hold_indices([0.0, t1], 1, 1e-4, 8, 2).tolist() == [0, 1]
+
+
+def test_rescale_returns_exact_ints():
+    assert type(_rescale(7, F(2, 3), F(5, 7))) is int and type(_rescale(-7, F(2, 3), F(5, 7))) is int
+
+
+def test_grid_details_start_time_precision_and_a_frame_before_the_start():
+    assert CfrGrid(F(1, 1_000_000), None, False, 8).shift == 0       # no start time: no shift at all
+    assert CfrGrid(F(1, 8), 0, False, 1 << 30).extra == 1             # no extra bits left: 2**0
+    solo = CfrGrid(F(1, 8), 0, True, 8)
+    assert solo.push(-1, 2) == [0] and solo.next_pts == 1            # overlaps slot 0: counted from it
+    assert cfr_grid([], [], F(1, 8), 0, False, 8).dtype == np.int64
+
+
+def test_a_frame_two_slots_late_holds_the_previous_frame_once():
+    g = CfrGrid(F(1, 8), 0, False, 8)
+    assert g.push(0, 1) == [0]
+    assert g.push(3, 1) == [0, 1, 1]       # delta0 = 2 > 1.1: rint(1.4) = 1 slot shows frame 0
