@@ -19,7 +19,8 @@ numba: mutmut skips every decorated function (it cannot put a trampoline around 
 the jitted kernels of ``metrics``, ``class_metrics`` and ``events`` would not be mutated at all.
 For those modules the copy has its ``@njit(...)`` lines replaced by a comment (same line numbers)
 and the kernels run as plain Python during the mutation run; ``numba.prange`` is a plain
-``range`` outside a jitted function. The kernels are written in the numba subset, whose integer
+``range`` outside a jitted function. For ``metrics`` the JIT is switched off everywhere
+(``NUMBA_DISABLE_JIT=1``): jitted kernels of other modules call its kernels. The kernels are written in the numba subset, whose integer
 and float semantics match Python's for the small inputs the fast tests use.
 """
 from __future__ import annotations
@@ -102,8 +103,16 @@ def prepare(name: str) -> Path:
     return work
 
 
-def _env() -> dict[str, str]:
+#: Modules whose plain-Python kernels are called from jitted code elsewhere (class_metrics'
+#: ``_event_kernel`` calls ``metrics._event_counts``): numba cannot call a plain function, so these
+#: runs switch the JIT off everywhere (``NUMBA_DISABLE_JIT=1``, numba's own switch).
+NO_JIT_ANYWHERE = {"metrics"}
+
+
+def _env(name: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if name in NO_JIT_ANYWHERE:
+        env["NUMBA_DISABLE_JIT"] = "1"
     # The mutated copy must be what is imported: no PYTHONPATH pointing back at the checkout.
     env.pop("PYTHONPATH", None)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
@@ -128,7 +137,7 @@ def run(name: str, max_children: int) -> dict[str, int]:
     log = work / "mutmut.log"
     print(f"[{name}] nice mutmut run --max-children {max_children}  (in {work}, log {log.name})", flush=True)
     with open(log, "w") as f:  # mutmut draws a spinner: keep it out of the terminal
-        rc = subprocess.run(cmd, cwd=work, env=_env(), check=False, stdout=f, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(cmd, cwd=work, env=_env(name), check=False, stdout=f, stderr=subprocess.STDOUT).returncode
     tail = [x for x in re.split(r"[\r\n]", log.read_text()) if x.strip()][-1:]
     print(f"[{name}] mutmut exit {rc}; {tail[0].strip() if tail else ''}", flush=True)
     return score(work)
@@ -153,7 +162,7 @@ def rerun_survivors(name: str, max_children: int) -> dict[str, int]:
     if alive:
         cmd = ["nice", "-n", "10"] + mutmut() + ["run", "--max-children", str(max_children)] + alive
         with open(work / "mutmut-rerun.log", "w") as f:
-            rc = subprocess.run(cmd, cwd=work, env=_env(), check=False, stdout=f,
+            rc = subprocess.run(cmd, cwd=work, env=_env(name), check=False, stdout=f,
                                 stderr=subprocess.STDOUT).returncode
         print(f"[{name}] mutmut exit {rc}", flush=True)
     return score(work)
