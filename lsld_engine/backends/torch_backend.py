@@ -21,6 +21,9 @@ import torch
 
 from lsld_engine.backends.base import HAN_OUTPUTS, default_batch_sizes
 from lsld_engine.errors import LsldError
+# Seed of random-weight networks: the same flags give the same networks in every process and on every
+# backend (`extract`, `parse` and `export --random-weights` agree; see lsld_engine.random_weights).
+from lsld_engine.random_weights import RANDOM_SEED  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +33,6 @@ WEIGHT_OPTIONS: dict[str, tuple[str, str]] = {
     "clap_audio": ("clap_checkpoint", "--clap-checkpoint (LAION-CLAP, e.g. 630k-audioset-best.pt)"),
     "han": ("model", "--model (a train.lsld checkpoint or the official LSLD.pt)"),
 }
-#: Seed of random-weight networks: the same flags give the same networks in every process
-#: (so ``extract --random-weights`` and ``parse --random-weights`` agree).
-RANDOM_SEED = 0
 
 
 class MissingWeightsError(LsldError, FileNotFoundError):
@@ -109,9 +109,12 @@ class TorchBackend:
         if path is not None:
             return self._construct(registry, name, path, size)
         log.warning("%s: random weights (%s size) — outputs are meaningless; for tests and demos only", name, size)
-        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
-            torch.manual_seed(RANDOM_SEED)
-            return self._construct(registry, name, None, size)
+        from lsld_engine.random_weights import build_random
+
+        # the same weights as `export --random-weights` and the auto backend's export cache
+        if name == "han":
+            return build_random(name, size=size, seed=RANDOM_SEED, device=self._device)
+        return build_random(name, size=size, seed=RANDOM_SEED, device=self._device, precision=self.precision)
 
     def _construct(self, registry, name: str, path: str | None, size: str) -> torch.nn.Module:
         if name == "han":
