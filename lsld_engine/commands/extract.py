@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -48,6 +47,14 @@ def media_limits(args):
 
 
 def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("auto", "torch", "onnx", "tensorrt"), default="auto",
+                   help="inference backend (default auto: ONNX Runtime on CPU over a cache of files exported on "
+                        "first use, torch on CUDA; onnx / tensorrt run the files of `lsld-engine export`; "
+                        "`lsld-engine doctor` shows what auto picks and why)")
+    p.add_argument("--engine-dir", type=Path, default=None,
+                   help="onnx / tensorrt / auto: the `lsld-engine export --out` folder (wins over the cache)")
+    p.add_argument("--threads", type=at_least(1), default=None,
+                   help="intra-op threads of the encoders (default: from the core count, see --workers; printed)")
     p.add_argument("--clip-checkpoint", help="CLIP ViT-B/16 weights (OpenAI ViT-B-16.pt, open_clip .bin/.safetensors)")
     p.add_argument("--clap-checkpoint", help="LAION-CLAP weights (630k-audioset-best.pt or a converted .safetensors)")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available, else cpu)")
@@ -103,9 +110,21 @@ def device_and_precision(args) -> tuple[str, str]:
 
 
 def default_workers(device: str) -> int:
-    n = os.cpu_count() or 1
-    # on a GPU the CPUs only decode; on CPU the encoder needs cores too
-    return max(1, n - 1) if device.startswith("cuda") else max(1, n // 2)
+    from lsld_engine.backends.threads import plan_threads
+
+    return plan_threads(device).workers
+
+
+def thread_plan(args, device: str, opts: dict):
+    """The decode-worker / intra-op-thread split (:mod:`lsld_engine.backends.threads`), printed once;
+    sets ``opts["threads"]``. Returns the plan (``.workers`` for the decode pool)."""
+    from lsld_engine.backends.threads import plan_threads
+
+    plan = plan_threads(device, workers=args.workers, threads=getattr(args, "threads", None))
+    if plan.threads is not None:
+        opts["threads"] = plan.threads
+    log.info("threads: %s", plan.describe())
+    return plan
 
 
 def decode_function(args, whole: bool = False):
@@ -141,7 +160,9 @@ def backend_options(args, device: str, precision: str) -> dict:
         opts["size"] = "small"
     if getattr(args, "engine_dir", None):
         opts["engine_dir"] = str(args.engine_dir)
-    if getattr(args, "backend", None) == "tensorrt":
+    if getattr(args, "threads", None):
+        opts["threads"] = args.threads
+    if getattr(args, "backend", None) in ("tensorrt", "auto"):
         # The command line (not the library) hands the runtime the builder for missing engines.
         from export.tensorrt_build import build_engine
         opts["build_missing"] = build_engine
@@ -225,7 +246,10 @@ def _run_locked(args, items, walk, prog: str) -> int:
     device, precision = device_and_precision(args)
     opts = backend_options(args, device, precision)
     try:
-        check_weights(["clip_image", "clap_audio"], **opts)
+        if args.backend in ("onnx", "tensorrt") and args.engine_dir is None:
+            raise MissingWeightsError(f"--backend {args.backend} needs --engine-dir (the folder of `lsld-engine export`)")
+        if args.engine_dir is None or args.backend == "torch":
+            check_weights(["clip_image", "clap_audio"], **opts)
     except MissingWeightsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -236,10 +260,10 @@ def _run_locked(args, items, walk, prog: str) -> int:
     summary = Summary(total=len(items), skipped=skipped, walk=walk)
     log.info("%d videos: %d to extract, %d already done (%s)", len(items), len(todo), skipped, store.root)
     if todo:
-        backend = create_backend("torch", **opts)
+        workers = thread_plan(args, device, opts).workers
+        backend = create_backend(args.backend, **opts)
         if hasattr(backend, "warm_up"):
             backend.warm_up(("clip_image", "clap_audio"))
-        workers = default_workers(device) if args.workers is None else args.workers
         try:
             extract_features(todo, backend, store, workers=workers, progress=not args.quiet, summary=summary,
                              decode_timeout=args.decode_timeout, decode_fn=decode_function(args),

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from lsld_engine.commands.extract import (add_encoder_arguments, add_input_arguments, backend_options, collect,
-                                          decode_function, default_workers, device_and_precision, media_limits,
-                                          setup_logging)
+                                          decode_function, device_and_precision, media_limits, setup_logging,
+                                          thread_plan)
 from lsld_engine.commands.scale import add_ray_arguments
 from lsld_engine.writers import WRITERS
 
@@ -23,9 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=list(WRITERS), default=None,
                    help="results format (default: from the --out suffix, else jsonl; docs/formats.md)")
     p.add_argument("--model", help="HAN checkpoint: from `python -m train.lsld` (.safetensors) or the official LSLD.pt")
-    p.add_argument("--backend", choices=("torch", "onnx", "tensorrt"), default="torch",
-                   help="inference backend (onnx / tensorrt run the files of `lsld-engine export`)")
-    p.add_argument("--engine-dir", type=Path, default=None, help="onnx / tensorrt: the `lsld-engine export --out` folder")
     p.add_argument("--seg-threshold", type=float, default=0.5, help="segment probability threshold (default 0.5)")
     p.add_argument("--video-threshold", type=float, default=0.5,
                    help="modality video-level probability threshold, per 10-s window (default 0.5)")
@@ -87,7 +84,7 @@ def _run_ray(args: argparse.Namespace) -> int:
 
 def _weights_ok(args, opts: dict) -> bool:
     """Check the networks' weight files (or --engine-dir) exist; print the error and return False if not."""
-    if args.backend == "torch":
+    if args.backend == "torch" or args.backend == "auto" and args.engine_dir is None:
         from lsld_engine.backends.torch_backend import MissingWeightsError, check_weights
 
         try:
@@ -126,6 +123,7 @@ def _run_locked(args, items, walk, done: set, lock, fmt: str) -> int:
 
     from lsld_engine.backends import create_backend
 
+    workers = thread_plan(args, device, opts).workers
     try:
         backend = create_backend(args.backend, **opts)
         if hasattr(backend, "warm_up"):
@@ -133,7 +131,6 @@ def _run_locked(args, items, walk, done: set, lock, fmt: str) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    workers = default_workers(device) if args.workers is None else args.workers
     thresholds = Thresholds(args.seg_threshold, args.video_threshold)
     # JSONL / CSV: written through the locked descriptor; Parquet: a temporary file renamed on close
     writer = (get_writer(fmt, args.out, append=args.resume and args.out.stat().st_size > 0) if fmt == "parquet"

@@ -218,7 +218,8 @@ def run_extract(args, prog: str, backend_opts: dict) -> int:
         try:
             with open(store.log_path, "a", encoding="utf-8") as logf:
                 run(todo, logf, backend_opts, opts, root=str(store.root.resolve()), dtype=args.dtype,
-                    progress=not args.quiet, summary=summary, decode_fn=_decode_fn(args))
+                    progress=not args.quiet, summary=summary, decode_fn=_decode_fn(args),
+                    backend=getattr(args, "backend", "torch"))
         except KeyboardInterrupt:
             print(f"{prog}: interrupted; finished videos are kept, run again to resume\n"
                   + summary.format("extracted"), file=sys.stderr)

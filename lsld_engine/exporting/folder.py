@@ -13,17 +13,20 @@ from lsld_engine.exporting.networks import FP32_FRONT_END, build_module
 from lsld_engine.exporting.onnx_export import OPSET, convert_fp16, describe, export_onnx, onnx_filename
 from lsld_engine.exporting.parity import ParityResult, check_parity
 from lsld_engine.files import write_text_atomic
+from lsld_engine.random_weights import RANDOM_SEED
 
 log = logging.getLogger("lsld_engine.export")
 
 
 def export_folder(out: Path, networks: Sequence[str], checkpoints: dict[str, str | None], *, small: bool = False,
-                  opset: int = OPSET, fp16: bool = False, parity: bool = True) -> list[ParityResult]:
+                  opset: int = OPSET, fp16: bool = False, parity: bool = True,
+                  seed: int = RANDOM_SEED) -> list[ParityResult]:
     """Export ``networks`` into ``out`` (``<network>.onnx``, ``.fp16.onnx`` with ``fp16``), check each
     file against its PyTorch module on random inputs at batch sizes 1 and 3 (the export batch is 2)
     and merge their entries (names, shapes, opset, source, parity) into ``out/manifest.json``.
 
-    ``checkpoints``: network -> checkpoint path, ``None`` for random weights. Returns the parity results.
+    ``checkpoints``: network -> checkpoint path, ``None`` for random weights of ``seed``
+    (:mod:`lsld_engine.random_weights`). Returns the parity results.
     """
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -32,7 +35,7 @@ def export_folder(out: Path, networks: Sequence[str], checkpoints: dict[str, str
     for net in networks:
         ckpt = checkpoints.get(net)
         t0 = time.perf_counter()
-        module = build_module(net, checkpoint=ckpt, small=small)
+        module = build_module(net, checkpoint=ckpt, small=small, seed=seed)
         source = str(Path(ckpt).resolve()) if ckpt else ("random-small" if small else "random")
         files = {"fp32": out / onnx_filename(net, "fp32")}
         # the exporter prints progress to stdout; keep stdout for results
