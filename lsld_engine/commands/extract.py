@@ -162,6 +162,8 @@ def backend_options(args, device: str, precision: str) -> dict:
         opts["engine_dir"] = str(args.engine_dir)
     if getattr(args, "threads", None):
         opts["threads"] = args.threads
+    if args.precision is None:
+        opts["auto_precision"] = True  # torch on a CPU: bf16 only for the towers it speeds up
     if getattr(args, "backend", None) in ("tensorrt", "auto"):
         # The command line (not the library) hands the runtime the builder for missing engines.
         from export.tensorrt_build import build_engine
