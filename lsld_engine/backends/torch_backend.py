@@ -129,7 +129,10 @@ class TorchBackend:
         if self.auto_precision:
             from lsld_engine.hardware import cpu_tower_precision
 
-            return cpu_tower_precision(name)[0]
+            precision, why = cpu_tower_precision(name)
+            if name not in self._nets:  # said once, when the tower is built
+                log.info("%s: %s on this CPU (%s; --precision overrides)", name, precision, why)
+            return precision
         return self.precision
 
     def _construct(self, registry, name: str, path: str | None, size: str, precision: str) -> torch.nn.Module:
