@@ -64,8 +64,9 @@ def run_parse(clips: Path, out: Path, flags: list[str], cache: Path) -> tuple[fl
     wall = time.perf_counter() - t
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    m = re.search(r"\(([\d.]+) videos/s\)", p.stderr)
-    return (float(m.group(1)) if m else float("nan")), wall, p.stderr
+    # from the summary's seconds, not its videos/s (printed with 2 decimals: 0.01 for a slow run)
+    m = re.search(r"parsed (\d+) videos .* in ([\d.]+) s \(", p.stderr)
+    return (int(m.group(1)) / float(m.group(2)) if m else float("nan")), wall, p.stderr
 
 
 def segment_cells(path: Path) -> dict:
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'configuration':<26} {'clips/s':>8} {'ratio':>6} {'wall s':>7} {'cells = torch':>14}")
     for name, cps, wall, cells in results:
         agree = agreement(cells, results[0][3], args.clips)
-        print(f"{name:<26} {cps:>8.3f} {cps / base:>5.2f}x {wall:>7.0f} {agree:>13.2%}")
+        print(f"{name:<26} {cps:>8.4f} {cps / base:>5.2f}x {wall:>7.0f} {agree:>13.2%}")
     return 0
 
 
