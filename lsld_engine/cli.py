@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("lsld_engine.commands.parse", "parse videos into audio / visual / audio-visual events (JSONL, CSV, "
               "Parquet; --ray: on a Ray cluster)"),
     "export": ("lsld_engine.commands.export", "export CLIP, CLAP and HAN to ONNX / TensorRT"),
+    "doctor": ("lsld_engine.commands.doctor", "what this machine has (CPU flags, runtimes, GPUs, export cache) "
+               "and what --backend auto picks, and why"),
     "synth": ("lsld_engine.commands.synth", "write a synthetic LLP dataset root / score labels against its truth"),
     "plot": ("lsld_engine.commands.plot", "draw one video's audio / visual / audio-visual timeline (PNG)"),
     "plot-denoise": ("lsld_engine.commands.plot_denoise",

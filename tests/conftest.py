@@ -14,6 +14,15 @@ from ci_skips import (pytest_collectreport, pytest_configure, pytest_runtest_log
 from lsld_engine.llp import default_llp_dir  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _export_cache(tmp_path_factory):
+    """``--backend auto`` (the default) exports into ``$LSLD_CACHE``: one folder for the whole session
+    (each random-weight network is exported once, subprocesses and Ray workers inherit it), never the
+    user's ``~/.cache``."""
+    os.environ["LSLD_CACHE"] = str(tmp_path_factory.mktemp("lsld_cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def llp_dir():
     """The real LLP annotation folder (``../shared/llp``); skip when absent."""

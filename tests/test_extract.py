@@ -34,7 +34,7 @@ def toy(monkeypatch):
     made = []
 
     def create(name, **options):
-        assert name == "torch"
+        assert name == "auto"  # the default backend
         made.append(ToyBackend())
         return made[-1]
 

@@ -1,6 +1,6 @@
-"""Inference backends: ``create_backend("torch" | "onnx" | "tensorrt", **options)``.
+"""Inference backends: ``create_backend("auto" | "torch" | "onnx" | "tensorrt", **options)``.
 
-All three implement :class:`lsld_engine.backends.base.Backend`. The onnx / tensorrt modules (and
+``auto`` (:mod:`lsld_engine.backends.auto`) picks one of the others for the device. All three implement :class:`lsld_engine.backends.base.Backend`. The onnx / tensorrt modules (and
 their runtimes) are imported only when chosen.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from lsld_engine.backends.base import HAN_OUTPUTS, Backend, default_batch_sizes
 
 #: name -> "module:class"
 BACKENDS: dict[str, str] = {
+    "auto": "lsld_engine.backends.auto:create_auto_backend",
     "torch": "lsld_engine.backends.torch_backend:TorchBackend",
     "onnx": "lsld_engine.backends.onnx_backend:OnnxBackend",
     "tensorrt": "lsld_engine.backends.tensorrt_backend:TensorRTBackend",

@@ -21,6 +21,9 @@ import torch
 
 from lsld_engine.backends.base import ClosesOnExit, HAN_OUTPUTS, default_batch_sizes
 from lsld_engine.errors import LsldError
+# Seed of random-weight networks: the same flags give the same networks in every process and on every
+# backend (`extract`, `parse` and `export --random-weights` agree; see lsld_engine.random_weights).
+from lsld_engine.random_weights import RANDOM_SEED  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +33,6 @@ WEIGHT_OPTIONS: dict[str, tuple[str, str]] = {
     "clap_audio": ("clap_checkpoint", "--clap-checkpoint (LAION-CLAP, e.g. 630k-audioset-best.pt)"),
     "han": ("model", "--model (a train.lsld checkpoint or the official LSLD.pt)"),
 }
-#: Seed of random-weight networks: the same flags give the same networks in every process
-#: (so ``extract --random-weights`` and ``parse --random-weights`` agree).
-RANDOM_SEED = 0
 
 
 class MissingWeightsError(LsldError, FileNotFoundError):
@@ -66,7 +66,9 @@ class TorchBackend(ClosesOnExit):
     ``cuda[:N]``), ``precision`` (``fp32``/``fp16``/``bf16``), ``random_weights`` (build networks
     without a checkpoint from :data:`RANDOM_SEED`; tests, demos, benchmarks), ``size`` (``"real"``
     or ``"small"`` test architectures of the towers; a HAN checkpoint carries its own size), ``batch_sizes`` (overrides of
-    :func:`~lsld_engine.backends.base.default_batch_sizes`), ``threads`` (CPU intra-op threads).
+    :func:`~lsld_engine.backends.base.default_batch_sizes`), ``threads`` (CPU intra-op threads),
+    ``auto_precision`` (CPU, no ``--precision`` given: each tower in
+    :func:`lsld_engine.hardware.cpu_tower_precision`).
     """
 
     name = "torch"
@@ -74,7 +76,7 @@ class TorchBackend(ClosesOnExit):
     def __init__(self, *, clip_checkpoint: str | None = None, clap_checkpoint: str | None = None,
                  model: str | None = None, device: str = "cpu", precision: str = "fp32",
                  random_weights: bool = False, size: str = "real", batch_sizes: dict[str, int] | None = None,
-                 threads: int | None = None, **ignored):
+                 threads: int | None = None, auto_precision: bool = False, **ignored):
         from lsld_engine.encoders.runtime import check_precision, resolve_device
 
         if ignored:
@@ -82,6 +84,9 @@ class TorchBackend(ClosesOnExit):
         self._device = resolve_device(device)
         self.device = str(self._device)
         self.precision = check_precision(precision, self._device)
+        # no --precision on a CPU: each tower in the precision that measured fastest there (bf16 for CLAP
+        # on a native-bf16 CPU, fp32 for CLIP; lsld_engine.hardware.cpu_tower_precision)
+        self.auto_precision = bool(auto_precision) and self._device.type == "cpu"
         self.random_weights = bool(random_weights)
         self.size = size
         self.options = {"clip_checkpoint": clip_checkpoint, "clap_checkpoint": clap_checkpoint, "model": model}
@@ -106,20 +111,37 @@ class TorchBackend(ClosesOnExit):
         path = self.options[key]
         check_weights([name], random_weights=self.random_weights, **self.options)
         size = self.size
+        precision = self.precision_of(name)
         if path is not None:
-            return self._construct(registry, name, path, size)
+            return self._construct(registry, name, path, size, precision)
         log.warning("%s: random weights (%s size) — outputs are meaningless; for tests and demos only", name, size)
-        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
-            torch.manual_seed(RANDOM_SEED)
-            return self._construct(registry, name, None, size)
+        from lsld_engine.random_weights import build_random
 
-    def _construct(self, registry, name: str, path: str | None, size: str) -> torch.nn.Module:
+        # the same weights as `export --random-weights` and the auto backend's export cache
+        if name == "han":
+            return build_random(name, size=size, seed=RANDOM_SEED, device=self._device)
+        return build_random(name, size=size, seed=RANDOM_SEED, device=self._device, precision=precision)
+
+    def precision_of(self, name: str) -> str:
+        """The precision network ``name`` runs in (the HAN: always fp32)."""
+        if name == "han":
+            return "fp32"
+        if self.auto_precision:
+            from lsld_engine.hardware import cpu_tower_precision
+
+            precision, why = cpu_tower_precision(name)
+            if name not in self._nets:  # said once, when the tower is built
+                log.info("%s: %s on this CPU (%s; --precision overrides)", name, precision, why)
+            return precision
+        return self.precision
+
+    def _construct(self, registry, name: str, path: str | None, size: str, precision: str) -> torch.nn.Module:
         if name == "han":
             return registry.build("han", path, size=size).to(self._device).eval()
         with warnings.catch_warnings():
             # HTSAT calls torch.meshgrid without indexing=: harmless noise on every run
             warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
-            return registry.build(name, path, size=size, device=self._device, precision=self.precision)
+            return registry.build(name, path, size=size, device=self._device, precision=precision)
 
     def warm_up(self, networks=("clip_image", "clap_audio", "han")) -> None:
         """Build ``networks`` now (load errors surface before the first video is decoded)."""

@@ -51,13 +51,22 @@ def media_limits(args):
 
 
 def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("auto", "torch", "onnx", "tensorrt"), default="auto",
+                   help="inference backend (default auto: ONNX Runtime on CPU over a cache of files exported on "
+                        "first use, torch on CUDA; onnx / tensorrt run the files of `lsld-engine export`; "
+                        "`lsld-engine doctor` shows what auto picks and why)")
+    p.add_argument("--engine-dir", type=Path, default=None,
+                   help="onnx / tensorrt / auto: the `lsld-engine export --out` folder (wins over the cache)")
+    p.add_argument("--threads", type=at_least(1), default=None,
+                   help="intra-op threads of the encoders (default: from the core count, see --workers; printed)")
     p.add_argument("--clip-checkpoint", help="CLIP ViT-B/16 weights (OpenAI ViT-B-16.pt, open_clip .bin/.safetensors)")
     p.add_argument("--clap-checkpoint", help="LAION-CLAP weights (630k-audioset-best.pt or a converted .safetensors)")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available, else cpu)")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
                    help="encoder precision (default: fp16 on cuda, fp32 on cpu; autocast, weights stay fp32)")
     p.add_argument("--workers", type=at_least(0), default=None,
-                   help="decoding processes (default: CPUs - 1 with cuda, CPUs / 2 on cpu; 0 = no processes)")
+                   help="decoding processes (default: CPUs - 1 with cuda; on cpu from the core count, see "
+                        "--threads; printed at start; 0 = no processes)")
     p.add_argument("--batch-size", type=at_least(1), default=None,
                    help="CLIP images per encoder batch (default: 256 on cuda, 64 on cpu); CLAP segments use a "
                         "quarter of it")
@@ -98,7 +107,7 @@ def engine_options(args, **overrides) -> EngineOptions:
     """The :class:`~lsld_engine.api.EngineOptions` of the flags; TensorRT gets the builder of missing
     engines (the command line, not the library, hands it over: the library never imports ``export``)."""
     opts = EngineOptions.from_namespace(args, **overrides)
-    if opts.backend == "tensorrt":
+    if opts.backend in ("tensorrt", "auto"):  # auto on CUDA runs TensorRT where it is installed
         from export.tensorrt_build import build_engine
 
         opts = EngineOptions.from_namespace(args, backend_extra={"build_missing": build_engine}, **overrides)

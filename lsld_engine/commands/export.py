@@ -1,6 +1,6 @@
 """``lsld-engine export`` (alias ``python -m export``): the command line of :mod:`export`.
 
-Writes one export folder (:func:`export.folder.export_folder`: ONNX files, parity, ``manifest.json``)
+Writes one export folder (:func:`lsld_engine.exporting.folder.export_folder`: ONNX files, parity, ``manifest.json``)
 and, with ``--tensorrt``, builds TensorRT engines under ``<out>/tensorrt/`` (skipped with a message
 when TensorRT or a GPU is absent).
 """
@@ -15,8 +15,8 @@ _CHECKPOINT_FLAG = {"clip_image": "clip_checkpoint", "clap_audio": "clap_checkpo
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from export.networks import NETWORKS
-    from export.onnx_export import OPSET
+    from lsld_engine.exporting.networks import NETWORKS
+    from lsld_engine.exporting.onnx_export import OPSET
 
     p.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS), metavar="NET",
                    help=f"which networks to export (default: all of {', '.join(NETWORKS)})")
@@ -38,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # per-initializer chatter of the exporter's optimiser
-    from export.folder import export_folder
-    from export.parity import assert_parity, format_results
+    from lsld_engine.exporting.folder import export_folder
+    from lsld_engine.exporting.parity import assert_parity, format_results
 
     for net in args.networks:
         if not getattr(args, _CHECKPOINT_FLAG[net]) and not args.random_weights:

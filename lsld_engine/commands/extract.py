@@ -49,7 +49,8 @@ def _run_locked(args, items, walk) -> int:
 
     options = engine_options(args)
     device, precision = options.resolved()
-    options = replace(options, device=device, precision=precision)  # resolved once (one bf16 warning)
+    # resolved once (one bf16 warning); an unset precision stays unset (torch on CPU picks it per tower)
+    options = replace(options, device=device, precision=options.precision and precision)
     check_weights(options, EXTRACT_NETWORKS, options.backend_options(device, precision))
     store = FeatureStore(args.out, args.dtype)
     left, _ = pending(items, store)  # validates the whole log before anything is written

@@ -21,9 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=list(WRITERS), default=None,
                    help="results format (default: from the --out suffix, else jsonl; docs/formats.md)")
     p.add_argument("--model", help="HAN checkpoint: from `python -m train.lsld` (.safetensors) or the official LSLD.pt")
-    p.add_argument("--backend", choices=("torch", "onnx", "tensorrt"), default="torch",
-                   help="inference backend (onnx / tensorrt run the files of `lsld-engine export`)")
-    p.add_argument("--engine-dir", type=Path, default=None, help="onnx / tensorrt: the `lsld-engine export --out` folder")
     p.add_argument("--seg-threshold", type=float, default=0.5, help="segment probability threshold (default 0.5)")
     p.add_argument("--video-threshold", type=float, default=0.5,
                    help="modality video-level probability threshold, per 10-s window (default 0.5)")
@@ -84,7 +81,8 @@ def _run_locked(args, items, walk, done: set, lock, fmt: str) -> int:
 
     options = engine_options(args)
     device, precision = options.resolved()
-    options = replace(options, device=device, precision=precision)  # resolved once (one bf16 warning)
+    # resolved once (one bf16 warning); an unset precision stays unset (torch on CPU picks it per tower)
+    options = replace(options, device=device, precision=options.precision and precision)
     check_weights(options, PARSE_NETWORKS, options.backend_options(device, precision))
     plan = RunPlan.make(items, done, limit=args.limit, walk=walk, prog=PROG, what="parsed",
                         kept=f"finished videos are in {args.out}", verbose=args.verbose)

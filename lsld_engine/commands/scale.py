@@ -180,7 +180,7 @@ def run_extract(args, prog: str) -> int:
     def work() -> None:
         with open(store.log_path, "a", encoding="utf-8") as logf:
             run(plan.todo, logf, backend_opts, opts, root=str(store.root.resolve()), dtype=args.dtype,
-                progress=not args.quiet, summary=plan.summary, decode_fn=_decode_fn(args))
+                progress=not args.quiet, summary=plan.summary, decode_fn=_decode_fn(args), backend=args.backend)
 
     return plan.execute(work, cleanup=shutdown if started else None,
                         job_failed=_ray_failed("finished videos are kept"))

@@ -133,12 +133,12 @@ def run_parse(items: list[VideoInput], sink, backend: str, options: dict, opts: 
 
 def run_extract(items: list[VideoInput], log_file, options: dict, opts: RayOptions, *, root: str,
                 dtype: str = "float16", progress: bool = True, summary: Summary | None = None,
-                decode_fn: Callable | None = None) -> Summary:
+                decode_fn: Callable | None = None, backend: str = "torch") -> Summary:
     """Extract features of ``items`` into the dataset ``root`` (a folder every node sees); each
     video's log line is appended to ``log_file`` after its files are in place."""
     from lsld_engine.scale.stages import ExtractActor
 
-    kwargs = {"backend": "torch", "options": backend_options_for(options, opts), "root": root, "dtype": dtype}
+    kwargs = {"backend": backend, "options": backend_options_for(options, opts), "root": root, "dtype": dtype}
     ds = encoded_dataset(decoded_dataset(items, opts, decode_fn), ExtractActor, kwargs, opts)
 
     def write(record: dict) -> None:

@@ -1,0 +1,316 @@
+"""The export cache of ``--backend auto``: ONNX files made on first use, reused by later runs.
+
+Layout (``$LSLD_CACHE``, default ``~/.cache/lsld-engine/``)::
+
+    onnx/<network>-<precision>-<key>/       one finished entry (never changed once complete)
+        <network>.onnx | <network>.int8.onnx
+        manifest.json                      names, shapes, source, parity (lsld_engine.exporting.folder)
+        COMPLETE                           the key's fields as JSON: written last, before the rename
+    onnx/.locks/<entry>.lock               one flock per entry: two processes export it once
+    onnx/.tmp-<entry>-<pid>-<n>/           an export in progress (removed or renamed into place)
+
+The key (:meth:`ExportSpec.fields`) is a digest of everything that changes the file: the network,
+the checkpoint's sha256 (or the random-weights seed), the architecture size, the ONNX opset, the
+export batch and dynamic axis, the precision, and the versions of torch, onnx, onnxruntime and
+lsld-engine. A changed checkpoint gives another key, so another entry; old entries stay until the
+folder is cleared (``rm -r``, any time no run is using it).
+
+Crash safety: an entry is built in a temporary folder and renamed into place in one ``rename`` after
+its ``COMPLETE`` marker is written; a reader loads only folders that have the marker. A killed export
+leaves a temporary folder that the next exporter of that entry removes (it holds the entry's lock,
+so nobody else is writing it).
+
+Parity against PyTorch (:mod:`lsld_engine.exporting.parity`, batch sizes 1 and 3) is checked once,
+when the entry is made; an entry that fails it is not cached.
+
+int8 (``precision="int8"``): the fp32 entry is made (or reused) first, then
+:data:`QUANTIZE_FUNCTION` turns it into the int8 entry (see :func:`quantize_hook`).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from lsld_engine.errors import LsldError
+from lsld_engine.random_weights import RANDOM_SEED
+
+log = logging.getLogger(__name__)
+
+#: Bump when the layout or the meaning of an entry changes (old entries are then ignored).
+CACHE_FORMAT: int = 1
+#: Precisions an entry can have (fp16 stays an explicit `lsld-engine export --fp16` file).
+PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+#: ``"module:function"`` that makes an int8 folder from an fp32 one:
+#: ``quantize_folder(src_dir: Path, dst_dir: Path, networks: Sequence[str]) -> None`` writes
+#: ``dst_dir/<network>.int8.onnx`` (and may add to ``dst_dir/manifest.json``) for each network of
+#: the fp32 files ``src_dir/<network>.onnx``. Imported only when int8 is asked for.
+QUANTIZE_FUNCTION: str = "lsld_engine.exporting.quantize:quantize_folder"
+#: Fault injection for the crash tests: ``LSLD_EXPORT_FAULT=kill`` makes the exporting process
+#: SIGKILL itself after the ONNX file is written, before the entry is complete.
+FAULT_ENV: str = "LSLD_EXPORT_FAULT"
+MARKER: str = "COMPLETE"
+
+_tmp_counter = itertools.count()
+
+
+class ExportCacheError(LsldError, RuntimeError):
+    """An entry could not be made (parity failed, int8 unavailable, the cache folder not writable)."""
+
+
+def cache_root() -> Path:
+    """``$LSLD_CACHE``, else ``~/.cache/lsld-engine`` (``$XDG_CACHE_HOME/lsld-engine`` when set)."""
+    env = os.environ.get("LSLD_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lsld-engine"
+
+
+def runtime_versions() -> dict[str, str]:
+    """The versions that shape an exported file or the way it is run."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    import lsld_engine
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "lsld_engine": lsld_engine.__version__}
+
+
+@functools.lru_cache(maxsize=64)
+def _digest_cached(path: str, size: int, mtime_ns: int) -> str:
+    from lsld_engine.files import file_digest
+
+    return file_digest(path)
+
+
+def checkpoint_digest(path: str | os.PathLike) -> str:
+    """sha256 of a checkpoint file (memoised per process on path, size and mtime)."""
+    p = Path(path).expanduser().resolve()
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {path}") from None
+    return _digest_cached(str(p), st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What one cache entry holds: ``network`` from ``checkpoint`` (``None``: random weights of
+    ``seed``), ``size`` ``"real"``/``"small"``, at ``opset`` and ``precision``."""
+
+    network: str
+    checkpoint: str | None = None
+    size: str = "real"
+    seed: int = RANDOM_SEED
+    opset: int | None = None
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        from lsld_engine.registry import EXPORTED
+
+        if self.network not in EXPORTED:
+            raise ValueError(f"unknown network {self.network!r}; expected one of {', '.join(EXPORTED)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"cache precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.size not in ("real", "small"):
+            raise ValueError(f"size must be 'real' or 'small', got {self.size!r}")
+
+    def fields(self) -> dict:
+        """Everything the key is made of (also written to the entry's ``COMPLETE`` marker)."""
+        from lsld_engine.exporting.onnx_export import BATCH_AXIS, EXPORT_BATCH, OPSET
+
+        source = ({"checkpoint_sha256": checkpoint_digest(self.checkpoint)} if self.checkpoint
+                  else {"random_seed": self.seed})
+        return {"format": CACHE_FORMAT, "network": self.network, **source, "size": self.size,
+                "opset": self.opset or OPSET, "precision": self.precision, "export_batch": EXPORT_BATCH,
+                "batch_axis": BATCH_AXIS, "versions": runtime_versions()}
+
+    def key(self) -> str:
+        """16 hex digits of the sha256 of :meth:`fields`."""
+        text = json.dumps(self.fields(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def entry_name(self) -> str:
+        return f"{self.network}-{self.precision}-{self.key()}"
+
+    def filename(self) -> str:
+        from lsld_engine.registry import onnx_filename
+
+        return onnx_filename(self.network, self.precision)
+
+    def fp32(self) -> "ExportSpec":
+        return ExportSpec(self.network, self.checkpoint, self.size, self.seed, self.opset, "fp32")
+
+
+def entry_dir(spec: ExportSpec, root: str | os.PathLike | None = None) -> Path:
+    return Path(root or cache_root()) / "onnx" / spec.entry_name()
+
+
+def cached_file(spec: ExportSpec, root: str | os.PathLike | None = None) -> Path | None:
+    """The entry's ONNX file when the entry is complete, else ``None`` (never a partial file)."""
+    d = entry_dir(spec, root)
+    f = d / spec.filename()
+    return f if (d / MARKER).is_file() and f.is_file() else None
+
+
+@dataclass
+class EnsureResult:
+    """Where the file is and whether this call made it (``seconds``: the export's cost)."""
+
+    path: Path
+    exported: bool
+    seconds: float = 0.0
+
+
+def ensure(spec: ExportSpec, root: str | os.PathLike | None = None, *,
+           note: Callable[[str], None] | None = None, parity: bool = True) -> EnsureResult:
+    """The ONNX file of ``spec``, exported into the cache on first use (under the entry's lock).
+
+    ``note``: where the one-line first-use message goes (default: stderr)."""
+    root = Path(root or cache_root())
+    found = cached_file(spec, root)
+    if found is not None:
+        return EnsureResult(found, False)
+    name = spec.entry_name()
+    with _entry_lock(root, name, note):
+        found = cached_file(spec, root)  # another process made it while we waited
+        if found is not None:
+            return EnsureResult(found, False)
+        t0 = time.perf_counter()
+        if spec.precision == "int8":
+            src = ensure(spec.fp32(), root, note=note, parity=parity).path.parent
+        (note or _stderr)(f"lsld-engine: exporting {spec.network} ({spec.size} size, {spec.precision}) to ONNX "
+                          f"once for --backend auto (a minute or more for the real size); cached in "
+                          f"{root / 'onnx' / name}")
+        with _building(root, name) as tmp:
+            if spec.precision == "int8":
+                quantize_hook()(src, tmp, [spec.network])
+                if not (tmp / spec.filename()).is_file():
+                    raise ExportCacheError(f"{QUANTIZE_FUNCTION} wrote no {spec.filename()} in {tmp}")
+            else:
+                _export_fp32(spec, tmp, parity)
+            _fault_point()
+            marker = {**spec.fields(), "pid": os.getpid(), "made_at": time.time()}
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        seconds = time.perf_counter() - t0
+        log.info("%s: exported in %.1f s", name, seconds)
+        return EnsureResult(entry_dir(spec, root) / spec.filename(), True, seconds)
+
+
+def quantize_hook() -> Callable[[Path, Path, Sequence[str]], None]:
+    """:data:`QUANTIZE_FUNCTION`, imported now; a clear error when this install has no int8 path."""
+    module, _, fn = QUANTIZE_FUNCTION.partition(":")
+    try:
+        import importlib
+
+        return getattr(importlib.import_module(module), fn)
+    except (ImportError, AttributeError) as e:
+        raise ExportCacheError(f"--precision int8 needs {module}.{fn}, which this install lacks ({e}); "
+                               "use --precision fp32") from None
+
+
+def _export_fp32(spec: ExportSpec, out: Path, parity: bool) -> None:
+    from lsld_engine.exporting.folder import export_folder
+    from lsld_engine.exporting.onnx_export import OPSET
+    from lsld_engine.exporting.parity import format_results
+
+    results = export_folder(out, [spec.network], {spec.network: spec.checkpoint}, small=spec.size == "small",
+                            opset=spec.opset or OPSET, parity=parity, seed=spec.seed)
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise ExportCacheError(f"{spec.network}: the exported ONNX file does not match PyTorch, so it is not "
+                               "cached (use --backend torch):\n" + format_results(bad))
+
+
+def _fault_point() -> None:
+    if os.environ.get(FAULT_ENV) == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _entry_lock(root: Path, name: str, note: Callable[[str], None] | None) -> Iterator[None]:
+    """An exclusive ``flock`` on ``onnx/.locks/<name>.lock`` (waits for another exporter; the kernel
+    drops the lock when a holder dies, so a killed exporter never blocks the next run)."""
+    locks = root / "onnx" / ".locks"
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise ExportCacheError(f"export cache {root}: {e.strerror} (set LSLD_CACHE to a writable folder)") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            (note or _stderr)(f"lsld-engine: waiting for another process exporting {name} into {root}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # drops the lock
+
+
+@contextlib.contextmanager
+def _building(root: Path, name: str) -> Iterator[Path]:
+    """A fresh temporary folder, renamed to the entry when the block succeeds, removed when it
+    raises. Call with the entry's lock held: leftovers of killed exports of it are removed first."""
+    onnx_dir = root / "onnx"
+    for stale in onnx_dir.glob(f".tmp-{name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = onnx_dir / f".tmp-{name}-{os.getpid()}-{next(_tmp_counter)}"
+    tmp.mkdir(parents=True)
+    final = onnx_dir / name
+    try:
+        yield tmp
+        if final.exists():  # an entry without its marker cannot be: rename is atomic; be safe anyway
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def cache_size(root: str | os.PathLike | None = None) -> tuple[int, int]:
+    """``(bytes, complete entries)`` under the cache folder (0, 0 when it does not exist)."""
+    root = Path(root or cache_root())
+    total = 0
+    for p in root.rglob("*") if root.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if p.is_file():
+                total += p.stat().st_size
+    entries = sum(1 for d in (root / "onnx").glob("*/") if (d / MARKER).is_file()) if root.is_dir() else 0
+    return total, entries
+
+
+def spec_for(network: str, options: dict, precision: str = "fp32") -> ExportSpec:
+    """The :class:`ExportSpec` of ``network`` for backend ``options`` (``clip_checkpoint``,
+    ``clap_checkpoint``, ``model``, ``size``, ``random_weights``)."""
+    key = {"clip_image": "clip_checkpoint", "clap_audio": "clap_checkpoint", "han": "model"}[network]
+    ckpt = options.get(key)
+    if ckpt is None and not options.get("random_weights"):
+        from lsld_engine.backends.torch_backend import check_weights
+
+        check_weights([network], **options)  # raises MissingWeightsError naming the flag
+    return ExportSpec(network, str(ckpt) if ckpt else None, options.get("size") or "real", precision=precision)
+
+
+__all__ = ["CACHE_FORMAT", "EnsureResult", "ExportCacheError", "ExportSpec", "FAULT_ENV", "MARKER", "PRECISIONS",
+           "QUANTIZE_FUNCTION", "cache_root", "cache_size", "cached_file", "ensure", "entry_dir", "quantize_hook",
+           "runtime_versions", "spec_for"]
