@@ -19,6 +19,7 @@ record, as in the CLI.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -27,6 +28,8 @@ import numpy as np
 
 from lsld_engine.errors import LsldError
 from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE
+
+log = logging.getLogger("lsld_engine")
 
 #: The networks of ``parse`` and of ``extract``.
 PARSE_NETWORKS = ("clip_image", "clap_audio", "han")
@@ -55,12 +58,13 @@ class EngineOptions:
     clap_checkpoint: str | None = None
     random_weights: bool = False
     small: bool = False
-    backend: str = "torch"
+    backend: str = "auto"
     engine_dir: str | None = None
     device: str | None = None
     precision: str | None = None
     batch_size: int | None = None
     workers: int | None = None
+    threads: int | None = None
     ordered: bool = False
     seg_threshold: float = 0.5
     video_threshold: float = 0.5
@@ -106,6 +110,10 @@ class EngineOptions:
             opts["size"] = "small"
         if self.engine_dir:
             opts["engine_dir"] = str(self.engine_dir)
+        if self.threads:
+            opts["threads"] = self.threads
+        if self.precision is None:
+            opts["auto_precision"] = True  # torch on a CPU: bf16 only for the towers it speeds up
         opts.update(self.backend_extra)
         return opts
 
@@ -130,17 +138,17 @@ class EngineOptions:
 
 
 def default_workers(device: str) -> int:
-    """Decode processes: CPUs - 1 beside a GPU (the CPUs only decode), CPUs / 2 on a CPU (the encoder
-    needs cores too)."""
-    n = os.cpu_count() or 1
-    return max(1, n - 1) if device.startswith("cuda") else max(1, n // 2)
+    """Decode processes for ``device`` (:func:`lsld_engine.backends.threads.plan_threads`)."""
+    from lsld_engine.backends.threads import plan_threads
+
+    return plan_threads(device).workers
 
 
 def check_weights(options: EngineOptions, networks: Sequence[str], backend_options: dict) -> None:
     """Fail before any work when a network has no weights (torch) or ``engine_dir`` is missing
     (onnx / tensorrt): :class:`~lsld_engine.backends.torch_backend.MissingWeightsError` /
     :class:`EngineOptionsError`."""
-    if options.backend == "torch":
+    if options.backend == "torch" or options.backend == "auto" and not options.engine_dir:
         from lsld_engine.backends.torch_backend import check_weights as check
 
         check(list(networks), **backend_options)
@@ -179,9 +187,18 @@ class Engine:
     @classmethod
     def open(cls, options: EngineOptions, networks: Sequence[str] = PARSE_NETWORKS) -> "Engine":
         """Resolve device and precision, check the weights, build and warm up the backend."""
+        from dataclasses import replace
+
+        from lsld_engine.backends.threads import plan_threads
+
         device, precision = options.resolved()
         opts = options.backend_options(device, precision)
         check_weights(options, networks, opts)
+        plan = plan_threads(device, workers=options.workers, threads=options.threads)
+        log.info("threads: %s", plan.describe())
+        if plan.threads is not None:
+            opts["threads"] = plan.threads
+        options = replace(options, workers=plan.workers)
         return cls(open_backend(options.backend, opts, networks), options, device)
 
     # --- videos on disk ----------------------------------------------------------------------------

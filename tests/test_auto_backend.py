@@ -60,7 +60,7 @@ def test_ray_actors_build_the_auto_backend_on_their_own_device(tmp_path):
     opts = plan(RayOptions(), {"CPU": 2})
     options = backend_options_for({"random_weights": True, "size": "small", "cache_dir": str(tmp_path)}, opts)
     actor = ParseActor("auto", options)
-    assert isinstance(actor.backend, CachedOnnxBackend) and actor.backend.threads == 1
+    assert isinstance(actor.engine.backend, CachedOnnxBackend) and actor.engine.backend.threads == 1
 
 
 def test_extract_and_parse_default_to_auto():
