@@ -179,8 +179,7 @@ def quantize_folder(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, *, m
         raise FileNotFoundError(f"{src}: no clip_image.onnx or clap_audio.onnx to quantize (make them with "
                                 f"`lsld-engine export --out {src}`)")
     with tempfile.TemporaryDirectory(prefix="lsld-calib-") as tmp:
-        paths, generated = _calibration_paths(calibration, Path(tmp))
-        frames, segments = _decode(paths, max_windows)
+        paths, generated, frames, segments = calibration_windows(calibration, Path(tmp), max_windows)
         dst.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
         work.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the folder is an ordinary output
@@ -330,6 +329,15 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(den > 0, (a * b).sum(1) / np.maximum(den, 1e-300), 0.0)
 
 
+def calibration_windows(calibration, workdir: Path, max_windows: int = 1
+                        ) -> tuple[list[Path], bool, np.ndarray, np.ndarray]:
+    """``(paths, generated, frames (W, 80, 224, 224, 3) uint8, segments (W, 10, 48000) float32)`` of
+    the calibration videos (files / folders), or of clips generated into ``workdir`` when None."""
+    paths, generated = _calibration_paths(calibration, workdir)
+    frames, segments = _decode(paths, max_windows)
+    return paths, generated, frames, segments
+
+
 def _calibration_paths(calibration, tmp: Path) -> tuple[list[Path], bool]:
     if calibration is None:
         from lsld_engine.testing.videos import bench_spec, make_video
@@ -473,3 +481,23 @@ def summary_line(backend) -> str | None:
     if report is None:
         return None
     return f"int8 engine {folder}: {report.summary()} (fidelity report {Path(folder) / REPORT_NAME})"
+
+
+class Int8BackendError(LsldError, ValueError):
+    """``--precision int8`` with a backend that has no int8 path."""
+
+
+def int8_backend_options(backend: str, precision: str, engine_dir, force: bool) -> dict:
+    """Backend options for ``precision`` (the commands' hook): ``{}`` unless ``int8``, which runs only
+    on the ``onnx`` backend over an int8 folder (``--engine-dir``, itself or its ``int8/``). The torch
+    backend has no int8 kernels here (PyTorch's dynamic int8 Linear was not worth a second int8
+    path next to ONNX Runtime's), so asking for it is an error rather than a silent fp32 run."""
+    if precision != "int8":
+        return {}
+    if backend not in ("onnx", "auto"):
+        raise Int8BackendError(f"--precision int8 runs the int8 ONNX files: use --backend onnx (not {backend}) "
+                               "with --engine-dir from `lsld-engine export --precision int8`")
+    if engine_dir is None:
+        raise Int8BackendError("--precision int8 needs --engine-dir (the folder of `lsld-engine export "
+                               "--precision int8 --out DIR`)")
+    return {"force_int8": bool(force)}

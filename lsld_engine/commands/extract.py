@@ -51,8 +51,12 @@ def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-checkpoint", help="CLIP ViT-B/16 weights (OpenAI ViT-B-16.pt, open_clip .bin/.safetensors)")
     p.add_argument("--clap-checkpoint", help="LAION-CLAP weights (630k-audioset-best.pt or a converted .safetensors)")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available, else cpu)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
-                   help="encoder precision (default: fp16 on cuda, fp32 on cpu; autocast, weights stay fp32)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default=None,
+                   help="encoder precision (default: fp16 on cuda, fp32 on cpu; autocast, weights stay fp32); "
+                        "int8: CPU, --backend onnx, the int8 files of `lsld-engine export --precision int8` "
+                        "(fp32 with a warning on a CPU without VNNI)")
+    p.add_argument("--force-int8", action="store_true",
+                   help="load an int8 engine even when its fidelity report is below the gate")
     p.add_argument("--workers", type=at_least(0), default=None,
                    help="decoding processes (default: CPUs - 1 with cuda, CPUs / 2 on cpu; 0 = no processes)")
     p.add_argument("--batch-size", type=at_least(1), default=None,
@@ -141,11 +145,24 @@ def backend_options(args, device: str, precision: str) -> dict:
         opts["size"] = "small"
     if getattr(args, "engine_dir", None):
         opts["engine_dir"] = str(args.engine_dir)
+    from lsld_engine.backends.quantize import int8_backend_options
+
+    opts.update(int8_backend_options(getattr(args, "backend", "onnx"), precision, getattr(args, "engine_dir", None),
+                                     getattr(args, "force_int8", False)))
     if getattr(args, "backend", None) == "tensorrt":
         # The command line (not the library) hands the runtime the builder for missing engines.
         from export.tensorrt_build import build_engine
         opts["build_missing"] = build_engine
     return opts
+
+
+def print_int8_summary(backend) -> None:
+    """The run summary's line naming an int8 engine's fidelity report (nothing for other engines)."""
+    from lsld_engine.backends.quantize import summary_line
+
+    line = summary_line(backend)
+    if line:
+        print(line, file=sys.stderr)
 
 
 def collect(args, prog: str):
@@ -178,6 +195,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_input_arguments(p)
     p.add_argument("--out", required=True, help="dataset root (writes ROOT/feats/...)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="feature file dtype")
+    p.add_argument("--engine-dir", type=Path, default=None,
+                   help="with --precision int8: the `lsld-engine export --precision int8 --out` folder")
     add_encoder_arguments(p)
     from lsld_engine.commands.scale import add_ray_arguments
 
@@ -224,8 +243,10 @@ def _run_locked(args, items, walk, prog: str) -> int:
 
     device, precision = device_and_precision(args)
     opts = backend_options(args, device, precision)
+    backend_name = "onnx" if precision == "int8" else "torch"  # int8: the exported int8 towers
     try:
-        check_weights(["clip_image", "clap_audio"], **opts)
+        if backend_name == "torch":
+            check_weights(["clip_image", "clap_audio"], **opts)
     except MissingWeightsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -236,7 +257,7 @@ def _run_locked(args, items, walk, prog: str) -> int:
     summary = Summary(total=len(items), skipped=skipped, walk=walk)
     log.info("%d videos: %d to extract, %d already done (%s)", len(items), len(todo), skipped, store.root)
     if todo:
-        backend = create_backend("torch", **opts)
+        backend = create_backend(backend_name, **opts)
         if hasattr(backend, "warm_up"):
             backend.warm_up(("clip_image", "clap_audio"))
         workers = default_workers(device) if args.workers is None else args.workers
@@ -257,4 +278,6 @@ def _run_locked(args, items, walk, prog: str) -> int:
         finally:
             backend.close()
     print(summary.format("extracted", verbose=args.verbose), file=sys.stderr)
+    if todo:
+        print_int8_summary(backend)
     return 1 if summary.failed else 0

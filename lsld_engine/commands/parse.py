@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lsld_engine.commands.extract import (add_encoder_arguments, add_input_arguments, backend_options, collect,
                                           decode_function, default_workers, device_and_precision, media_limits,
-                                          setup_logging)
+                                          print_int8_summary, setup_logging)
 from lsld_engine.commands.scale import add_ray_arguments
 from lsld_engine.writers import WRITERS
 
@@ -158,4 +158,5 @@ def _run_locked(args, items, walk, done: set, lock, fmt: str) -> int:
     finally:
         backend.close()
     print(summary.format(verbose=args.verbose), file=sys.stderr)
+    print_int8_summary(backend)
     return 1 if summary.failed else 0
