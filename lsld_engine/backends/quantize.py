@@ -188,7 +188,7 @@ def quantize_folder(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, *, m
             for net in present:
                 if net in towers:
                     data = frames if net == "clip_image" else segments
-                    counts[net] = _quantize_one(net, src / onnx_filename(net), work / onnx_filename(net), method,
+                    counts[net] = quantize_file(net, src / onnx_filename(net), work / onnx_filename(net), method,
                                                 data[:: max(1, len(data) // CALIBRATION_ITEMS)][:CALIBRATION_ITEMS])
                 else:
                     shutil.copy2(src / onnx_filename(net), work / onnx_filename(net))
@@ -211,8 +211,10 @@ def quantize_folder(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, *, m
     return report
 
 
-def _quantize_one(net: str, src: Path, dst: Path, method: str, calib: np.ndarray) -> int:
-    """Quantize one tower file; returns the number of int8 nodes."""
+def quantize_file(net: str, src: Path, dst: Path, method: str, calib: np.ndarray) -> int:
+    """Quantize one tower file ``src`` -> ``dst`` (``method`` as in :func:`quantize_folder`; ``calib``:
+    the tower's inputs ``(N, ...)`` for static calibration, unused by dynamic); returns the number of
+    int8 weight matrices."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
