@@ -6,6 +6,10 @@ far slower than float32 (reported by a user on a 2-core AVX2 machine without AVX
 GFLOP/s, training ~25x slower; our dev CPU has native bf16, so we could not measure it ourselves). :func:`resolve_precision` therefore turns a request for ``bf16`` on such
 a CPU into ``fp32`` with a warning that says why; set ``LSLD_ALLOW_SLOW_BF16=1`` to keep bf16 anyway
 (e.g. to compare numerics).
+
+int8 likewise: :func:`resolve_precision` turns ``int8`` into ``fp32`` on a CPU without int8 dot-product
+instructions (VNNI / AMX-INT8 / Arm dot product; ``LSLD_ALLOW_SLOW_INT8=1`` keeps it), and
+``LSLD_FAKE_CPU_FLAGS`` replaces the CPU flags for tests.
 """
 from __future__ import annotations
 

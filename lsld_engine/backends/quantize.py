@@ -147,8 +147,8 @@ class FidelityReport:
 
     def summary(self) -> str:
         """One line for a run summary."""
-        towers = ", ".join(f"{'CLIP' if n == 'clip_image' else 'CLAP'} cosine mean {t.mean_cosine:.4f} "
-                           f"min {t.min_cosine:.4f}" for n, t in self.towers.items())
+        towers = ", ".join(f"{'CLIP' if n == 'clip_image' else 'CLAP'} cosine mean {t.mean_cosine:.5f} "
+                           f"min {t.min_cosine:.5f}" for n, t in self.towers.items())
         events = (f", events {100 * self.event_agreement:.1f} % equal" if self.event_agreement is not None else "")
         return f"{towers}{events}"
 
