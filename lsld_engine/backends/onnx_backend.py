@@ -154,7 +154,11 @@ class OnnxBackend:
     are accepted for a uniform interface; the weights are those baked into the files (a warning is
     logged when a file records a different checkpoint). ``batch_sizes``: largest batch per session
     call (``images``/``audio``/``windows``, defaults from ``base.default_batch_sizes``); larger
-    inputs are run in chunks. ``providers``, ``threads``, ``io_binding``: see the module docstring."""
+    inputs are run in chunks. ``providers``, ``threads``, ``io_binding``: see the module docstring.
+    ``precision="int8"``: the int8 folder ``engine_dir`` or ``engine_dir/int8`` (files named like
+    fp32 ones); any folder with a ``fidelity.json`` must match it and pass its gate
+    (:func:`lsld_engine.backends.quantize.check_folder`) unless ``force_int8``; ``check_int8=False``
+    skips that check (the quantizer measuring a folder it is building)."""
 
     name = "onnx"
 
