@@ -60,6 +60,22 @@ def test_report_present_with_measurements_in_range(export_dir):
     assert "int8 fidelity (dynamic, QOperator)" in report.format_text() and "passed" in report.format_text()
 
 
+def test_static_qdq_calibrated_on_the_users_clip(export_dir, tmp_path):
+    from lsld_engine.testing.videos import bench_spec, make_video
+
+    out, _ = export_dir
+    (tmp_path / "mine").mkdir()
+    clip = make_video(tmp_path / "mine" / "holiday.mp4", bench_spec(96, 64, 10.0))
+    report = quantize_folder(out, tmp_path / "q", method="static", calibration=tmp_path / "mine",
+                             networks=["clip_image"])
+    assert (report.method, report.format, report.clips, report.generated_clips) == ("static", "QDQ", [clip.name], False)
+    assert set(report.towers) == {"clip_image"} and report.towers["clip_image"].items == 80
+    assert 0.98 <= report.event_agreement <= 1.0  # int8 CLIP + the (copied) fp32 CLAP features
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q" / "clip_image.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "MatMulInteger" not in ops
+    assert report.passed and read_report(tmp_path / "q") == report
+
+
 def test_onnx_backend_loads_the_int8_folder(export_dir):
     from lsld_engine.backends.onnx_backend import OnnxBackend
 
