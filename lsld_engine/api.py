@@ -65,6 +65,7 @@ class EngineOptions:
     batch_size: int | None = None
     workers: int | None = None
     threads: int | None = None
+    force_int8: bool = False
     ordered: bool = False
     seg_threshold: float = 0.5
     video_threshold: float = 0.5
@@ -114,6 +115,10 @@ class EngineOptions:
             opts["threads"] = self.threads
         if self.precision is None:
             opts["auto_precision"] = True  # torch on a CPU: bf16 only for the towers it speeds up
+        if precision == "int8":  # the int8 ONNX files of `export --precision int8`, behind their fidelity gate
+            from lsld_engine.backends.quantize import int8_backend_options
+
+            opts.update(int8_backend_options(self.backend, precision, self.engine_dir, self.force_int8))
         opts.update(self.backend_extra)
         return opts
 

@@ -6,6 +6,10 @@ far slower than float32 (reported by a user on a 2-core AVX2 machine without AVX
 GFLOP/s, training ~25x slower; our dev CPU has native bf16, so we could not measure it ourselves). :func:`resolve_precision` therefore turns a request for ``bf16`` on such
 a CPU into ``fp32`` with a warning that says why; set ``LSLD_ALLOW_SLOW_BF16=1`` to keep bf16 anyway
 (e.g. to compare numerics).
+
+int8 likewise: :func:`resolve_precision` turns ``int8`` into ``fp32`` on a CPU without int8 dot-product
+instructions (VNNI / AMX-INT8 / Arm dot product; ``LSLD_ALLOW_SLOW_INT8=1`` keeps it), and
+``LSLD_FAKE_CPU_FLAGS`` replaces the CPU flags for tests.
 """
 from __future__ import annotations
 
@@ -20,8 +24,19 @@ log = logging.getLogger(__name__)
 BF16_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16", "bf16")
 
 
+#: /proc/cpuinfo flags of native int8 dot products (AVX512-VNNI, AVX-VNNI, AMX-INT8; Arm: i8mm / asimddp).
+INT8_FLAGS: tuple[str, ...] = ("avx512_vnni", "avx_vnni", "amx_int8", "i8mm", "asimddp")
+#: Test hook: a space-separated flag list that replaces /proc/cpuinfo's (e.g. ``"avx2 fma"`` fakes a
+#: CPU without VNNI); ``cpu_int8_support`` reads it on every call.
+FAKE_FLAGS_ENV = "LSLD_FAKE_CPU_FLAGS"
+
+
 def _cpu_flags() -> set[str] | None:
-    """The CPU feature flags of /proc/cpuinfo (``flags`` on x86, ``Features`` on Arm), or None."""
+    """The CPU feature flags of /proc/cpuinfo (``flags`` on x86, ``Features`` on Arm), or None;
+    ``$LSLD_FAKE_CPU_FLAGS`` replaces them (tests)."""
+    fake = os.environ.get(FAKE_FLAGS_ENV)
+    if fake is not None:
+        return set(fake.split())
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
@@ -57,9 +72,26 @@ def _torch_capability() -> str:
         return "unknown"
 
 
+def cpu_int8_support() -> tuple[bool, str]:
+    """``(native, reason)``: whether this CPU has int8 dot-product instructions (VNNI / AMX / Arm
+    dot product). Without them ONNX Runtime's int8 kernels fall back to AVX2 ``pmaddubsw`` paths
+    that are not reliably faster than fp32 (not measured here: every CPU we have has VNNI)."""
+    flags = _cpu_flags()
+    if flags is None:
+        return False, "cannot read the CPU flags"
+    have = [f for f in INT8_FLAGS if f in flags]
+    if have:
+        return True, f"CPU flags {', '.join(have)}"
+    return False, f"no {'/'.join(INT8_FLAGS[:3])} flag"
+
+
 def resolve_precision(precision: str, device: str = "cpu") -> str:
     """``precision``, except ``bf16`` on a CPU without native bf16 becomes ``fp32`` (with a warning
-    saying why; ``LSLD_ALLOW_SLOW_BF16=1`` keeps bf16). Other devices and precisions pass through."""
+    saying why; ``LSLD_ALLOW_SLOW_BF16=1`` keeps bf16), and ``int8`` on a CPU without VNNI / AMX
+    becomes ``fp32`` likewise (``LSLD_ALLOW_SLOW_INT8=1`` keeps it). Other devices and precisions
+    pass through."""
+    if precision == "int8" and str(device).startswith("cpu"):
+        return _resolve_int8()
     if precision != "bf16" or not str(device).startswith("cpu"):
         return precision
     native, reason = cpu_bf16_support()
@@ -93,3 +125,14 @@ def cpu_tower_precision(network: str) -> tuple[str, str]:
     if not native:
         return "fp32", f"bf16 would be emulated ({reason})"
     return "bf16", f"bf16 measured {ratio:.2f}x fp32 for {network}; {reason}"
+def _resolve_int8() -> str:
+    native, reason = cpu_int8_support()
+    if native:
+        return "int8"
+    if os.environ.get("LSLD_ALLOW_SLOW_INT8") == "1":
+        log.warning("int8 on a CPU without VNNI (%s): it may be slower than fp32", reason)
+        return "int8"
+    log.warning("--precision int8 asked for, but this CPU has no int8 dot-product instructions (%s): ONNX "
+                "Runtime's int8 kernels are then not known to beat fp32 (we have no such CPU to measure), so "
+                "fp32 is used instead (set LSLD_ALLOW_SLOW_INT8=1 to force int8)", reason)
+    return "fp32"

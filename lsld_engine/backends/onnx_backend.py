@@ -155,14 +155,19 @@ class OnnxBackend(ClosesOnExit):
     are accepted for a uniform interface; the weights are those baked into the files (a warning is
     logged when a file records a different checkpoint). ``batch_sizes``: largest batch per session
     call (``images``/``audio``/``windows``, defaults from ``base.default_batch_sizes``); larger
-    inputs are run in chunks. ``providers``, ``threads``, ``io_binding``: see the module docstring."""
+    inputs are run in chunks. ``providers``, ``threads``, ``io_binding``: see the module docstring.
+    ``precision="int8"``: the int8 folder ``engine_dir`` or ``engine_dir/int8`` (files named like
+    fp32 ones); any folder with a ``fidelity.json`` must match it and pass its gate
+    (:func:`lsld_engine.backends.quantize.check_folder`) unless ``force_int8``; ``check_int8=False``
+    skips that check (the quantizer measuring a folder it is building)."""
 
     name = "onnx"
 
     def __init__(self, *, engine_dir: str | os.PathLike | None = None, device: str = "cpu",
                  precision: str = "fp32", clip_checkpoint: str | None = None, clap_checkpoint: str | None = None,
                  model: str | None = None, providers: Sequence[str] | None = None, threads: int | None = None,
-                 io_binding: bool | None = None, batch_sizes: dict[str, int] | None = None, **ignored):
+                 io_binding: bool | None = None, batch_sizes: dict[str, int] | None = None,
+                 force_int8: bool = False, check_int8: bool = True, **ignored):
         import onnxruntime as ort
 
         from lsld_engine.backends.base import default_batch_sizes
@@ -170,14 +175,23 @@ class OnnxBackend(ClosesOnExit):
         if engine_dir is None:
             raise ValueError("the onnx backend runs exported files: pass engine_dir (create it with "
                              "`lsld-engine export --out DIR`)")
-        if precision not in ("fp32", "fp16"):
-            raise ValueError(f"the onnx backend supports precision fp32 or fp16, not {precision!r}")
+        if precision not in ("fp32", "fp16", "int8"):
+            raise ValueError(f"the onnx backend supports precision fp32, fp16 or int8, not {precision!r}")
         if ignored:
             log.debug("onnx backend: ignoring options %s", sorted(ignored))
         self.engine_dir = Path(engine_dir).expanduser()
         if not self.engine_dir.is_dir():
             raise FileNotFoundError(f"ONNX engine folder not found: {self.engine_dir} (create it with "
                                     f"`lsld-engine export --out {self.engine_dir}`)")
+        # int8: the int8 folder (engine_dir or engine_dir/int8) holds fp32-named files with int8 inside;
+        # any folder with a fidelity report must pass its gate before it loads (lsld_engine.backends.quantize)
+        from lsld_engine.backends import quantize
+
+        if precision == "int8":
+            self.engine_dir, precision = quantize.int8_folder(self.engine_dir), "fp32"
+        self.int8_dir = self.engine_dir if quantize.is_int8_folder(self.engine_dir) else None
+        if self.int8_dir is not None and check_int8:
+            quantize.check_folder(self.int8_dir, force=force_int8)
         self.device = str(device)
         self.precision = precision
         self.providers = choose_providers(ort.get_available_providers(), self.device, providers)

@@ -62,8 +62,12 @@ def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-checkpoint", help="CLIP ViT-B/16 weights (OpenAI ViT-B-16.pt, open_clip .bin/.safetensors)")
     p.add_argument("--clap-checkpoint", help="LAION-CLAP weights (630k-audioset-best.pt or a converted .safetensors)")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available, else cpu)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
-                   help="encoder precision (default: fp16 on cuda, fp32 on cpu; autocast, weights stay fp32)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default=None,
+                   help="encoder precision (default: fp16 on cuda, fp32 on cpu; autocast, weights stay fp32); "
+                        "int8: CPU, the int8 files of `lsld-engine export --precision int8` given as "
+                        "--engine-dir (fp32 with a warning on a CPU without VNNI)")
+    p.add_argument("--force-int8", action="store_true",
+                   help="load an int8 engine even when its fidelity report is below the gate")
     p.add_argument("--workers", type=at_least(0), default=None,
                    help="decoding processes (default: CPUs - 1 with cuda; on cpu from the core count, see "
                         "--threads; printed at start; 0 = no processes)")
@@ -135,6 +139,13 @@ def decode_function(args, whole: bool = False):
 def backend_options(args, device: str, precision: str) -> dict:
     """The backend options of the flags (:meth:`lsld_engine.api.EngineOptions.backend_options`)."""
     return engine_options(args).backend_options(device, precision)
+
+
+def int8_summary_line(backend) -> str | None:
+    """The run summary's line naming an int8 engine's fidelity report (None for other engines)."""
+    from lsld_engine.backends.quantize import summary_line
+
+    return summary_line(backend)
 
 
 def collect(args, prog: str):

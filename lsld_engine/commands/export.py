@@ -33,6 +33,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--small", action="store_true",
                    help="the small test architectures (random weights or test checkpoints of that size)")
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    from lsld_engine.backends.quantize import MIN_COSINE, MIN_MEAN_COSINE
+
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="int8: also write <out>/int8/ with int8 CLIP / CLAP towers (CPU, ONNX Runtime) and its "
+                        "fidelity report fidelity.json (docs/export.md)")
+    p.add_argument("--calibrate", nargs="+", default=None, metavar="VIDEOS",
+                   help="int8: static (QDQ) quantization calibrated on these videos / folders, which also feed "
+                        "the fidelity report (default: dynamic int8, report on generated clips)")
+    p.add_argument("--min-mean-cosine", type=float, default=MIN_MEAN_COSINE,
+                   help=f"int8 gate: least mean cosine to fp32 per tower (default {MIN_MEAN_COSINE})")
+    p.add_argument("--min-cosine", type=float, default=MIN_COSINE,
+                   help=f"int8 gate: least cosine to fp32 of any frame / segment (default {MIN_COSINE})")
+    p.add_argument("--force", action="store_true", help="int8: keep an engine below the gate (it loads only with "
+                                                        "--force-int8)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,4 +74,21 @@ def run(args: argparse.Namespace) -> int:
             for path in build_engines(out, args.networks, "fp16" if args.fp16 else "fp32"):
                 print(f"TensorRT engine: {path}")
     assert_parity(all_results)
+    if args.precision == "int8":
+        _quantize(args, out)
     return 0
+
+
+def _quantize(args: argparse.Namespace, out: Path) -> None:
+    """``<out>/int8/`` from the fp32 files just written; prints the fidelity report; below the gate
+    a :class:`~lsld_engine.backends.quantize.FidelityError` (one line, exit 2) unless ``--force``."""
+    from lsld_engine.backends.quantize import INT8_SUBDIR, gate, quantize_folder
+
+    dst = out / INT8_SUBDIR
+    report = quantize_folder(out, dst, method="static" if args.calibrate else "dynamic", calibration=args.calibrate,
+                             min_mean_cosine=args.min_mean_cosine, min_cosine=args.min_cosine, force=True,
+                             max_windows=3 if args.calibrate else 1)
+    print(report.format_text())
+    print(f"int8 engine: {dst}")
+    if not args.force:
+        gate(report, dst)

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 # (the shared options lived here before lsld_engine.commands.common: old import paths keep working)
 from lsld_engine.commands.common import (add_encoder_arguments, add_input_arguments, add_ray_arguments,  # noqa: F401
                                          backend_options, collect, decode_function, default_workers,
-                                         device_and_precision, engine_options, media_limits, setup_logging)
+                                         device_and_precision, engine_options, int8_summary_line, media_limits,
+                                         setup_logging)
 
 log = logging.getLogger("lsld_engine")
 PROG = "lsld-engine extract"
@@ -67,6 +69,10 @@ def _run_locked(args, items, walk) -> int:
                 "were extracted and logged this run (no half-written file is left); free space, "
                 "then run the same command again to resume")
 
-    return plan.execute(lambda: engine.extract_into(plan.todo, store, summary=plan.summary,
-                                                    progress=not args.quiet),
-                        cleanup=engine.close, disk_full=disk_full)
+    int8_line = int8_summary_line(engine.backend)
+    status = plan.execute(lambda: engine.extract_into(plan.todo, store, summary=plan.summary,
+                                                      progress=not args.quiet),
+                          cleanup=engine.close, disk_full=disk_full)
+    if int8_line:
+        print(int8_line, file=sys.stderr)
+    return status

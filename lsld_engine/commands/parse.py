@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lsld_engine.commands.common import (add_encoder_arguments, add_input_arguments, add_ray_arguments, collect,
-                                         engine_options, setup_logging)
+                                         engine_options, int8_summary_line, setup_logging)
 from lsld_engine.writers import WRITERS
 
 log = logging.getLogger("lsld_engine")
@@ -110,4 +110,8 @@ def _run_locked(args, items, walk, done: set, lock, fmt: str) -> int:
                 f"({len(done) + written} videos in the file, each line complete; a cut last "
                 "line is dropped on resume): free space, then run the same command again to resume")
 
-    return plan.execute(work, cleanup=engine.close, disk_full=disk_full)
+    int8_line = int8_summary_line(engine.backend)
+    status = plan.execute(work, cleanup=engine.close, disk_full=disk_full)
+    if int8_line:
+        print(int8_line, file=sys.stderr)
+    return status
