@@ -116,7 +116,7 @@ class EngineOptions:
         if self.precision is None:
             opts["auto_precision"] = True  # torch on a CPU: bf16 only for the towers it speeds up
         if precision == "int8":  # the int8 ONNX files of `export --precision int8`, behind their fidelity gate
-            from lsld_engine.backends.quantize import int8_backend_options
+            from lsld_engine.backends.int8_report import int8_backend_options
 
             opts.update(int8_backend_options(self.backend, precision, self.engine_dir, self.force_int8))
         opts.update(self.backend_extra)

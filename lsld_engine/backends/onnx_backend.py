@@ -185,7 +185,7 @@ class OnnxBackend(ClosesOnExit):
                                     f"`lsld-engine export --out {self.engine_dir}`)")
         # int8: the int8 folder (engine_dir or engine_dir/int8) holds fp32-named files with int8 inside;
         # any folder with a fidelity report must pass its gate before it loads (lsld_engine.backends.quantize)
-        from lsld_engine.backends import quantize
+        from lsld_engine.backends import int8_report as quantize
 
         if precision == "int8":
             self.engine_dir, precision = quantize.int8_folder(self.engine_dir), "fp32"

@@ -143,7 +143,7 @@ def backend_options(args, device: str, precision: str) -> dict:
 
 def int8_summary_line(backend) -> str | None:
     """The run summary's line naming an int8 engine's fidelity report (None for other engines)."""
-    from lsld_engine.backends.quantize import summary_line
+    from lsld_engine.backends.int8_report import summary_line
 
     return summary_line(backend)
 
