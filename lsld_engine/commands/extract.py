@@ -192,6 +192,12 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args)
     if args.ray is not None:
         return _run_ray(args, prog)
+    from lsld_engine.commands.scale import EXTRACT_NEEDS_FILESYSTEM
+    from lsld_engine.results import is_uri
+
+    if is_uri(args.out):
+        print(f"{prog}: error: --out {args.out}: {EXTRACT_NEEDS_FILESYSTEM}", file=sys.stderr)
+        return 2
     items, walk = collect(args, prog)
     args.out = Path(args.out)
     # The root first (cheap): locked and known writable before any network loads.

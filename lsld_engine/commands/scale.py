@@ -17,6 +17,10 @@ from lsld_engine.cli import at_least
 
 log = logging.getLogger("lsld_engine")
 
+#: extract's --out on an object store: refused (numpy feature files are written in place, appended to a log)
+EXTRACT_NEEDS_FILESYSTEM = ("extract writes the dataset layout (feature files + a log) to a folder every node sees "
+                            "(a local or shared filesystem path such as NFS), not to an object store URI")
+
 
 def add_ray_arguments(p: argparse.ArgumentParser, shards: bool = True) -> None:
     """The ``--ray`` flags; ``shards``: also the results-folder flags (parse)."""
@@ -43,6 +47,12 @@ def add_ray_arguments(p: argparse.ArgumentParser, shards: bool = True) -> None:
                    help="videos per decode task, the unit Ray retries (default 2)")
     g.add_argument("--ray-retries", type=at_least(0), default=3,
                    help="retries of a decode task whose worker process died (default 3)")
+    g.add_argument("--ray-timeout", type=at_least(0, float, strict=True), default=30.0,
+                   help="seconds for the cluster's ADDRESS to answer (default 30)")
+    g.add_argument("--ray-node-wait", type=at_least(0, float, strict=True), default=300.0,
+                   help="stop when for this long no node can run an encoder actor, e.g. its GPU nodes were "
+                        "lost (default 300 s; the finished videos stay, the same command resumes)")
+    add_store_arguments(p)
     if shards:
         g.add_argument("--shard-rows", dest="rows_per_shard", type=at_least(1), default=1000,
                        help="results folder: videos per shard (default 1000)")
@@ -51,10 +61,30 @@ def add_ray_arguments(p: argparse.ArgumentParser, shards: bool = True) -> None:
                             "run loses at most the videos of its unwritten shard)")
 
 
-def ray_options(args):
-    from lsld_engine.scale.engine import RayOptions
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    """``--s3-endpoint`` (with or without ``--ray``)."""
+    g = p.add_argument_group("object stores (inputs / results as s3://... URIs)")
+    g.add_argument("--s3-endpoint", default=None, metavar="URL",
+                   help="S3-compatible endpoint, e.g. http://minio:9000 (default: $AWS_ENDPOINT_URL_S3 / "
+                        "$AWS_ENDPOINT_URL, else AWS); used by this process and every Ray task. Credentials "
+                        "come from the usual AWS variables / files on each machine, never from options")
 
-    return RayOptions(address=args.ray, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus,
+
+def apply_store_arguments(args) -> None:
+    """Make ``--s3-endpoint`` (else the environment's) the object-store settings of this process."""
+    from lsld_engine.objectstore import apply, from_environment
+
+    apply(from_environment(getattr(args, "s3_endpoint", None)))
+
+
+def ray_options(args):
+    from lsld_engine.objectstore import current
+    from lsld_engine.scale.engine import RayOptions
+    from lsld_engine.scale.trace import trace_path
+
+    apply_store_arguments(args)
+    return RayOptions(store=current(), trace=trace_path(), connect_timeout=args.ray_timeout,
+                      node_wait=args.ray_node_wait, address=args.ray, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus,
                       object_store_mb=args.ray_object_store_mb, decode_cpus=args.ray_decode_cpus,
                       decode_batch=args.ray_decode_batch, decode_retries=args.ray_retries,
                       decode_timeout=args.decode_timeout, actors=args.ray_actors, actor_cpus=args.ray_actor_cpus,
@@ -123,8 +153,16 @@ def _connect(args, prog: str):
 
     opts = ray_options(args)
     resources, started = cluster.connect(opts.address, num_cpus=opts.num_cpus, num_gpus=opts.num_gpus,
-                                object_store_mb=opts.object_store_mb, verbose=opts.verbose)
-    opts = plan(opts, resources)
+                                         object_store_mb=opts.object_store_mb, verbose=opts.verbose,
+                                         timeout=opts.connect_timeout)
+    try:
+        if opts.address not in (None, cluster.LOCAL):  # a cluster's nodes have their own installs
+            cluster.check_workers(timeout=max(60.0, opts.connect_timeout))
+        opts = plan(opts, resources)
+    except BaseException:
+        if started:
+            cluster.shutdown()
+        raise
     log.info("Ray: %g CPUs, %g GPUs; encoder actors 1..%d (%g CPU, %g GPU each, %d videos a call), "
              "decode tasks of %d videos (%g CPU)", resources.get("CPU", 0), resources.get("GPU", 0), opts.actors,
              opts.actor_cpus, opts.actor_gpus, opts.encode_batch, opts.decode_batch, opts.decode_cpus)
@@ -135,10 +173,11 @@ def run_parse(args, prog: str, backend_opts: dict) -> int:
     """``lsld-engine parse --ray``: weights already checked by the command; writes a results folder."""
     from lsld_engine.pipeline import Summary
     from lsld_engine.results import done_ids, is_uri
-    from lsld_engine.scale.cluster import RayUnavailableError, shutdown
+    from lsld_engine.scale.cluster import ClusterError, RayUnavailableError, shutdown
     from lsld_engine.scale.engine import run_parse as run
     from lsld_engine.scale.sinks import ShardSink
 
+    apply_store_arguments(args)
     why = _unsupported(args, prog)
     if why:
         return _error(prog, why)
@@ -161,7 +200,7 @@ def run_parse(args, prog: str, backend_opts: dict) -> int:
     if todo:  # (a resumed run with nothing left to do needs no cluster)
         try:
             opts, started = _connect(args, prog)
-        except (RayUnavailableError, ValueError, ConnectionError) as e:
+        except (RayUnavailableError, ClusterError, ValueError, ConnectionError) as e:
             return _error(prog, str(e))
     sink = ShardSink(out, fmt, rows_per_shard=args.rows_per_shard, shard_seconds=args.shard_seconds)
     try:
@@ -176,6 +215,8 @@ def run_parse(args, prog: str, backend_opts: dict) -> int:
         return 130
     except BaseException as e:
         sink.abort()
+        if isinstance(e, ClusterError):
+            return _error(prog, f"{e}; finished videos are in {out}, run the same command again to resume")
         if _is_ray_error(e):
             return _error(prog, f"the Ray job failed ({_first_line(e)}); finished videos are in {out}, run "
                                 "again to resume (--decode-timeout turns decoder crashes into error records)")
@@ -195,15 +236,15 @@ def run_extract(args, prog: str, backend_opts: dict) -> int:
     from lsld_engine.extract import FeatureStore, pending
     from lsld_engine.pipeline import Summary
     from lsld_engine.results import is_uri
-    from lsld_engine.scale.cluster import RayUnavailableError, shutdown
+    from lsld_engine.scale.cluster import ClusterError, RayUnavailableError, shutdown
     from lsld_engine.scale.engine import run_extract as run
 
+    apply_store_arguments(args)
     why = _unsupported(args, prog)
     if why:
         return _error(prog, why)
     if is_uri(args.out):
-        return _error(prog, "extract --ray writes the dataset layout to a folder every node sees (a local or "
-                            "shared filesystem path), not to an object store")
+        return _error(prog, f"--out {args.out}: {EXTRACT_NEEDS_FILESYSTEM}")
     items = _collect(args, prog)
     store = FeatureStore(args.out, args.dtype)
     todo, skipped = pending(items, store)
@@ -213,7 +254,7 @@ def run_extract(args, prog: str, backend_opts: dict) -> int:
     if todo:
         try:
             opts, started = _connect(args, prog)
-        except (RayUnavailableError, ValueError, ConnectionError) as e:
+        except (RayUnavailableError, ClusterError, ValueError, ConnectionError) as e:
             return _error(prog, str(e))
         try:
             with open(store.log_path, "a", encoding="utf-8") as logf:
@@ -224,6 +265,8 @@ def run_extract(args, prog: str, backend_opts: dict) -> int:
                   + summary.format("extracted"), file=sys.stderr)
             return 130
         except Exception as e:
+            if isinstance(e, ClusterError):
+                return _error(prog, f"{e}; finished videos are kept, run the same command again to resume")
             if _is_ray_error(e):
                 return _error(prog, f"the Ray job failed ({_first_line(e)}); finished videos are kept, run "
                                     "again to resume (--decode-timeout turns decoder crashes into error records)")

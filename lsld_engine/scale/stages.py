@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,25 +32,47 @@ import numpy as np
 from lsld_engine.media.pool import DecodeFailure, decode_stream
 from lsld_engine.media import (FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, DecodedVideo,
                                decode_video)
+from lsld_engine.objectstore import StoreSettings, apply as apply_store
 from lsld_engine.results import filesystem, is_uri
+from lsld_engine.scale import trace
 
 log = logging.getLogger(__name__)
+
+#: Start of the error of a local input that the task's node cannot see; the driver stops the run
+#: on it (an error record would be skipped on resume, and every other video would fail the same way).
+NOT_VISIBLE = "not visible on the worker node"
+#: Test-only: a node started with this variable (os.pathsep-separated folders) behaves as if those
+#: folders were not mounted there (one machine cannot hide a path from one process otherwise).
+HIDDEN_VARIABLE = "LSLD_TEST_NODE_HIDES"
+
+
+def visible(path: str) -> bool:
+    """Whether this node sees the local file ``path``."""
+    hidden = [h for h in os.environ.get(HIDDEN_VARIABLE, "").split(os.pathsep) if h]
+    if any(os.path.abspath(path).startswith(os.path.join(os.path.abspath(h), "")) for h in hidden):
+        return False
+    return os.path.exists(path)
 
 _NO_FRAMES = np.zeros((0, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
 _NO_AUDIO = np.zeros((0, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)
 
 
 def decode_batch(batch: dict[str, Any], *, timeout: float | None = None, decode_fn: Callable | None = None,
-                 threads: int = 1) -> dict[str, list]:
+                 threads: int = 1, store: StoreSettings | None = None, trace_to: str | None = None) -> dict[str, list]:
     """Decode the videos of ``batch`` (columns ``path``, ``video_id``); one output row per input.
 
     ``timeout``: seconds per file (a child process is used and replaced on expiry); ``decode_fn``:
-    the per-video decoder (default :func:`lsld_engine.media.decode_video`); ``threads``: FFmpeg threads.
+    the per-video decoder (default :func:`lsld_engine.media.decode_video`); ``threads``: FFmpeg threads;
+    ``store``: the driver's object-store settings (the S3 endpoint), applied here before any input is
+    opened; ``trace_to``: :mod:`~lsld_engine.scale.trace` file. A local path this node does not see
+    gives an error starting with ``PATH: {NOT_VISIBLE}``.
     """
     # whole videos (one row each), also where decode_stream's own default streams parts of long videos
+    apply_store(store)
     decode_fn = decode_fn or decode_video
     paths = [str(p) for p in batch["path"]]
     ids = [str(v) for v in batch["video_id"]]
+    trace.note(trace_to, "decode", ids)
     local, temps, failed = [], [], {}
     for i, p in enumerate(paths):
         if is_uri(p):
@@ -62,6 +83,8 @@ def decode_batch(batch: dict[str, Any], *, timeout: float | None = None, decode_
                 failed[i] = f"{p}: cannot read: {e}"
                 local.append(p)
         else:
+            if not visible(p):
+                failed[i] = f"{p}: {NOT_VISIBLE} ({_node()})"
             local.append(p)
     todo = [i for i in range(len(paths)) if i not in failed]
     try:
@@ -93,18 +116,17 @@ def decode_batch(batch: dict[str, Any], *, timeout: float | None = None, decode_
     return out
 
 
+def _node() -> str:
+    """This task's node, for messages: ``node <id> at <ip>``."""
+    import ray
+
+    return f"node {ray.get_runtime_context().get_node_id()[:12]} at {ray.util.get_node_ip_address()}"
+
+
 def _fetch(uri: str) -> str:
-    """Copy a file of an object store to a temporary local file (PyAV reads local files)."""
-    fs, p = filesystem(uri)
-    fd, tmp = tempfile.mkstemp(prefix="lsld-", suffix=os.path.splitext(p)[1])
-    try:
-        with os.fdopen(fd, "wb") as f, fs.open_input_stream(p) as src:
-            while chunk := src.read(1 << 22):
-                f.write(chunk)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tmp
+    from lsld_engine.remote_inputs import fetch
+
+    return fetch(uri)
 
 
 def split_decoded(batch: dict[str, Any]) -> tuple[list[DecodedVideo | DecodeFailure], list[DecodedVideo]]:
@@ -123,10 +145,14 @@ def split_decoded(batch: dict[str, Any]) -> tuple[list[DecodedVideo | DecodeFail
 class _EncoderActor:
     """One backend per actor process, built once (weights load once per actor, not per batch)."""
 
-    def __init__(self, backend: str, options: dict, max_batch: int | None = None):
+    def __init__(self, backend: str, options: dict, max_batch: int | None = None, store: StoreSettings | None = None,
+                 trace_to: str | None = None):
         from lsld_engine.backends import create_backend
         from lsld_engine.hardware import resolve_precision
 
+        apply_store(store)
+        self.trace_to = trace_to
+        trace.note(trace_to, "actor")
         # resolved here, not on the driver: the actor's CPU may lack native bf16 where the driver's has it
         if "precision" in options:
             options = {**options, "precision": resolve_precision(options["precision"], options.get("device", "cpu"))}
@@ -138,6 +164,7 @@ class _EncoderActor:
         from lsld_engine.embed import embed_videos
 
         items, ok = split_decoded(batch)
+        trace.note(self.trace_to, "encode", [it.video_id for it in items])
         return items, embed_videos(ok, self.backend, self.max_batch)
 
 
@@ -145,8 +172,9 @@ class ParseActor(_EncoderActor):
     """Decoded videos -> parse records (embed, HAN over all windows of the batch, events)."""
 
     def __init__(self, backend: str, options: dict, *, seg_threshold: float = 0.5, video_threshold: float = 0.5,
-                 save_probs: bool = False, max_batch: int | None = None):
-        super().__init__(backend, options, max_batch)
+                 save_probs: bool = False, max_batch: int | None = None, store: StoreSettings | None = None,
+                 trace_to: str | None = None):
+        super().__init__(backend, options, max_batch, store, trace_to)
         from lsld_engine.parse import Thresholds
 
         self.thresholds = Thresholds(seg_threshold, video_threshold)
@@ -167,8 +195,8 @@ class ExtractActor(_EncoderActor):
     """Decoded videos -> feature files in a dataset root (a folder every node sees) and their log records."""
 
     def __init__(self, backend: str, options: dict, *, root: str, dtype: str = "float16",
-                 max_batch: int | None = None):
-        super().__init__(backend, options, max_batch)
+                 max_batch: int | None = None, store: StoreSettings | None = None, trace_to: str | None = None):
+        super().__init__(backend, options, max_batch, store, trace_to)
         from lsld_engine.extract import FeatureStore
 
         self.store = FeatureStore(root, dtype)
