@@ -135,3 +135,264 @@ def test_parse_and_extract_on_three_nodes_give_the_single_machine_results(cluste
     for sub in (CLIP_SUBDIR, CLAP_SUBDIR):
         for n in names:
             np.testing.assert_allclose(np.load(many / sub / n), np.load(one / sub / n), atol=1e-4)
+
+
+# --- nodes lost and added mid-run --------------------------------------------------------------
+
+FREE = {"clipA", "clipB"}  # decoded at once; the others wait for the test's gate (held in flight)
+
+
+def _wait_for(what: str, cond, timeout: float = 300.0):
+    """Poll ``cond`` until it returns something true (bounded; a clear failure otherwise)."""
+    t0 = time.monotonic()
+    while not (got := cond()):
+        assert time.monotonic() - t0 < timeout, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return got
+
+
+def _encode_node(path: Path, among: set[str]) -> str | None:
+    """The node of an encoder call recorded in the trace, if one is among ``among``."""
+    if not path.exists():
+        return None
+    return next((line["node"] for line in trace.read(path) if line["stage"] == "encode" and line["node"] in among), None)
+
+
+class Driver(threading.Thread):
+    """``fn()`` (a run) in a thread: the test's main thread kills and adds nodes meanwhile (Ray
+    starts nodes from the main thread only). ``result`` / ``error`` when it ends."""
+
+    def __init__(self, fn):
+        super().__init__(daemon=True)
+        self.fn, self.result, self.error = fn, None, None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised by the test
+            self.error = e
+
+
+def _trace(e: BaseException | None) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(e)) if e is not None else "no error"
+
+
+def kill_mid_run(cluster, run, trace_path: Path, gate: Path, among: set[str], add: dict | None = None,
+                 ready=lambda: True, timeout: float = 600.0):
+    """Run ``run()`` in a :class:`Driver`; once an encoder call ran on one of ``among`` (and
+    ``ready()``), SIGKILL that node, start a new node (``add`` kwargs) if asked, then open ``gate``
+    (the held videos go on). Returns (driver, killed node id, added node id)."""
+    driver = Driver(run)
+    driver.start()
+    added = None
+    try:
+        victim = _wait_for("an encoder call on a worker node",
+                           lambda: (driver.is_alive() or pytest.fail(f"the run ended first: {_trace(driver.error)}"))
+                           and ready() and _encode_node(trace_path, among))
+        raycluster.kill_node(cluster, next(n for n in cluster.worker_nodes if n.node_id == victim))
+        if add is not None:
+            added = raycluster.add_node(cluster, **add).node_id
+    finally:
+        gate.touch()
+        driver.join(timeout)
+    assert not driver.is_alive(), f"the run did not end within {timeout:g} s"
+    return driver, victim, added
+
+
+def _run(cluster, items, out, opts, gate: Path, options: dict | None = None):
+    from lsld_engine.pipeline import Summary
+    from lsld_engine.scale.engine import run_parse
+    from lsld_engine.scale.sinks import ShardSink
+    from lsld_engine.testing.faults import Gate
+
+    sink = ShardSink(out, "jsonl", rows_per_shard=1)
+    try:
+        summary = run_parse(items, sink, "torch", {"random_weights": True, "size": "small", **(options or {})}, opts,
+                            save_probs=True, progress=False, summary=Summary(), decode_fn=Gate(gate, FREE))
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close(inputs=len(items))
+    return summary
+
+
+def _opts(cluster, traced, **kw):
+    from lsld_engine.scale import cluster as rc
+    from lsld_engine.scale.engine import RayOptions, plan
+
+    raycluster.connect(cluster)  # attached to the head node, whose raylet the test never kills
+    resources, _ = rc.connect(cluster.address)
+    return plan(RayOptions(address=cluster.address, actor_cpus=0.5, decode_cpus=0.5, decode_batch=1, encode_batch=1,
+                           trace=str(traced), **kw), resources)
+
+
+def test_a_worker_node_killed_mid_run_with_an_encoder_actor(cluster, videos, single, traced, tmp_path):
+    """SIGKILL the node of an encoder actor (raylet and workers) while videos are held in flight:
+    the run finishes on the other node, every video once, the records of an undisturbed run."""
+    from lsld_engine.scale.sources import list_inputs
+
+    gate, out = tmp_path / "gate", tmp_path / "results"
+    opts = _opts(cluster, traced)
+    try:
+        driver, killed, _ = kill_mid_run(cluster, lambda: _run(cluster, list_inputs([videos / "all"]), out, opts, gate),
+                                         traced, gate, worker_ids(cluster))
+    finally:
+        ray.shutdown()
+        if len(cluster.worker_nodes) < 2:  # keep the module's cluster at two worker nodes
+            raycluster.add_node(cluster, cpus=1, store_mb=100)
+    assert driver.error is None, driver.error
+    assert driver.result.done == len(CLIPS) and not driver.result.failed
+    assert_same_records(read_results(out), single)  # raises on a video in two shards
+    assert read_manifest(out)["videos"] == len(CLIPS)
+    later = [line for line in trace.read(traced) if line["stage"] == "encode"][-1]
+    assert later["node"] != killed  # the last encoder calls ran on the surviving node
+
+
+def test_encoder_nodes_lost_stops_in_one_line_then_resume_on_a_node_that_joined(cluster, videos, single, traced,
+                                                                                 tmp_path):
+    """Encoders on the only (logical-)GPU node: it is killed mid-run, no node can run them, the
+    driver stops (one line) after --ray-node-wait, keeping what was written; a new GPU node joins
+    and the same run again resumes on it. Every video once, the single-machine records."""
+    from lsld_engine.scale.cluster import ClusterError
+    from lsld_engine.scale.sources import list_inputs
+
+    items, out = list_inputs([videos / "all"]), tmp_path / "results"
+    gpu = {"cpus": 1, "gpus": 1, "store_mb": 100}
+    first = raycluster.add_node(cluster, **gpu).node_id
+    gate = tmp_path / "gate1"
+    from lsld_engine.results import shard_files
+
+    opts = _opts(cluster, traced, actor_gpus=1.0, node_wait=3.0)
+    try:
+        driver, killed, _ = kill_mid_run(cluster, lambda: _run(cluster, items, out, opts, gate, {"device": "cpu"}),
+                                         traced, gate, {first}, ready=lambda: shard_files(out))  # a record written
+    finally:
+        ray.shutdown()
+    assert killed == first and isinstance(driver.error, ClusterError), driver.error
+    msg = str(driver.error)
+    assert "\n" not in msg and "no node of the Ray cluster could run an encoder actor (0.5 CPU, 1 GPU)" in msg
+    done = read_results(out)
+    assert 0 < len(done) < len(CLIPS) and read_manifest(out) is None  # stopped before the end, kept what was done
+
+    second = raycluster.add_node(cluster, **gpu).node_id  # a GPU node joins after the loss
+    todo = [i for i in items if i.video_id not in done]  # the same command again: resume
+    opts = _opts(cluster, traced, actor_gpus=1.0, node_wait=120.0)
+    try:
+        summary = _run(cluster, todo, out, opts, gate, {"device": "cpu"})  # (the gate is open by now)
+    finally:
+        ray.shutdown()
+    assert summary.done == len(todo)
+    assert second in nodes_by_stage(traced)["encode"]  # the node that joined took over the encoders
+    got = read_results(out)
+    assert_same_records(got, single)
+    assert {k: got[k] for k in done} == done  # the first run's records kept, none written twice
+    for n in list(cluster.worker_nodes):  # back to the module's shape: two CPU worker nodes
+        if n.node_id == second:
+            raycluster.kill_node(cluster, n)
+
+
+# --- object-store inputs on nodes without the endpoint; inputs the nodes cannot see ------------
+
+def test_s3_inputs_and_results_on_nodes_that_lack_the_endpoint(cluster, videos, single, tmp_path, capsys):
+    """The nodes were started without AWS_ENDPOINT_URL (as on machines of their own): the driver's
+    endpoint reaches the decode tasks, which read the inputs from moto on 127.0.0.1."""
+    pytest.importorskip("moto", reason="moto is not installed (pip install 'lsld-engine[dev]')")
+    from lsld_engine.testing.s3server import make_bucket, s3_server, upload
+
+    with s3_server(log=tmp_path / "moto.log") as url, raycluster.env_vars(AWS_ENDPOINT_URL=url):
+        make_bucket(url, "bucket")
+        upload(url, {f"bucket/archive/{i % 2}/{n}.mp4": videos / "all" / f"{n}.mp4" for i, n in enumerate(CLIPS)})
+        out = "s3://bucket/results/"
+        args = ["parse", "s3://bucket/archive/**/*.mp4", "--out", out, "--ray", cluster.address, "--format", "parquet",
+                "--save-probs", *SHAPE, *ENCODERS]
+        assert main([*args, "--limit", "3"]) == 0
+        assert main(args) == 0  # resumes
+        got = read_results(out)
+        assert read_manifest(out)["videos"] == len(CLIPS)
+        for vid in got:
+            assert got[vid]["path"].startswith("s3://bucket/archive/")
+            got[vid]["path"] = single[vid]["path"]
+        assert_same_records(got, single)
+        err = capsys.readouterr().err
+        assert SECRET not in err and SECRET not in (tmp_path / "moto.log").read_text(errors="replace")
+    logs = [p for p in Path(cluster.tmp).rglob("*") if p.is_file() and p.suffix in (".out", ".err", ".log")]
+    assert logs and not [p for p in logs if SECRET in p.read_text(errors="replace")]
+
+
+def test_a_local_input_the_nodes_cannot_see_is_named_in_one_line(cluster, videos, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["parse", str(videos / "hidden"), "--out", str(out), "--ray", cluster.address, *SHAPE,
+                 *ENCODERS]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert str(videos / "hidden" / "unseen.mp4") in err[0] and "not visible on the worker node" in err[0]
+    assert "filesystem every node sees" in err[0]
+    assert not (out.exists() and read_results_or_none(out))  # no error record that resume would skip
+
+
+def read_results_or_none(out: Path):
+    from lsld_engine.results import shard_files
+
+    return shard_files(out)
+
+
+# --- cluster shape mistakes: one line each ------------------------------------------------------
+
+def _one_error_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lsld-engine parse: error:")]
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_an_address_that_does_not_answer(videos, tmp_path, capsys):
+    from lsld_engine.testing.s3server import free_port
+
+    t0 = time.monotonic()
+    assert main(["parse", str(videos / "all"), "--out", str(tmp_path / "r"), "--ray", f"127.0.0.1:{free_port()}",
+                 "--ray-timeout", "3", *ENCODERS]) == 2
+    assert time.monotonic() - t0 < 60
+    assert "no Ray cluster answers at 127.0.0.1:" in _one_error_line(capsys)
+
+
+def test_a_ray_version_that_differs_from_the_drivers(cluster, videos, tmp_path, capsys, monkeypatch):
+    """Ray's own check on connect (the cluster records its version), then the per-node probe."""
+    from lsld_engine.scale import cluster as rc
+
+    monkeypatch.setattr(ray, "__version__", "2.0.0")
+    try:
+        assert main(["parse", str(videos / "all"), "--out", str(tmp_path / "r"), "--ray", cluster.address,
+                     *ENCODERS]) == 2
+    finally:
+        ray.shutdown()
+    line = _one_error_line(capsys)
+    assert "this driver has Ray 2.0.0" in line and "install the same Ray" in line
+    monkeypatch.undo()
+    raycluster.connect(cluster)
+    try:
+        monkeypatch.setattr(ray, "__version__", "2.0.0")
+        with pytest.raises(rc.ClusterError, match="runs Ray .*; this driver has Ray 2.0.0"):
+            rc.check_workers(timeout=120)
+    finally:
+        monkeypatch.undo()
+        ray.shutdown()
+
+
+def test_a_node_without_the_ray_extra_is_named(cluster, videos, tmp_path, capsys):
+    """A node whose Python cannot import pyarrow (a shadow package first on its path raises
+    ModuleNotFoundError, as a missing install does): refused before any work, naming the module."""
+    shadow = tmp_path / "shadow" / "pyarrow"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'pyarrow'\", name='pyarrow')\n")
+    path = os.pathsep.join([str(tmp_path / "shadow"), str(ROOT)])
+    node = raycluster.add_node(cluster, cpus=1, store_mb=100, PYTHONPATH=path)
+    try:
+        assert main(["parse", str(videos / "all"), "--out", str(tmp_path / "r"), "--ray", cluster.address,
+                     *SHAPE, *ENCODERS]) == 2
+    finally:
+        ray.shutdown()
+        raycluster.kill_node(cluster, node)
+    line = _one_error_line(capsys)
+    assert f"the Ray node {node.node_id[:12]}" in line and "cannot import 'pyarrow'" in line
+    assert "lsld-engine[ray]" in line

@@ -52,6 +52,9 @@ def add_ray_arguments(p: argparse.ArgumentParser, shards: bool = True) -> None:
     g.add_argument("--ray-node-wait", type=at_least(0, float, strict=True), default=300.0,
                    help="stop when for this long no node can run an encoder actor, e.g. its GPU nodes were "
                         "lost (default 300 s; the finished videos stay, the same command resumes)")
+    g.add_argument("--ray-restarts", type=at_least(0), default=2,
+                   help="when Ray gives up on the job after losing a node, actor or object, run the videos not "
+                        "yet written again, at most this many times (default 2)")
     add_store_arguments(p)
     if shards:
         g.add_argument("--shard-rows", dest="rows_per_shard", type=at_least(1), default=1000,
@@ -84,7 +87,7 @@ def ray_options(args):
 
     apply_store_arguments(args)
     return RayOptions(store=current(), trace=trace_path(), connect_timeout=args.ray_timeout,
-                      node_wait=args.ray_node_wait, address=args.ray, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus,
+                      node_wait=args.ray_node_wait, restarts=args.ray_restarts, address=args.ray, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus,
                       object_store_mb=args.ray_object_store_mb, decode_cpus=args.ray_decode_cpus,
                       decode_batch=args.ray_decode_batch, decode_retries=args.ray_retries,
                       decode_timeout=args.decode_timeout, actors=args.ray_actors, actor_cpus=args.ray_actor_cpus,

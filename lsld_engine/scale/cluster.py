@@ -187,31 +187,36 @@ class EncoderNodeWatch:
                 f"for {self.wait:g} s (nodes lost?)")
 
 
+class EncoderNodesLost(ClusterError):
+    """Raised inside the driver's thread by :func:`iter_with_watch` (the message is set after)."""
+
+
 def iter_with_watch(rows: Iterator, watch: EncoderNodeWatch, poll: float = 2.0) -> Iterator:
-    """``rows`` (a Ray Data iterator) pulled in a thread; between rows, ``watch`` is polled and a
-    :class:`ClusterError` raised when it expires (Ray would wait for such a node forever)."""
-    q: queue.Queue = queue.Queue(maxsize=256)
-    end = object()
+    """``rows`` (a Ray Data iterator) as they come, while a thread polls ``watch``: when it
+    expires, :class:`EncoderNodesLost` is raised *in the iterating thread* (an asynchronous
+    exception: Ray Data's own loop is unwound, so its executor and actors are shut down as on any
+    error; a second thread left iterating would keep a stale execution alive)."""
+    import ctypes
 
-    def pull() -> None:
-        try:
-            for r in rows:
-                q.put(("row", r))
-            q.put(("end", end))
-        except BaseException as e:  # noqa: BLE001 - handed to the driver's thread
-            q.put(("error", e))
+    target = threading.get_ident()
+    done = threading.Event()
 
-    threading.Thread(target=pull, name="lsld-ray-rows", daemon=True).start()
-    while True:
-        try:
-            kind, item = q.get(timeout=poll)
-        except queue.Empty:
-            if watch.expired():
-                raise ClusterError(watch.message()) from None
-            continue
-        if kind == "row":
-            yield item
-        elif kind == "end":
-            return
-        else:
-            raise item
+    def watcher() -> None:
+        while not done.wait(poll):
+            try:
+                expired = watch.expired()
+            except Exception:  # noqa: BLE001 - a GCS hiccup: try again next time
+                continue
+            if expired and not done.is_set():
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(EncoderNodesLost))
+                return
+
+    t = threading.Thread(target=watcher, name="lsld-ray-node-watch", daemon=True)
+    t.start()
+    try:
+        yield from rows
+    except EncoderNodesLost:
+        raise ClusterError(watch.message()) from None
+    finally:
+        done.set()
+        t.join()

@@ -56,6 +56,7 @@ class RayOptions:
     verbose: bool = False
     connect_timeout: float = 30.0        # seconds for the cluster's address to answer
     node_wait: float = 300.0             # seconds without any node that can run an encoder actor -> stop
+    restarts: int = 2                    # new datasets of the unwritten videos after a lost node / actor
     store: StoreSettings = field(default_factory=current_store)  # object-store endpoint for every task
     trace: str | None = None             # scale.trace file (where each stage ran), for tests and benches
 
@@ -135,8 +136,10 @@ def run_parse(items: list[VideoInput], sink, backend: str, options: dict, opts: 
 
     kwargs = {"backend": backend, "options": backend_options_for(options, opts), "seg_threshold": seg_threshold,
               "video_threshold": video_threshold, "save_probs": save_probs}
-    ds = encoded_dataset(decoded_dataset(items, opts, decode_fn), ParseActor, kwargs, opts)
-    return _drive(ds, len(items), sink.write, progress, summary or Summary(), "parse", opts)
+    def build(todo: list[VideoInput]):
+        return encoded_dataset(decoded_dataset(todo, opts, decode_fn), ParseActor, kwargs, opts)
+
+    return _drive_with_restarts(items, build, sink.write, progress, summary or Summary(), "parse", opts)
 
 
 def run_extract(items: list[VideoInput], log_file, options: dict, opts: RayOptions, *, root: str,
@@ -147,13 +150,49 @@ def run_extract(items: list[VideoInput], log_file, options: dict, opts: RayOptio
     from lsld_engine.scale.stages import ExtractActor
 
     kwargs = {"backend": "torch", "options": backend_options_for(options, opts), "root": root, "dtype": dtype}
-    ds = encoded_dataset(decoded_dataset(items, opts, decode_fn), ExtractActor, kwargs, opts)
+    def build(todo: list[VideoInput]):
+        return encoded_dataset(decoded_dataset(todo, opts, decode_fn), ExtractActor, kwargs, opts)
 
     def write(record: dict) -> None:
         log_file.write(json.dumps(record, ensure_ascii=False) + "\n")
         log_file.flush()
 
-    return _drive(ds, len(items), write, progress, summary or Summary(), "extract", opts)
+    return _drive_with_restarts(items, build, write, progress, summary or Summary(), "extract", opts)
+
+
+def _system_failure(e: BaseException) -> bool:
+    """A failure of the cluster rather than of the work: a node, an actor or an object was lost."""
+    import ray.exceptions as rex
+
+    kinds = tuple(getattr(rex, n) for n in ("ActorDiedError", "ActorUnavailableError", "NodeDiedError",
+                                             "ObjectLostError", "OwnerDiedError", "WorkerCrashedError",
+                                             "ObjectReconstructionFailedError") if hasattr(rex, n))
+    return isinstance(e, kinds)
+
+
+def _drive_with_restarts(items: list[VideoInput], build: Callable, write: Callable[[dict], None], progress: bool,
+                         summary: Summary, what: str, opts: RayOptions) -> Summary:
+    """:func:`_drive` the dataset of ``items``; when Ray gives up on it because the cluster lost
+    a node, an actor or an object (e.g. an encoder actor whose replacement waited for a node that
+    joined later), run a new dataset of the videos not yet written, at most ``opts.restarts``
+    times. The driver is the only writer and skips what it wrote, so no video is written twice."""
+    written: set[str] = set()
+
+    def write_once(record: dict) -> None:
+        write(record)
+        written.add(record["video_id"])
+
+    for attempt in range(opts.restarts + 1):
+        todo = [i for i in items if i.video_id not in written]
+        try:
+            return _drive(build(todo), len(todo), write_once, progress, summary, what, opts)
+        except Exception as e:
+            if attempt == opts.restarts or not _system_failure(e):
+                raise
+            log.warning("the cluster lost work (%s: %s); running the %d videos not yet written again",
+                        type(e).__name__, (str(e).strip().splitlines() or [""])[0],
+                        len(items) - len(written))
+    return summary
 
 
 def _drive(ds, total: int, write: Callable[[dict], None], progress: bool, summary: Summary, what: str,
@@ -164,14 +203,15 @@ def _drive(ds, total: int, write: Callable[[dict], None], progress: bool, summar
     on a worker node, or when for ``opts.node_wait`` seconds no node of the cluster can run an
     encoder actor (its nodes were lost): Ray would wait for one forever."""
     from lsld_engine.progress import progress_bar
-    from lsld_engine.scale.cluster import ClusterError, EncoderNodeWatch, iter_with_watch
+    from lsld_engine.scale.cluster import ClusterError, EncoderNodesLost, EncoderNodeWatch, iter_with_watch
     from lsld_engine.scale.stages import NOT_VISIBLE
 
     t0 = time.perf_counter()
     bar = progress_bar(total=total, unit="video", disable=not progress, dynamic_ncols=True, smoothing=0.1)
     watch = EncoderNodeWatch(opts.actor_cpus or 0.0, opts.actor_gpus or 0.0, opts.node_wait)
+    rows = iter_with_watch(ds.iter_rows(), watch)
     try:
-        for row in iter_with_watch(ds.iter_rows(), watch):
+        for row in rows:
             rec = json.loads(row["record"])
             if rec["status"] != "ok" and NOT_VISIBLE in str(rec.get("error", "")):
                 raise ClusterError(f"{rec['error']}: local inputs must be on a filesystem every node sees "
@@ -186,7 +226,10 @@ def _drive(ds, total: int, write: Callable[[dict], None], progress: bool, summar
                 summary.failed.append((rec["video_id"], rec.get("error", "")))
                 bar.set_postfix(failed=len(summary.failed), refresh=False)
             bar.update(1)
+    except EncoderNodesLost:  # (delivered while this loop, not the iterator, was running)
+        raise ClusterError(watch.message()) from None
     finally:
+        rows.close()  # stops the watch (and Ray's iterator) before anything else runs in this thread
         bar.close()
         summary.seconds = time.perf_counter() - t0
     return summary

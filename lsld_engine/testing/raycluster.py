@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Iterator
 
 MB = 2**20
+#: The head node's name: a driver in this process attaches to the head's raylet (Ray would pick
+#: any raylet on this machine, and a test must not kill the one its driver uses).
+HEAD_NAME = "lsld-test-head"
 
 
 def _children(pid: int) -> list[int]:
@@ -87,7 +90,7 @@ def local_cluster(workers: int = 2, *, head_cpus: float = 0, cpus: float = 1, st
         with env_vars(RAY_TMPDIR=tmp, RAY_USAGE_STATS_ENABLED="0"):
             cluster = Cluster(initialize_head=True, connect=False,
                               head_node_args={"num_cpus": head_cpus, "object_store_memory": store_mb * MB,
-                                              "include_dashboard": False})
+                                              "include_dashboard": False, "node_name": HEAD_NAME})
             with env_vars(**(worker_env or {})):
                 for _ in range(workers):
                     add_node(cluster, cpus=cpus, store_mb=store_mb)
@@ -96,8 +99,7 @@ def local_cluster(workers: int = 2, *, head_cpus: float = 0, cpus: float = 1, st
     finally:
         import ray
 
-        if ray.is_initialized():
-            ray.shutdown()
+        ray.shutdown()  # (also clears a driver left half-connected by a failed test)
         if cluster is not None:
             cluster.shutdown()
         deadline = time.monotonic() + 30
@@ -117,8 +119,14 @@ def add_node(cluster, *, cpus: float = 1, gpus: float = 0, store_mb: int = 100, 
         return cluster.add_node(num_cpus=cpus, num_gpus=gpus, object_store_memory=store_mb * MB, wait=True)
 
 
-def node_id(node) -> str:
-    return node.node_id
+def connect(cluster) -> None:
+    """Make this process a driver of ``cluster`` attached to its head node (no-op when connected)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+    assert ray.get_runtime_context().get_node_id() == cluster.head_node.node_id
 
 
 def kill_node(cluster, node) -> None:
