@@ -396,3 +396,22 @@ def test_a_node_without_the_ray_extra_is_named(cluster, videos, tmp_path, capsys
     line = _one_error_line(capsys)
     assert f"the Ray node {node.node_id[:12]}" in line and "cannot import 'pyarrow'" in line
     assert "lsld-engine[ray]" in line
+
+
+# --- object store pressure ----------------------------------------------------------------------
+
+def test_object_stores_far_smaller_than_the_data_in_flight(cluster, tmp_path):
+    """100 MiB stores against decode blocks of two 30-s clips (3 windows, ~42 MB decoded each: ~84 MB
+    a block, several blocks in flight on 2 nodes): Ray spills / falls back to disk; the run ends
+    with every video once and the single-machine records."""
+    d = tmp_path / "long"
+    d.mkdir()
+    for i in range(4):
+        make_video(d / f"long{i}.mp4", VideoSpec(freq=300.0 + 100 * i, duration=30.0, width=96, height=64))
+    one, many = tmp_path / "one.jsonl", tmp_path / "many"
+    assert main(["parse", str(d), "--out", str(one), "--workers", "0", "--save-probs", *ENCODERS]) == 0
+    assert main(["parse", str(d), "--out", str(many), "--ray", cluster.address, "--save-probs",
+                 "--ray-actor-cpus", "0.5", "--ray-decode-cpus", "0.5", "--ray-decode-batch", "2",
+                 "--ray-encode-batch", "2", *ENCODERS]) == 0
+    assert_same_records(read_results(many), read_results(one))
+    assert read_manifest(many)["videos"] == 4
