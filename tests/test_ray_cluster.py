@@ -255,7 +255,7 @@ def test_encoder_nodes_lost_stops_in_one_line_then_resume_on_a_node_that_joined(
     """Encoders on the only (logical-)GPU node: it is killed mid-run, no node can run them, the
     driver stops (one line) after --ray-node-wait, keeping what was written; a new GPU node joins
     and the same run again resumes on it. Every video once, the single-machine records."""
-    from lsld_engine.scale.cluster import ClusterError
+    from lsld_engine.scale.cluster import PULL_THREAD, ClusterError
     from lsld_engine.scale.sources import list_inputs
 
     items, out = list_inputs([videos / "all"]), tmp_path / "results"
@@ -271,6 +271,8 @@ def test_encoder_nodes_lost_stops_in_one_line_then_resume_on_a_node_that_joined(
     finally:
         ray.shutdown()
     assert killed == first and isinstance(driver.error, ClusterError), driver.error
+    _wait_for("the stopped run's threads to end", lambda: not [
+        t for t in threading.enumerate() if t.name == PULL_THREAD or "StreamingExecutor" in t.name], 120)
     msg = str(driver.error)
     assert "\n" not in msg and "no node of the Ray cluster could run an encoder actor (0.5 CPU, 1 GPU)" in msg
     done = read_results(out)

@@ -188,35 +188,39 @@ class EncoderNodeWatch:
 
 
 class EncoderNodesLost(ClusterError):
-    """Raised inside the driver's thread by :func:`iter_with_watch` (the message is set after)."""
+    """No node could run an encoder actor for the watch's wait (raised by :func:`iter_with_watch`)."""
+
+
+#: Name of the thread that pulls a dataset's rows for :func:`iter_with_watch`.
+PULL_THREAD = "lsld-ray-rows"
 
 
 def iter_with_watch(rows: Iterator, watch: EncoderNodeWatch, poll: float = 2.0) -> Iterator:
-    """``rows`` (a Ray Data iterator) as they come, while a thread polls ``watch``: when it
-    expires, :class:`EncoderNodesLost` is raised *in the iterating thread* (an asynchronous
-    exception: Ray Data's own loop is unwound, so its executor and actors are shut down as on any
-    error; a second thread left iterating would keep a stale execution alive)."""
-    import ctypes
+    """``rows`` (a Ray Data iterator) pulled in a thread; between rows, ``watch`` is polled and
+    :class:`EncoderNodesLost` raised when it expires (Ray would wait for such a node forever).
+    The pulling thread is then left blocked in Ray Data: leave the Ray session (``ray.shutdown()``,
+    as the command does) before starting another run in the same process."""
+    q: queue.Queue = queue.Queue(maxsize=256)
 
-    target = threading.get_ident()
-    done = threading.Event()
+    def pull() -> None:
+        try:
+            for r in rows:
+                q.put(("row", r))
+            q.put(("end", None))
+        except BaseException as e:  # noqa: BLE001 - handed to the driver's thread
+            q.put(("error", e))
 
-    def watcher() -> None:
-        while not done.wait(poll):
-            try:
-                expired = watch.expired()
-            except Exception:  # noqa: BLE001 - a GCS hiccup: try again next time
-                continue
-            if expired and not done.is_set():
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(EncoderNodesLost))
-                return
-
-    t = threading.Thread(target=watcher, name="lsld-ray-node-watch", daemon=True)
-    t.start()
-    try:
-        yield from rows
-    except EncoderNodesLost:
-        raise ClusterError(watch.message()) from None
-    finally:
-        done.set()
-        t.join()
+    threading.Thread(target=pull, name=PULL_THREAD, daemon=True).start()
+    while True:
+        try:
+            kind, item = q.get(timeout=poll)
+        except queue.Empty:
+            if watch.expired():
+                raise EncoderNodesLost(watch.message()) from None
+            continue
+        if kind == "row":
+            yield item
+        elif kind == "end":
+            return
+        else:
+            raise item

@@ -203,7 +203,7 @@ def _drive(ds, total: int, write: Callable[[dict], None], progress: bool, summar
     on a worker node, or when for ``opts.node_wait`` seconds no node of the cluster can run an
     encoder actor (its nodes were lost): Ray would wait for one forever."""
     from lsld_engine.progress import progress_bar
-    from lsld_engine.scale.cluster import ClusterError, EncoderNodesLost, EncoderNodeWatch, iter_with_watch
+    from lsld_engine.scale.cluster import ClusterError, EncoderNodeWatch, iter_with_watch
     from lsld_engine.scale.stages import NOT_VISIBLE
 
     t0 = time.perf_counter()
@@ -226,10 +226,8 @@ def _drive(ds, total: int, write: Callable[[dict], None], progress: bool, summar
                 summary.failed.append((rec["video_id"], rec.get("error", "")))
                 bar.set_postfix(failed=len(summary.failed), refresh=False)
             bar.update(1)
-    except EncoderNodesLost:  # (delivered while this loop, not the iterator, was running)
-        raise ClusterError(watch.message()) from None
     finally:
-        rows.close()  # stops the watch (and Ray's iterator) before anything else runs in this thread
+        rows.close()
         bar.close()
         summary.seconds = time.perf_counter() - t0
     return summary
