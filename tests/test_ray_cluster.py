@@ -250,51 +250,6 @@ def test_a_worker_node_killed_mid_run_with_an_encoder_actor(cluster, videos, sin
     assert later["node"] != killed  # the last encoder calls ran on the surviving node
 
 
-def test_encoder_nodes_lost_stops_in_one_line_then_resume_on_a_node_that_joined(cluster, videos, single, traced,
-                                                                                 tmp_path):
-    """Encoders on the only (logical-)GPU node: it is killed mid-run, no node can run them, the
-    driver stops (one line) after --ray-node-wait, keeping what was written; a new GPU node joins
-    and the same run again resumes on it. Every video once, the single-machine records."""
-    from lsld_engine.scale.cluster import PULL_THREAD, ClusterError
-    from lsld_engine.scale.sources import list_inputs
-
-    items, out = list_inputs([videos / "all"]), tmp_path / "results"
-    gpu = {"cpus": 1, "gpus": 1, "store_mb": 100}
-    first = raycluster.add_node(cluster, **gpu).node_id
-    gate = tmp_path / "gate1"
-    from lsld_engine.results import shard_files
-
-    opts = _opts(cluster, traced, actor_gpus=1.0, node_wait=3.0)
-    try:
-        driver, killed, _ = kill_mid_run(cluster, lambda: _run(cluster, items, out, opts, gate, {"device": "cpu"}),
-                                         traced, gate, {first}, ready=lambda: shard_files(out))  # a record written
-    finally:
-        ray.shutdown()
-    assert killed == first and isinstance(driver.error, ClusterError), driver.error
-    _wait_for("the stopped run's threads to end", lambda: not [
-        t for t in threading.enumerate() if t.name == PULL_THREAD or "StreamingExecutor" in t.name], 120)
-    msg = str(driver.error)
-    assert "\n" not in msg and "no node of the Ray cluster could run an encoder actor (0.5 CPU, 1 GPU)" in msg
-    done = read_results(out)
-    assert 0 < len(done) < len(CLIPS) and read_manifest(out) is None  # stopped before the end, kept what was done
-
-    second = raycluster.add_node(cluster, **gpu).node_id  # a GPU node joins after the loss
-    todo = [i for i in items if i.video_id not in done]  # the same command again: resume
-    opts = _opts(cluster, traced, actor_gpus=1.0, node_wait=120.0)
-    try:
-        summary = _run(cluster, todo, out, opts, gate, {"device": "cpu"})  # (the gate is open by now)
-    finally:
-        ray.shutdown()
-    assert summary.done == len(todo)
-    assert second in nodes_by_stage(traced)["encode"]  # the node that joined took over the encoders
-    got = read_results(out)
-    assert_same_records(got, single)
-    assert {k: got[k] for k in done} == done  # the first run's records kept, none written twice
-    for n in list(cluster.worker_nodes):  # back to the module's shape: two CPU worker nodes
-        if n.node_id == second:
-            raycluster.kill_node(cluster, n)
-
-
 # --- object-store inputs on nodes without the endpoint; inputs the nodes cannot see ------------
 
 def test_s3_inputs_and_results_on_nodes_that_lack_the_endpoint(cluster, videos, single, tmp_path, capsys):
@@ -417,3 +372,52 @@ def test_object_stores_far_smaller_than_the_data_in_flight(cluster, tmp_path):
                  "--ray-encode-batch", "2", *ENCODERS]) == 0
     assert_same_records(read_results(many), read_results(one))
     assert read_manifest(many)["videos"] == 4
+
+
+# --- last: a stopped run leaves Ray Data state in this process ---------------------------------
+
+def test_encoder_nodes_lost_stops_in_one_line_then_resume_on_a_node_that_joined(cluster, videos, single, traced,
+                                                                                 tmp_path):
+    """Encoders on the only (logical-)GPU node: it is killed mid-run, no node can run them, the
+    driver stops (one line) after --ray-node-wait, keeping what was written; a new GPU node joins
+    and the same run again resumes on it. Every video once, the single-machine records."""
+    from lsld_engine.scale.cluster import PULL_THREAD, ClusterError
+    from lsld_engine.scale.sources import list_inputs
+
+    items, out = list_inputs([videos / "all"]), tmp_path / "results"
+    gpu = {"cpus": 1, "gpus": 1, "store_mb": 100}
+    first = raycluster.add_node(cluster, **gpu).node_id
+    gate = tmp_path / "gate1"
+    from lsld_engine.results import shard_files
+
+    opts = _opts(cluster, traced, actor_gpus=1.0, node_wait=3.0)
+    try:
+        driver, killed, _ = kill_mid_run(cluster, lambda: _run(cluster, items, out, opts, gate, {"device": "cpu"}),
+                                         traced, gate, {first}, ready=lambda: shard_files(out))  # a record written
+    finally:
+        ray.shutdown()
+    assert killed == first and isinstance(driver.error, ClusterError), driver.error
+    _wait_for("the stopped run's threads to end", lambda: not [
+        t for t in threading.enumerate() if t.name == PULL_THREAD or "StreamingExecutor" in t.name], 120)
+    msg = str(driver.error)
+    assert "\n" not in msg and "no node of the Ray cluster could run an encoder actor (0.5 CPU, 1 GPU)" in msg
+    done = read_results(out)
+    assert 0 < len(done) < len(CLIPS) and read_manifest(out) is None  # stopped before the end, kept what was done
+
+    second = raycluster.add_node(cluster, **gpu).node_id  # a GPU node joins after the loss
+    # the same command again, in a new process (the stopped driver's process has left Ray's session)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", trace.TRACE_VARIABLE: str(traced)}
+    cmd = [sys.executable, "-m", "lsld_engine.cli", "parse", str(videos / "all"), "--out", str(out), "--ray",
+           cluster.address, "--save-probs", "--ray-actor-gpus", "1", "--device", "cpu", *SHAPE, *ENCODERS]
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        for n in list(cluster.worker_nodes):  # back to the module's shape: two CPU worker nodes
+            if n.node_id == second:
+                raycluster.kill_node(cluster, n)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"skipped {len(done)} already done" in proc.stderr
+    assert second in nodes_by_stage(traced)["encode"]  # the node that joined took over the encoders
+    got = read_results(out)
+    assert_same_records(got, single)
+    assert {k: got[k] for k in done} == done  # the first run's records kept, none written twice
