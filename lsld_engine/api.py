@@ -229,10 +229,12 @@ class Engine:
         from lsld_engine.parse import parse_records
 
         o = self.options
-        return parse_records(self.inputs(paths), self.backend, workers=self.workers,
+        items = self.inputs(paths)
+        return parse_records(items, self.backend, workers=self.workers,
                              ordered=o.ordered if ordered is None else ordered, thresholds=o.thresholds(),
                              save_probs=o.save_probs, progress=progress, summary=summary,
-                             decode_timeout=o.decode_timeout, decode_fn=o.decode_fn(), limits=o.limits())
+                             decode_timeout=o.decode_timeout, decode_fn=_reads_uris(o.decode_fn(), items),
+                             limits=o.limits())
 
     def extract(self, paths, out_root: str | os.PathLike, *, dtype: str = "float16", progress: bool = False):
         """Write the CLIP / CLAP features of ``paths`` into the dataset root ``out_root`` (the layout of
@@ -325,6 +327,19 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _reads_uris(decode_fn, items):
+    """``decode_fn``, able to read object-store URIs among ``items`` (copied to a temporary local file
+    first, with this process's S3 settings: :class:`lsld_engine.remote_inputs.FetchFirst`)."""
+    from lsld_engine.uris import is_uri
+
+    if not any(is_uri(i.path) for i in items):
+        return decode_fn
+    from lsld_engine.objectstore import current
+    from lsld_engine.remote_inputs import FetchFirst
+
+    return FetchFirst(decode_fn, current())
 
 
 def load_engine(model: str | os.PathLike | None = None, *, networks: Sequence[str] = PARSE_NETWORKS,

@@ -14,13 +14,12 @@ def is_uri(path: str | os.PathLike) -> bool:
 
 
 def filesystem(uri: str):
-    """``(pyarrow.fs.FileSystem, path inside it)`` of a URI."""
+    """``(pyarrow.fs.FileSystem, path inside it)`` of a URI (S3 endpoint: :mod:`lsld_engine.objectstore`)."""
+    from lsld_engine.objectstore import filesystem as store_filesystem
     from lsld_engine.parquet_results import pyarrow
 
     pyarrow()
-    import pyarrow.fs as pafs
-
-    return pafs.FileSystem.from_uri(uri)
+    return store_filesystem(uri)
 
 
 def exists(path: str | os.PathLike) -> bool:

@@ -174,6 +174,11 @@ def collect(args, prog: str):
 
 # --- --ray ---------------------------------------------------------------------------------------------
 
+#: extract's --out on an object store: refused (numpy feature files are written in place, appended to a log)
+EXTRACT_NEEDS_FILESYSTEM = ("extract writes the dataset layout (feature files + a log) to a folder every node sees "
+                            "(a local or shared filesystem path such as NFS), not to an object store URI")
+
+
 def add_ray_arguments(p: argparse.ArgumentParser, shards: bool = True) -> None:
     """The ``--ray`` flags; ``shards``: also the results-folder flags (parse)."""
     g = p.add_argument_group("scale out on Ray (pip install 'lsld-engine[ray]'; README: Scale out)")
@@ -199,6 +204,15 @@ def add_ray_arguments(p: argparse.ArgumentParser, shards: bool = True) -> None:
                    help="videos per decode task, the unit Ray retries (default 2)")
     g.add_argument("--ray-retries", type=at_least(0), default=3,
                    help="retries of a decode task whose worker process died (default 3)")
+    g.add_argument("--ray-timeout", type=at_least(0, float, strict=True), default=30.0,
+                   help="seconds for the cluster's ADDRESS to answer (default 30)")
+    g.add_argument("--ray-node-wait", type=at_least(0, float, strict=True), default=300.0,
+                   help="stop when for this long no node can run an encoder actor, e.g. its GPU nodes were "
+                        "lost (default 300 s; the finished videos stay, the same command resumes)")
+    g.add_argument("--ray-restarts", type=at_least(0), default=2,
+                   help="when Ray gives up on the job after losing a node, actor or object, run the videos not "
+                        "yet written again, at most this many times (default 2)")
+    add_store_arguments(p)
     if shards:
         g.add_argument("--shard-rows", dest="rows_per_shard", type=at_least(1), default=1000,
                        help="results folder: videos per shard (default 1000)")
@@ -207,11 +221,31 @@ def add_ray_arguments(p: argparse.ArgumentParser, shards: bool = True) -> None:
                             "run loses at most the videos of its unwritten shard)")
 
 
-def ray_options(args):
-    from lsld_engine.scale.engine import RayOptions
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    """``--s3-endpoint`` (with or without ``--ray``)."""
+    g = p.add_argument_group("object stores (inputs / results as s3://... URIs)")
+    g.add_argument("--s3-endpoint", default=None, metavar="URL",
+                   help="S3-compatible endpoint, e.g. http://minio:9000 (default: $AWS_ENDPOINT_URL_S3 / "
+                        "$AWS_ENDPOINT_URL, else AWS); used by this process and every Ray task. Credentials "
+                        "come from the usual AWS variables / files on each machine, never from options")
 
-    return RayOptions(address=args.ray, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus,
-                      object_store_mb=args.ray_object_store_mb, decode_cpus=args.ray_decode_cpus,
+
+def apply_store_arguments(args) -> None:
+    """Make ``--s3-endpoint`` (else the environment's) the object-store settings of this process."""
+    from lsld_engine.objectstore import apply, from_environment
+
+    apply(from_environment(getattr(args, "s3_endpoint", None)))
+
+
+def ray_options(args):
+    from lsld_engine.objectstore import current
+    from lsld_engine.scale.engine import RayOptions
+    from lsld_engine.scale.trace import trace_path
+
+    apply_store_arguments(args)
+    return RayOptions(store=current(), trace=trace_path(), connect_timeout=args.ray_timeout,
+                      node_wait=args.ray_node_wait, restarts=args.ray_restarts, address=args.ray,
+                      num_cpus=args.ray_cpus, num_gpus=args.ray_gpus, object_store_mb=args.ray_object_store_mb, decode_cpus=args.ray_decode_cpus,
                       decode_batch=args.ray_decode_batch, decode_retries=args.ray_retries,
                       decode_timeout=args.decode_timeout, actors=args.ray_actors, actor_cpus=args.ray_actor_cpus,
                       actor_gpus=args.ray_actor_gpus, encode_batch=args.ray_encode_batch,

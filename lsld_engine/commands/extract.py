@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 # (the shared options lived here before lsld_engine.commands.common: old import paths keep working)
-from lsld_engine.commands.common import (add_encoder_arguments, add_input_arguments, add_ray_arguments,  # noqa: F401
+from lsld_engine.commands.common import (EXTRACT_NEEDS_FILESYSTEM, add_encoder_arguments, add_input_arguments,  # noqa: F401
+                                         add_ray_arguments,
                                          backend_options, collect, decode_function, default_workers,
                                          device_and_precision, engine_options, int8_summary_line, media_limits,
                                          setup_logging)
@@ -33,6 +34,11 @@ def run(args: argparse.Namespace) -> int:
         from lsld_engine.commands.scale import run_extract
 
         return run_extract(args, PROG)
+    from lsld_engine.uris import is_uri
+
+    if is_uri(args.out):
+        print(f"{PROG}: error: --out {args.out}: {EXTRACT_NEEDS_FILESYSTEM}", file=sys.stderr)
+        return 2
     items, walk = collect(args, PROG)
     args.out = Path(args.out)
     # The root first (cheap): locked and known writable before any network loads.

@@ -17,7 +17,8 @@ PROG = "lsld-engine parse"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_input_arguments(p)
     p.add_argument("--out", required=True,
-                   help="predictions file (one record per video; with --ray a results folder of shards)")
+                   help="predictions file (one record per video; with --ray or an s3://... URI a results "
+                        "folder of shards)")
     p.add_argument("--format", choices=list(WRITERS), default=None,
                    help="results format (default: from the --out suffix, else jsonl; docs/formats.md)")
     p.add_argument("--model", help="HAN checkpoint: from `python -m train.lsld` (.safetensors) or the official LSLD.pt")
@@ -43,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
         from lsld_engine.commands.scale import run_parse
 
         return run_parse(args, PROG)
-    if is_uri(args.out):
-        print(f"{PROG}: error: --out {args.out}: results on an object store need --ray (a results folder); "
-              "one machine writes a local file", file=sys.stderr)
-        return 2
+    if is_uri(args.out):  # an object store: a results folder of shards, as with --ray
+        from lsld_engine.commands.folder_parse import run as run_to_folder
+
+        return run_to_folder(args, PROG)
     items, walk = collect(args, PROG)
     fmt = args.format or format_of(args.out)
     args.out = Path(args.out)

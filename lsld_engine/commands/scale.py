@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 # (these lived here before lsld_engine.commands.common: old import paths keep working)
-from lsld_engine.commands.common import (actor_backend_options, add_ray_arguments, decode_function,  # noqa: F401
+from lsld_engine.commands.common import (EXTRACT_NEEDS_FILESYSTEM, actor_backend_options,  # noqa: F401
+                                         add_ray_arguments, apply_store_arguments, decode_function,
                                          engine_options, ray_options)
 
 log = logging.getLogger("lsld_engine")
@@ -92,6 +93,10 @@ def _actor_options(args, networks) -> dict:
 
 def _ray_failed(kept: str):
     def message(e: BaseException) -> str | None:
+        from lsld_engine.scale.cluster import ClusterError
+
+        if isinstance(e, ClusterError):
+            return f"{e}; {kept}, run the same command again to resume"
         if not _is_ray_error(e):
             return None
         return (f"the Ray job failed ({_first_line(e)}); {kept}, run again to resume (--decode-timeout turns "
@@ -104,11 +109,12 @@ def run_parse(args, prog: str) -> int:
     from lsld_engine.api import PARSE_NETWORKS
     from lsld_engine.results import done_ids
     from lsld_engine.run_plan import RunPlan
-    from lsld_engine.scale.cluster import RayUnavailableError, shutdown
+    from lsld_engine.scale.cluster import ClusterError, RayUnavailableError, shutdown
     from lsld_engine.scale.engine import run_parse as run
     from lsld_engine.scale.sinks import ShardSink
     from lsld_engine.uris import is_uri
 
+    apply_store_arguments(args)
     backend_opts = _actor_options(args, PARSE_NETWORKS)
     why = _unsupported(args, prog)
     if why:
@@ -129,7 +135,7 @@ def run_parse(args, prog: str) -> int:
     if plan.todo:  # (a resumed run with nothing left to do needs no cluster)
         try:
             opts, started = _connect(args, prog)
-        except (RayUnavailableError, ValueError, ConnectionError) as e:
+        except (RayUnavailableError, ClusterError, ValueError, ConnectionError) as e:
             return _error(prog, str(e))
     sink = ShardSink(out, fmt, rows_per_shard=args.rows_per_shard, shard_seconds=args.shard_seconds)
 
@@ -154,17 +160,17 @@ def run_extract(args, prog: str) -> int:
     from lsld_engine.api import EXTRACT_NETWORKS
     from lsld_engine.extract import FeatureStore, pending
     from lsld_engine.run_plan import RunPlan
-    from lsld_engine.scale.cluster import RayUnavailableError, shutdown
+    from lsld_engine.scale.cluster import ClusterError, RayUnavailableError, shutdown
     from lsld_engine.scale.engine import run_extract as run
     from lsld_engine.uris import is_uri
 
+    apply_store_arguments(args)
     backend_opts = _actor_options(args, EXTRACT_NETWORKS)
     why = _unsupported(args, prog)
     if why:
         return _error(prog, why)
     if is_uri(args.out):
-        return _error(prog, "extract --ray writes the dataset layout to a folder every node sees (a local or "
-                            "shared filesystem path), not to an object store")
+        return _error(prog, f"--out {args.out}: {EXTRACT_NEEDS_FILESYSTEM}")
     items = _collect(args, prog)
     store = FeatureStore(args.out, args.dtype)
     left, _ = pending(items, store)
@@ -174,7 +180,7 @@ def run_extract(args, prog: str) -> int:
     if plan.todo:
         try:
             opts, started = _connect(args, prog)
-        except (RayUnavailableError, ValueError, ConnectionError) as e:
+        except (RayUnavailableError, ClusterError, ValueError, ConnectionError) as e:
             return _error(prog, str(e))
 
     def work() -> None:

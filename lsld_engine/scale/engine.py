@@ -20,8 +20,10 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
+
+from lsld_engine.objectstore import StoreSettings, current as current_store
 
 from lsld_engine.llp import T
 from lsld_engine.pipeline import Summary
@@ -52,6 +54,11 @@ class RayOptions:
     rows_per_shard: int = 1000
     shard_seconds: float = 60.0
     verbose: bool = False
+    connect_timeout: float = 30.0        # seconds for the cluster's address to answer
+    node_wait: float = 300.0             # seconds without any node that can run an encoder actor -> stop
+    restarts: int = 2                    # new datasets of the unwritten videos after a lost node / actor
+    store: StoreSettings = field(default_factory=current_store)  # object-store endpoint for every task
+    trace: str | None = None             # scale.trace file (where each stage ran), for tests and benches
 
 
 def plan(opts: RayOptions, resources: dict[str, float]) -> RayOptions:
@@ -96,13 +103,15 @@ def decoded_dataset(items: list[VideoInput], opts: RayOptions, decode_fn: Callab
         return ds.map_batches(decode_batch, batch_size=opts.decode_batch, num_cpus=opts.decode_cpus,
                               max_retries=opts.decode_retries,
                               fn_kwargs={"timeout": opts.decode_timeout, "decode_fn": decode_fn,
-                                         "threads": max(1, int(opts.decode_cpus))})
+                                         "threads": max(1, int(opts.decode_cpus)), "store": opts.store,
+                                         "trace_to": opts.trace})
 
 
 def encoded_dataset(decoded, actor_cls, constructor_kwargs: dict, opts: RayOptions):
     """The encode stage: ``actor_cls`` (a :mod:`~lsld_engine.scale.stages` actor) over ``decoded``."""
     import ray
 
+    constructor_kwargs = {**constructor_kwargs, "store": opts.store, "trace_to": opts.trace}
     return decoded.map_batches(actor_cls, batch_size=opts.encode_batch, fn_constructor_kwargs=constructor_kwargs,
                                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=opts.actors),
                                num_cpus=opts.actor_cpus, num_gpus=opts.actor_gpus or None)
@@ -127,8 +136,11 @@ def run_parse(items: list[VideoInput], sink, backend: str, options: dict, opts: 
 
     kwargs = {"backend": backend, "options": backend_options_for(options, opts), "seg_threshold": seg_threshold,
               "video_threshold": video_threshold, "save_probs": save_probs}
-    ds = encoded_dataset(decoded_dataset(items, opts, decode_fn), ParseActor, kwargs, opts)
-    return _drive(ds, len(items), sink.write, progress, summary or Summary(), "parse")
+
+    def build(todo: list[VideoInput]):
+        return encoded_dataset(decoded_dataset(todo, opts, decode_fn), ParseActor, kwargs, opts)
+
+    return _drive_with_restarts(items, build, sink.write, progress, summary or Summary(), "parse", opts)
 
 
 def run_extract(items: list[VideoInput], log_file, options: dict, opts: RayOptions, *, root: str,
@@ -139,24 +151,73 @@ def run_extract(items: list[VideoInput], log_file, options: dict, opts: RayOptio
     from lsld_engine.scale.stages import ExtractActor
 
     kwargs = {"backend": backend, "options": backend_options_for(options, opts), "root": root, "dtype": dtype}
-    ds = encoded_dataset(decoded_dataset(items, opts, decode_fn), ExtractActor, kwargs, opts)
+
+    def build(todo: list[VideoInput]):
+        return encoded_dataset(decoded_dataset(todo, opts, decode_fn), ExtractActor, kwargs, opts)
 
     def write(record: dict) -> None:
         log_file.write(json.dumps(record, ensure_ascii=False) + "\n")
         log_file.flush()
 
-    return _drive(ds, len(items), write, progress, summary or Summary(), "extract")
+    return _drive_with_restarts(items, build, write, progress, summary or Summary(), "extract", opts)
 
 
-def _drive(ds, total: int, write: Callable[[dict], None], progress: bool, summary: Summary, what: str) -> Summary:
-    """Pull records from the running dataset and hand each to ``write``; fills ``summary``."""
+def _system_failure(e: BaseException) -> bool:
+    """A failure of the cluster rather than of the work: a node, an actor or an object was lost."""
+    import ray.exceptions as rex
+
+    kinds = tuple(getattr(rex, n) for n in ("ActorDiedError", "ActorUnavailableError", "NodeDiedError",
+                                             "ObjectLostError", "OwnerDiedError", "WorkerCrashedError",
+                                             "ObjectReconstructionFailedError") if hasattr(rex, n))
+    return isinstance(e, kinds)
+
+
+def _drive_with_restarts(items: list[VideoInput], build: Callable, write: Callable[[dict], None], progress: bool,
+                         summary: Summary, what: str, opts: RayOptions) -> Summary:
+    """:func:`_drive` the dataset of ``items``; when Ray gives up on it because the cluster lost
+    a node, an actor or an object (e.g. an encoder actor whose replacement waited for a node that
+    joined later), run a new dataset of the videos not yet written, at most ``opts.restarts``
+    times. The driver is the only writer and skips what it wrote, so no video is written twice."""
+    written: set[str] = set()
+
+    def write_once(record: dict) -> None:
+        write(record)
+        written.add(record["video_id"])
+
+    for attempt in range(opts.restarts + 1):
+        todo = [i for i in items if i.video_id not in written]
+        try:
+            return _drive(build(todo), len(todo), write_once, progress, summary, what, opts)
+        except Exception as e:
+            if attempt == opts.restarts or not _system_failure(e):
+                raise
+            log.warning("the cluster lost work (%s: %s); running the %d videos not yet written again",
+                        type(e).__name__, (str(e).strip().splitlines() or [""])[0],
+                        len(items) - len(written))
+    return summary
+
+
+def _drive(ds, total: int, write: Callable[[dict], None], progress: bool, summary: Summary, what: str,
+           opts: RayOptions) -> Summary:
+    """Pull records from the running dataset and hand each to ``write``; fills ``summary``.
+
+    Stops with :class:`~lsld_engine.scale.cluster.ClusterError` when a local input is not visible
+    on a worker node, or when for ``opts.node_wait`` seconds no node of the cluster can run an
+    encoder actor (its nodes were lost): Ray would wait for one forever."""
     from lsld_engine.progress import progress_bar
+    from lsld_engine.scale.cluster import ClusterError, EncoderNodeWatch, iter_with_watch
+    from lsld_engine.scale.stages import NOT_VISIBLE
 
     t0 = time.perf_counter()
     bar = progress_bar(total=total, unit="video", disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    watch = EncoderNodeWatch(opts.actor_cpus or 0.0, opts.actor_gpus or 0.0, opts.node_wait)
+    rows = iter_with_watch(ds.iter_rows(), watch)
     try:
-        for row in ds.iter_rows():
+        for row in rows:
             rec = json.loads(row["record"])
+            if rec["status"] != "ok" and NOT_VISIBLE in str(rec.get("error", "")):
+                raise ClusterError(f"{rec['error']}: local inputs must be on a filesystem every node sees "
+                                   "(a shared mount at the same path), or use object-store URIs (s3://...)")
             write(rec)
             if rec["status"] == "ok":
                 summary.done += 1
@@ -168,6 +229,7 @@ def _drive(ds, total: int, write: Callable[[dict], None], progress: bool, summar
                 bar.set_postfix(failed=len(summary.failed), refresh=False)
             bar.update(1)
     finally:
+        rows.close()
         bar.close()
         summary.seconds = time.perf_counter() - t0
     return summary

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,25 +32,48 @@ import numpy as np
 from lsld_engine.media.pool import DecodeFailure, decode_stream
 from lsld_engine.media import (FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, DecodedVideo,
                                decode_video)
+from lsld_engine.objectstore import StoreSettings, apply as apply_store
+from lsld_engine.scale import trace
 from lsld_engine.uris import is_uri, local_copy
 
 log = logging.getLogger(__name__)
+
+#: Start of the error of a local input that the task's node cannot see; the driver stops the run
+#: on it (an error record would be skipped on resume, and every other video would fail the same way).
+NOT_VISIBLE = "not visible on the worker node"
+#: Test-only: a node started with this variable (os.pathsep-separated folders) behaves as if those
+#: folders were not mounted there (one machine cannot hide a path from one process otherwise).
+HIDDEN_VARIABLE = "LSLD_TEST_NODE_HIDES"
+
+
+def visible(path: str) -> bool:
+    """Whether this node sees the local file ``path``."""
+    hidden = [h for h in os.environ.get(HIDDEN_VARIABLE, "").split(os.pathsep) if h]
+    if any(os.path.abspath(path).startswith(os.path.join(os.path.abspath(h), "")) for h in hidden):
+        return False
+    return os.path.exists(path)
+
 
 _NO_FRAMES = np.zeros((0, FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
 _NO_AUDIO = np.zeros((0, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT), np.float32)
 
 
 def decode_batch(batch: dict[str, Any], *, timeout: float | None = None, decode_fn: Callable | None = None,
-                 threads: int = 1) -> dict[str, list]:
+                 threads: int = 1, store: StoreSettings | None = None, trace_to: str | None = None) -> dict[str, list]:
     """Decode the videos of ``batch`` (columns ``path``, ``video_id``); one output row per input.
 
     ``timeout``: seconds per file (a child process is used and replaced on expiry); ``decode_fn``:
-    the per-video decoder (default :func:`lsld_engine.media.decode_video`); ``threads``: FFmpeg threads.
+    the per-video decoder (default :func:`lsld_engine.media.decode_video`); ``threads``: FFmpeg threads;
+    ``store``: the driver's object-store settings (the S3 endpoint), applied here before any input is
+    opened; ``trace_to``: :mod:`~lsld_engine.scale.trace` file. A local path this node does not see
+    gives an error starting with ``PATH: {NOT_VISIBLE}``.
     """
     # whole videos (one row each), also where decode_stream's own default streams parts of long videos
+    apply_store(store)
     decode_fn = decode_fn or decode_video
     paths = [str(p) for p in batch["path"]]
     ids = [str(v) for v in batch["video_id"]]
+    trace.note(trace_to, "decode", ids)
     local, temps, failed = [], [], {}
     for i, p in enumerate(paths):
         if is_uri(p):
@@ -60,6 +84,8 @@ def decode_batch(batch: dict[str, Any], *, timeout: float | None = None, decode_
                 failed[i] = f"{p}: cannot read: {e}"
                 local.append(p)
         else:
+            if not visible(p):
+                failed[i] = f"{p}: {NOT_VISIBLE} ({_node()})"
             local.append(p)
     todo = [i for i in range(len(paths)) if i not in failed]
     try:
@@ -91,6 +117,13 @@ def decode_batch(batch: dict[str, Any], *, timeout: float | None = None, decode_
     return out
 
 
+def _node() -> str:
+    """This task's node, for messages: ``node <id> at <ip>``."""
+    import ray
+
+    return f"node {ray.get_runtime_context().get_node_id()[:12]} at {ray.util.get_node_ip_address()}"
+
+
 def split_decoded(batch: dict[str, Any]) -> tuple[list[DecodedVideo | DecodeFailure], list[DecodedVideo]]:
     """The rows of a decoded batch as ``DecodedVideo`` / ``DecodeFailure`` (in order), and the decoded ones."""
     items: list = []
@@ -107,15 +140,24 @@ def split_decoded(batch: dict[str, Any]) -> tuple[list[DecodedVideo | DecodeFail
 class _EncoderActor:
     """One engine per actor process, built once (weights load once per actor, not per batch)."""
 
-    def __init__(self, backend: str, options: dict, max_batch: int | None = None, **engine_options):
+    def __init__(self, backend: str, options: dict, max_batch: int | None = None, store: StoreSettings | None = None,
+                 trace_to: str | None = None, **engine_options):
         from lsld_engine.api import Engine, EngineOptions, open_backend
         from lsld_engine.hardware import resolve_precision
 
+        apply_store(store)
+        self.trace_to = trace_to
+        trace.note(trace_to, "actor")
         # resolved here, not on the driver: the actor's CPU may lack native bf16 where the driver's has it
         if "precision" in options:
             options = {**options, "precision": resolve_precision(options["precision"], options.get("device", "cpu"))}
         self.engine = Engine(open_backend(backend, options), EngineOptions(backend=backend, **engine_options))
         self.max_batch = max_batch
+
+    def _items(self, batch: dict[str, Any]) -> list:
+        items, _ = split_decoded(batch)
+        trace.note(self.trace_to, "encode", [it.video_id for it in items])
+        return items
 
 
 class ParseActor(_EncoderActor):
@@ -123,13 +165,13 @@ class ParseActor(_EncoderActor):
     :meth:`lsld_engine.api.Engine.records`."""
 
     def __init__(self, backend: str, options: dict, *, seg_threshold: float = 0.5, video_threshold: float = 0.5,
-                 save_probs: bool = False, max_batch: int | None = None):
-        super().__init__(backend, options, max_batch, seg_threshold=seg_threshold, video_threshold=video_threshold,
-                         save_probs=save_probs)
+                 save_probs: bool = False, max_batch: int | None = None, store: StoreSettings | None = None,
+                 trace_to: str | None = None):
+        super().__init__(backend, options, max_batch, store, trace_to, seg_threshold=seg_threshold,
+                         video_threshold=video_threshold, save_probs=save_probs)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        items, _ = split_decoded(batch)
-        return _record_columns(self.engine.records(items, self.max_batch))
+        return _record_columns(self.engine.records(self._items(batch), self.max_batch))
 
 
 class ExtractActor(_EncoderActor):
@@ -137,16 +179,15 @@ class ExtractActor(_EncoderActor):
     records: :meth:`lsld_engine.api.Engine.extract_decoded`."""
 
     def __init__(self, backend: str, options: dict, *, root: str, dtype: str = "float16",
-                 max_batch: int | None = None):
-        super().__init__(backend, options, max_batch)
+                 max_batch: int | None = None, store: StoreSettings | None = None, trace_to: str | None = None):
+        super().__init__(backend, options, max_batch, store, trace_to)
         from lsld_engine.extract import FeatureStore
 
         self.store = FeatureStore(root, dtype)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        items, _ = split_decoded(batch)
         # each file is atomic; the driver logs a video after this returns
-        return _record_columns(self.engine.extract_decoded(items, self.store, self.max_batch))
+        return _record_columns(self.engine.extract_decoded(self._items(batch), self.store, self.max_batch))
 
 
 def _record_columns(records: list[dict]) -> dict[str, list]:

@@ -33,3 +33,23 @@ class KillOnce:
 def killed(marker: str | os.PathLike) -> bool:
     """Whether a :class:`KillOnce` has fired."""
     return Path(marker).is_file()
+
+
+class Gate:
+    """A per-video decoder (``decode_fn``) that decodes the videos in ``free`` at once and makes
+    every other one wait until the file ``release`` exists (polled; at most ``timeout`` s, then it
+    fails): a test holds those videos in flight while it kills or adds nodes. Picklable."""
+
+    def __init__(self, release: str | os.PathLike, free: set[str] | frozenset[str], timeout: float = 300.0):
+        self.release, self.free, self.timeout = str(release), frozenset(free), timeout
+
+    def __call__(self, path: str, video_id: str | None = None, **kwargs):
+        import time
+
+        if video_id not in self.free:
+            t0 = time.monotonic()
+            while not os.path.exists(self.release):
+                if time.monotonic() - t0 > self.timeout:
+                    raise RuntimeError(f"{path}: the test's gate {self.release} was not opened in {self.timeout:g} s")
+                time.sleep(0.05)
+        return decode_video(path, video_id, **kwargs)
