@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
         return run_parse(args, PROG)
     if is_uri(args.out):  # an object store: a results folder of shards, as with --ray
-        from lsld_engine.commands.folder_parse import run as run_to_folder
+        from lsld_engine.commands.scale import run_parse_to_folder
 
-        return run_to_folder(args, PROG)
+        return run_parse_to_folder(args, PROG)
     items, walk = collect(args, PROG)
     fmt = args.format or format_of(args.out)
     args.out = Path(args.out)

@@ -1,5 +1,5 @@
-"""The ``--ray [ADDRESS]`` runs of ``lsld-engine parse`` / ``extract`` (the command layer of
-:mod:`lsld_engine.scale`; the ``--ray`` flags are in :mod:`lsld_engine.commands.common`).
+"""The ``--ray [ADDRESS]`` runs of ``lsld-engine parse`` / ``extract`` and parse into a results folder on an object store (the
+command layer of :mod:`lsld_engine.scale`; the ``--ray`` flags are in :mod:`lsld_engine.commands.common`).
 
 The commands call :func:`run_parse` / :func:`run_extract` instead of the single-machine run when
 ``--ray`` is given: inputs, resume, weights, messages and error lines follow the single-machine
@@ -190,3 +190,44 @@ def run_extract(args, prog: str) -> int:
 
     return plan.execute(work, cleanup=shutdown if started else None,
                         job_failed=_ray_failed("finished videos are kept"))
+
+
+def run_parse_to_folder(args, prog: str) -> int:
+    """``lsld-engine parse ... --out s3://bucket/results/`` on one machine (no ``--ray``): an object-store
+    ``--out`` (where a file cannot be appended to) is the results folder of ``--ray``, written by this
+    machine's own decode processes and encoders; inputs may be local paths, globs or URIs. Resume and
+    ``--no-resume`` follow the ``--ray`` rules, so the two can take turns on one folder."""
+    from lsld_engine.api import PARSE_NETWORKS, Engine
+    from lsld_engine.results import done_ids
+    from lsld_engine.run_plan import RunPlan
+    from lsld_engine.scale.sinks import ShardSink
+
+    apply_store_arguments(args)
+    if getattr(args, "ordered", False):
+        return _error(prog, "--ordered: a results folder has no order (sort when reading)")
+    out = str(args.out)
+    items = _collect(args, prog)
+    done = done_ids(out)
+    if not args.resume and done:
+        return _error(prog, f"--out {out} already holds results; --no-resume does not delete shards: "
+                            "remove the folder or choose another")
+    plan = RunPlan.make(items, done, limit=args.limit, prog=prog, what="parsed", kept=f"finished videos are in {out}",
+                        verbose=args.verbose)
+    if not plan.todo:
+        return plan.report()
+    engine = Engine.open(engine_options(args), PARSE_NETWORKS)
+    sink = ShardSink(out, args.format or "jsonl", rows_per_shard=args.rows_per_shard, shard_seconds=args.shard_seconds)
+
+    def work() -> None:
+        records = engine.parse(plan.todo, progress=not args.quiet, summary=plan.summary)
+        try:
+            for record in records:
+                sink.write(record)
+        finally:
+            records.close()
+
+    rc = plan.execute(work, abort=sink.abort, cleanup=engine.close, report=False)
+    if rc is not None:
+        return rc
+    sink.close(inputs=len(items), skipped=plan.summary.skipped)
+    return plan.report()
