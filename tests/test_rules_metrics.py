@@ -355,3 +355,16 @@ def test_class_metrics_messages():
     assert isinstance(ClassCounts(seg=ok, evt=ok).level("seg"), np.ndarray)
     with pytest.raises(KeyError):
         ClassCounts(seg=ok, evt=ok).level("frame")
+
+
+@pytest.mark.parametrize("t", [62, 63, 64])
+def test_most_runs_a_track_can_have(t):
+    """Alternating segments: ceil(T / 2) runs per track, the most the run buffers must hold."""
+    alt = np.zeros((1, t, 2), np.uint8)
+    alt[0, ::2, 0] = 1
+    alt[0, 1::2, 1] = 1
+    shifted = np.roll(alt, 1, axis=1)
+    x = [alt, shifted, alt, alt]
+    np.testing.assert_allclose(per_video(*x), oracle_rows(*x), rtol=0, atol=1e-9)
+    c = class_counts(*x)
+    assert c.evt[0, 0, 0].tolist() == [(t + 1) // 2, 0, 0]
