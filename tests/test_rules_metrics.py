@@ -368,3 +368,17 @@ def test_most_runs_a_track_can_have(t):
     np.testing.assert_allclose(per_video(*x), oracle_rows(*x), rtol=0, atol=1e-9)
     c = class_counts(*x)
     assert c.evt[0, 0, 0].tolist() == [(t + 1) // 2, 0, 0]
+
+
+def test_one_qualifying_class_is_that_class_f():
+    x = np.zeros((1, 10, 3), np.uint8)
+    x[0, 2:5, 1] = 1
+    z = np.zeros_like(x)
+    got = overall_from_counts(class_counts(x, z, x, z))
+    assert got["seg_a"] == 100.0 and got["evt_a"] == 100.0 and got["seg_v"] == 100.0
+    assert evaluate(x, z, x, z)["seg_a"] == 100.0
+
+
+def test_format_per_class_header_is_left_aligned():
+    lines = format_per_class({k: np.full(25, np.nan) for k in CLASS_KEYS}).splitlines()
+    assert lines[0].startswith("F1 per class, % ") and lines[1].startswith("Speech ")
