@@ -382,3 +382,16 @@ def test_one_qualifying_class_is_that_class_f():
 def test_format_per_class_header_is_left_aligned():
     lines = format_per_class({k: np.full(25, np.nan) for k in CLASS_KEYS}).splitlines()
     assert lines[0].startswith("F1 per class, % ") and lines[1].startswith("Speech ")
+
+
+def test_a_class_positive_only_in_segment_zero_counts():
+    p = np.zeros((1, 10, 2), np.uint8)
+    p[0, 0, 0] = 1                      # one false positive at segment 0, nothing else anywhere
+    z = np.zeros_like(p)
+    r = evaluate(p, z, z, z)
+    assert r["seg_a"] == 0.0 and r["evt_a"] == 0.0 and r["seg_v"] == 100.0
+
+
+def test_parallel_chunks_one_video_past_a_chunk_boundary():
+    x = _rand(4, 2 * M._CHUNK + 1, 10, 3)
+    np.testing.assert_allclose(per_video(*x, parallel=True), oracle_rows(*x), rtol=0, atol=1e-9)
