@@ -395,3 +395,16 @@ def test_a_class_positive_only_in_segment_zero_counts():
 def test_parallel_chunks_one_video_past_a_chunk_boundary():
     x = _rand(4, 2 * M._CHUNK + 1, 10, 3)
     np.testing.assert_allclose(per_video(*x, parallel=True), oracle_rows(*x), rtol=0, atol=1e-9)
+
+
+def test_scan_path_inactive_classes_single_track_classes_and_all_negative_videos():
+    t = 70                                   # > 62 segments: the scan kernel
+    z = np.zeros((3, t, 3), np.uint8)
+    pa, pv, ga, gv = z.copy(), z.copy(), z.copy(), z.copy()
+    gv[1, 5:9, 2] = 1                        # video 1: class 2 only in the visual truth (class 0, 1 absent)
+    pa[2, 0:3, 1] = ga[2, 0:3, 1] = 1        # video 2: class 1 only on audio, found
+    x = [pa, pv, ga, gv]
+    rows = per_video(*x)
+    np.testing.assert_allclose(rows, oracle_rows(*x), rtol=0, atol=1e-9)
+    assert rows[0].tolist() == [100.0] * 10  # video 0: nothing anywhere
+    assert rows[1, 1] == 0.0 and rows[2, 0] == 100.0
