@@ -408,3 +408,13 @@ def test_scan_path_inactive_classes_single_track_classes_and_all_negative_videos
     np.testing.assert_allclose(rows, oracle_rows(*x), rtol=0, atol=1e-9)
     assert rows[0].tolist() == [100.0] * 10  # video 0: nothing anywhere
     assert rows[1, 1] == 0.0 and rows[2, 0] == 100.0
+
+
+def test_scan_path_prediction_only_classes_count():
+    t = 70
+    z = np.zeros((1, t, 2), np.uint8)
+    pa, pv = z.copy(), z.copy()
+    pa[0, 3:5, 0] = 1                        # class 0: only an audio prediction (false positive)
+    pv[0, 3:5, 1] = 1                        # class 1: only a visual prediction
+    r = per_video(pa, pv, z, z)[0]
+    assert r[0] == 0.0 and r[1] == 0.0
