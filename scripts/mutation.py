@@ -105,8 +105,9 @@ def prepare(name: str) -> Path:
 
 #: Modules whose plain-Python kernels are called from jitted code elsewhere (class_metrics'
 #: ``_event_kernel`` calls ``metrics._event_counts``): numba cannot call a plain function, so these
-#: runs switch the JIT off everywhere (``NUMBA_DISABLE_JIT=1``, numba's own switch).
-NO_JIT_ANYWHERE = {"metrics"}
+#: runs switch the JIT off everywhere (``NUMBA_DISABLE_JIT=1``, numba's own switch). class_metrics
+#: too: its buffers go to metrics' kernels, which only check bounds when they run as Python.
+NO_JIT_ANYWHERE = {"metrics", "class_metrics"}
 
 
 def _env(name: str | None = None) -> dict[str, str]:

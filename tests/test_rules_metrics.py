@@ -355,3 +355,66 @@ def test_class_metrics_messages():
     assert isinstance(ClassCounts(seg=ok, evt=ok).level("seg"), np.ndarray)
     with pytest.raises(KeyError):
         ClassCounts(seg=ok, evt=ok).level("frame")
+
+
+@pytest.mark.parametrize("t", [62, 63, 64])
+def test_most_runs_a_track_can_have(t):
+    """Alternating segments: ceil(T / 2) runs per track, the most the run buffers must hold."""
+    alt = np.zeros((1, t, 2), np.uint8)
+    alt[0, ::2, 0] = 1
+    alt[0, 1::2, 1] = 1
+    shifted = np.roll(alt, 1, axis=1)
+    x = [alt, shifted, alt, alt]
+    np.testing.assert_allclose(per_video(*x), oracle_rows(*x), rtol=0, atol=1e-9)
+    c = class_counts(*x)
+    assert c.evt[0, 0, 0].tolist() == [(t + 1) // 2, 0, 0]
+
+
+def test_one_qualifying_class_is_that_class_f():
+    x = np.zeros((1, 10, 3), np.uint8)
+    x[0, 2:5, 1] = 1
+    z = np.zeros_like(x)
+    got = overall_from_counts(class_counts(x, z, x, z))
+    assert got["seg_a"] == 100.0 and got["evt_a"] == 100.0 and got["seg_v"] == 100.0
+    assert evaluate(x, z, x, z)["seg_a"] == 100.0
+
+
+def test_format_per_class_header_is_left_aligned():
+    lines = format_per_class({k: np.full(25, np.nan) for k in CLASS_KEYS}).splitlines()
+    assert lines[0].startswith("F1 per class, % ") and lines[1].startswith("Speech ")
+
+
+def test_a_class_positive_only_in_segment_zero_counts():
+    p = np.zeros((1, 10, 2), np.uint8)
+    p[0, 0, 0] = 1                      # one false positive at segment 0, nothing else anywhere
+    z = np.zeros_like(p)
+    r = evaluate(p, z, z, z)
+    assert r["seg_a"] == 0.0 and r["evt_a"] == 0.0 and r["seg_v"] == 100.0
+
+
+def test_parallel_chunks_one_video_past_a_chunk_boundary():
+    x = _rand(4, 2 * M._CHUNK + 1, 10, 3)
+    np.testing.assert_allclose(per_video(*x, parallel=True), oracle_rows(*x), rtol=0, atol=1e-9)
+
+
+def test_scan_path_inactive_classes_single_track_classes_and_all_negative_videos():
+    t = 70                                   # > 62 segments: the scan kernel
+    z = np.zeros((3, t, 3), np.uint8)
+    pa, pv, ga, gv = z.copy(), z.copy(), z.copy(), z.copy()
+    gv[1, 5:9, 2] = 1                        # video 1: class 2 only in the visual truth (class 0, 1 absent)
+    pa[2, 0:3, 1] = ga[2, 0:3, 1] = 1        # video 2: class 1 only on audio, found
+    x = [pa, pv, ga, gv]
+    rows = per_video(*x)
+    np.testing.assert_allclose(rows, oracle_rows(*x), rtol=0, atol=1e-9)
+    assert rows[0].tolist() == [100.0] * 10  # video 0: nothing anywhere
+    assert rows[1, 1] == 0.0 and rows[2, 0] == 100.0
+
+
+def test_scan_path_prediction_only_classes_count():
+    t = 70
+    z = np.zeros((1, t, 2), np.uint8)
+    pa, pv = z.copy(), z.copy()
+    pa[0, 3:5, 0] = 1                        # class 0: only an audio prediction (false positive)
+    pv[0, 3:5, 1] = 1                        # class 1: only a visual prediction
+    r = per_video(pa, pv, z, z)[0]
+    assert r[0] == 0.0 and r[1] == 0.0
