@@ -1,5 +1,6 @@
-"""The ``--ray [ADDRESS]`` runs of ``lsld-engine parse`` / ``extract`` and parse into a results folder on an object store (the
-command layer of :mod:`lsld_engine.scale`; the ``--ray`` flags are in :mod:`lsld_engine.commands.common`).
+"""The ``--ray [ADDRESS]`` runs of ``lsld-engine parse`` / ``extract``, and ``parse`` into a results
+folder on an object store (the command layer of :mod:`lsld_engine.scale`; the ``--ray`` flags are in
+:mod:`lsld_engine.commands.common`).
 
 The commands call :func:`run_parse` / :func:`run_extract` instead of the single-machine run when
 ``--ray`` is given: inputs, resume, weights, messages and error lines follow the single-machine
@@ -71,8 +72,16 @@ def _connect(args, prog: str):
 
     opts = ray_options(args)
     resources, started = cluster.connect(opts.address, num_cpus=opts.num_cpus, num_gpus=opts.num_gpus,
-                                object_store_mb=opts.object_store_mb, verbose=opts.verbose)
-    opts = plan(opts, resources)
+                                         object_store_mb=opts.object_store_mb, verbose=opts.verbose,
+                                         timeout=opts.connect_timeout)
+    try:
+        if opts.address not in (None, cluster.LOCAL):  # a cluster's nodes have their own installs
+            cluster.check_workers(timeout=max(60.0, opts.connect_timeout))
+        opts = plan(opts, resources)
+    except BaseException:
+        if started:
+            cluster.shutdown()
+        raise
     log.info("Ray: %g CPUs, %g GPUs; encoder actors 1..%d (%g CPU, %g GPU each, %d videos a call), "
              "decode tasks of %d videos (%g CPU)", resources.get("CPU", 0), resources.get("GPU", 0), opts.actors,
              opts.actor_cpus, opts.actor_gpus, opts.encode_batch, opts.decode_batch, opts.decode_cpus)
