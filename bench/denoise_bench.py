@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lsld_engine import synth
-from lsld_engine._denoise_ref import denoise_reference
-from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
-from lsld_engine.denoise import denoise_labels
-from lsld_engine.llp import CLASSES, default_llp_dir, load_split
+from lsld_engine.synthetic import synth
+from lsld_engine.labels._denoise_ref import denoise_reference
+from lsld_engine.data.dataset import dataset_paths, load_features, load_split_labels
+from lsld_engine.labels.denoise import denoise_labels
+from lsld_engine.data.llp import CLASSES, default_llp_dir, load_split
 
 
 def _problem(n: int, seed: int):

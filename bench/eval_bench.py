@@ -16,9 +16,9 @@ import time
 import numba
 import numpy as np
 
-from lsld_engine._reference_metrics import evaluate_reference
-from lsld_engine.llp import NUM_CLASSES, T, default_llp_dir, load_split
-from lsld_engine.metrics import METRIC_KEYS, PARALLEL_MIN_VIDEOS, evaluate
+from lsld_engine.evaluation._reference_metrics import evaluate_reference
+from lsld_engine.data.llp import NUM_CLASSES, T, default_llp_dir, load_split
+from lsld_engine.evaluation.metrics import METRIC_KEYS, PARALLEL_MIN_VIDEOS, evaluate
 
 N_TEST = 1200
 

@@ -8,7 +8,7 @@
 Clips: synthetic 10-s 640x360 textured H.264 (crf 23, veryfast) + AAC at 25 fps
 (``lsld_engine.testing.videos.bench_clips``: 8 encoded, the rest copies). Backend: random-weight
 real-size towers (CLIP ViT-B/16, CLAP HTSAT-tiny) + HAN, fp16 autocast on CUDA, built and warmed
-once. For each mode and worker count it runs ``lsld_engine.parse.parse_videos`` over all clips
+once. For each mode and worker count it runs ``lsld_engine.parsing.parse.parse_videos`` over all clips
 (records discarded) and reports clips/s, plus the decode-only bound of the same decode function
 (``decode_stream`` consumed without encoding). Modes:
 
@@ -78,7 +78,7 @@ def decode_only(paths, workers: int, fn) -> tuple[float, int]:
 
 
 def parse_run(items, backend, workers: int, fn) -> float:
-    from lsld_engine.parse import parse_videos
+    from lsld_engine.parsing.parse import parse_videos
 
     t = time.perf_counter()
     s = parse_videos(items, backend, _Null(), workers=workers, progress=False, decode_fn=fn)
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     import torch
 
     from lsld_engine.testing.videos import bench_clips
-    from lsld_engine.video_inputs import VideoInput
+    from lsld_engine.parsing.video_inputs import VideoInput
 
     out = args.out or (Path(os.environ["OUT"]) / "gpu_decode.json" if os.environ.get("OUT") else None)
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"

@@ -3,7 +3,7 @@
 It follows the structure of the official code literally: ``nn.MultiheadAttention`` in
 sequence-first layout with permutes, the HAN layer called once for audio and once for visual at
 each depth, ``fc_v`` on all 80 frames before the 8-frame average, a per-sample loss loop, and a
-dataset that reads two ``.npy`` files per item. Same parameter names as :class:`lsld_engine.model.HAN`,
+dataset that reads two ``.npy`` files per item. Same parameter names as :class:`lsld_engine.han.model.HAN`,
 so the two share weights (``tests/test_model.py`` checks they compute the same function).
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ For each of parse and extract it prints videos/s of
 
 - **serial**: for each video, decode in this process -> embed its 80 frames and 10 segments ->
   HAN -> events -> write (extract: -> write the .npy files); the simple loop;
-- **pipeline**: ``lsld_engine.parse.parse_videos`` / ``lsld_engine.extract.extract_features``:
+- **pipeline**: ``lsld_engine.parsing.parse.parse_videos`` / ``lsld_engine.parsing.extract.extract_features``:
   decoding in ``--workers`` processes, batches across videos, encoder overlapped with decoding;
 
 and the ratio. Both sides use the same warmed-up backend. Wall-clock timings depend on what else
@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lsld_engine.video_inputs import assign_ids
+from lsld_engine.parsing.video_inputs import assign_ids
 from lsld_engine.testing.videos import bench_clips
 
 
@@ -49,9 +49,9 @@ def build_backend(args):
 
 
 def serial_parse(items, backend, writer) -> None:
-    from lsld_engine.embed import embed_videos
+    from lsld_engine.parsing.embed import embed_videos
     from lsld_engine.media import decode_video
-    from lsld_engine.parse import failure_record, run_han, video_record
+    from lsld_engine.parsing.parse import failure_record, run_han, video_record
     from lsld_engine.media.pool import DecodeFailure
     from lsld_engine.media import MediaError
 
@@ -66,7 +66,7 @@ def serial_parse(items, backend, writer) -> None:
 
 
 def serial_extract(items, backend, store) -> None:
-    from lsld_engine.embed import embed_videos
+    from lsld_engine.parsing.embed import embed_videos
     from lsld_engine.media import decode_video
 
     for it in items:
@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "lsld-parse-bench")
     args = p.parse_args(argv)
 
-    from lsld_engine.extract import FeatureStore, extract_features
-    from lsld_engine.parse import parse_videos
-    from lsld_engine.writers import JsonlWriter
+    from lsld_engine.parsing.extract import FeatureStore, extract_features
+    from lsld_engine.parsing.parse import parse_videos
+    from lsld_engine.records.writers import JsonlWriter
 
     print(f"machine: {platform.node()} {os.cpu_count()} CPUs; device {args.device} {args.precision}; "
           f"networks: {'toy encoders' if args.toy else f'random {args.size} CLIP/CLAP towers'} + random HAN; "

@@ -8,7 +8,7 @@ the same files for every side. Networks: random-weight small CLIP / CLAP towers 
 
 Each side is one parse job over all clips, measured from the first call to the last record:
 
-- **single machine**: :func:`lsld_engine.parse.parse_videos` with the command's defaults for this
+- **single machine**: :func:`lsld_engine.parsing.parse.parse_videos` with the command's defaults for this
   machine (``CPUs / 2`` decode processes; torch's default threads), backend built inside the job;
   and again with ``--single-threads`` torch threads (the threads of a 1-CPU Ray encoder actor), to
   tell what Ray does from what the thread count does;
@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lsld_engine.video_inputs import assign_ids
+from lsld_engine.parsing.video_inputs import assign_ids
 from lsld_engine.testing.videos import bench_clips
 
 
@@ -49,7 +49,7 @@ class _Clock:
 def single_machine(items, options: dict) -> _Clock:
     from lsld_engine.api import default_workers
     from lsld_engine.backends import create_backend
-    from lsld_engine.parse import parse_videos
+    from lsld_engine.parsing.parse import parse_videos
 
     import torch
 

@@ -42,12 +42,12 @@ def main() -> None:
 
     import ray
 
-    from lsld_engine.pipeline import Summary
+    from lsld_engine.parsing.pipeline import Summary
     from lsld_engine.scale import cluster as rc, trace
     from lsld_engine.scale.engine import RayOptions, plan, run_parse
     from lsld_engine.testing import raycluster
     from lsld_engine.testing.videos import VideoSpec, make_video
-    from lsld_engine.video_inputs import VideoInput
+    from lsld_engine.parsing.video_inputs import VideoInput
 
     tmp = Path(tempfile.mkdtemp(prefix="lsld-nodes-bench-"))
     items = [VideoInput(str(make_video(tmp / f"v{i}.mp4", VideoSpec(freq=300.0 + 50 * i, duration=4.0))), f"v{i}")

@@ -6,8 +6,8 @@
 Default mode trains the same 4-layer HAN (same init, batch 32, Adam 2e-4) for ``--epochs`` epochs
 on a synthetic world written in the official layout, twice:
 
-- **ours** (:func:`lsld_engine.training.train_epoch` with the engine ``fit`` uses, on CPU
-  :mod:`lsld_engine.packed_train`): features read once into memory (visual already averaged per
+- **ours** (:func:`lsld_engine.han.training.train_epoch` with the engine ``fit`` uses, on CPU
+  :mod:`lsld_engine.han.packed_train`): features read once into memory (visual already averaged per
   segment: ``fc_v`` after the 8-frame mean, which is exact), batches by index, both streams in one
   batch, packed parameters whose gradients the matmuls write directly, hashed dropout masks, one
   Numba Adam pass, one batched loss;
@@ -42,7 +42,7 @@ import torch  # noqa: E402
 
 
 def _world(root: Path, n_train: int, n_val: int, n_test: int, seed: int = 0) -> Path:
-    from lsld_engine import synth
+    from lsld_engine.synthetic import synth
 
     marker = root / "world.json"
     size = {"n_train": n_train, "n_val": n_val, "n_test": n_test, "seed": seed}
@@ -64,9 +64,9 @@ def run_ours(root: Path, labels_path: Path, epochs: int, device: str, seed: int 
              max_batches: int | None = None) -> dict:
     """Our training loop exactly as ``fit`` runs it (its engine and epoch loop), without validation.
     ``max_batches``: stop each epoch after that many batches (warm-up)."""
-    from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
-    from lsld_engine.model import build_han
-    from lsld_engine.training import TrainConfig, make_train_set, make_trainer, seed_everything, train_epoch
+    from lsld_engine.data.dataset import dataset_paths, load_features, load_split_labels
+    from lsld_engine.han.model import build_han
+    from lsld_engine.han.training import TrainConfig, make_train_set, make_trainer, seed_everything, train_epoch
 
     paths = dataset_paths(root)
     t0 = time.perf_counter()
@@ -95,7 +95,7 @@ def run_ours(root: Path, labels_path: Path, epochs: int, device: str, seed: int 
 def run_naive(root: Path, labels_path: Path, epochs: int, device: str, seed: int = 6,
               max_batches: int | None = None) -> dict:
     from bench.naive_han import NaiveHAN, NpyDataset, naive_loss
-    from lsld_engine.dataset import dataset_paths, load_split_labels
+    from lsld_engine.data.dataset import dataset_paths, load_split_labels
 
     paths = dataset_paths(root)
     split = load_split_labels(paths, "train")

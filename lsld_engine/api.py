@@ -137,7 +137,7 @@ class EngineOptions:
                                limits=self.limits() if whole else None)
 
     def thresholds(self):
-        from lsld_engine.parse import Thresholds
+        from lsld_engine.parsing.parse import Thresholds
 
         return Thresholds(self.seg_threshold, self.video_threshold)
 
@@ -210,7 +210,7 @@ class Engine:
 
     def inputs(self, paths: Iterable[str | os.PathLike] | str | os.PathLike):
         """The videos of ``paths`` (files and folders, walked as the CLI does; unique ids)."""
-        from lsld_engine.video_inputs import InputError, VideoInput, collect_inputs
+        from lsld_engine.parsing.video_inputs import InputError, VideoInput, collect_inputs
 
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
@@ -225,8 +225,8 @@ class Engine:
     def parse(self, paths, *, ordered: bool | None = None, progress: bool = False, summary=None) -> Iterator[dict]:
         """One record per video of ``paths`` as each completes (``ordered``: in input order), the
         same dicts ``lsld-engine parse`` writes (docs/formats.md); a video that fails gives its error
-        record. ``summary``: a :class:`~lsld_engine.pipeline.Summary` to count into."""
-        from lsld_engine.parse import parse_records
+        record. ``summary``: a :class:`~lsld_engine.parsing.pipeline.Summary` to count into."""
+        from lsld_engine.parsing.parse import parse_records
 
         o = self.options
         items = self.inputs(paths)
@@ -239,12 +239,12 @@ class Engine:
     def extract(self, paths, out_root: str | os.PathLike, *, dtype: str = "float16", progress: bool = False):
         """Write the CLIP / CLAP features of ``paths`` into the dataset root ``out_root`` (the layout of
         ``lsld-engine extract``; videos already there are skipped); returns the run's
-        :class:`~lsld_engine.pipeline.Summary`."""
+        :class:`~lsld_engine.parsing.pipeline.Summary`."""
         from pathlib import Path
 
-        from lsld_engine.extract import LOG_NAME, FeatureStore, pending
-        from lsld_engine.outputs import OutputLock, check_writable
-        from lsld_engine.pipeline import Summary
+        from lsld_engine.parsing.extract import LOG_NAME, FeatureStore, pending
+        from lsld_engine.records.outputs import OutputLock, check_writable
+        from lsld_engine.parsing.pipeline import Summary
 
         items = self.inputs(paths)
         root = Path(out_root)
@@ -258,8 +258,8 @@ class Engine:
         return summary
 
     def extract_into(self, items, store, *, summary=None, progress: bool = False):
-        """Extract ``items`` (all of them) into a :class:`~lsld_engine.extract.FeatureStore`."""
-        from lsld_engine.extract import extract_features
+        """Extract ``items`` (all of them) into a :class:`~lsld_engine.parsing.extract.FeatureStore`."""
+        from lsld_engine.parsing.extract import extract_features
 
         o = self.options
         return extract_features(self.inputs(items), self.backend, store, workers=self.workers, progress=progress,
@@ -304,13 +304,13 @@ class Engine:
     def records(self, items: list, max_batch: int | None = None) -> list[dict]:
         """Records of whole decoded videos / :class:`~lsld_engine.media.pool.DecodeFailure` (in order),
         embedded together in calls of at most ``max_batch`` rows (the ``--ray`` encoder actors)."""
-        from lsld_engine.parse import records_of
+        from lsld_engine.parsing.parse import records_of
 
         return records_of(self.backend, items, self.options.thresholds(), self.options.save_probs, max_batch)
 
     def extract_decoded(self, items: list, store, max_batch: int | None = None) -> list[dict]:
         """Write the features of whole decoded videos into ``store``; their extract log records, in order."""
-        from lsld_engine.extract import extract_decoded
+        from lsld_engine.parsing.extract import extract_decoded
 
         return extract_decoded(self.backend, items, store, max_batch)
 
@@ -331,13 +331,13 @@ class Engine:
 
 def _reads_uris(decode_fn, items):
     """``decode_fn``, able to read object-store URIs among ``items`` (copied to a temporary local file
-    first, with this process's S3 settings: :class:`lsld_engine.remote_inputs.FetchFirst`)."""
-    from lsld_engine.uris import is_uri
+    first, with this process's S3 settings: :class:`lsld_engine.parsing.remote_inputs.FetchFirst`)."""
+    from lsld_engine.records.uris import is_uri
 
     if not any(is_uri(i.path) for i in items):
         return decode_fn
-    from lsld_engine.objectstore import current
-    from lsld_engine.remote_inputs import FetchFirst
+    from lsld_engine.records.objectstore import current
+    from lsld_engine.parsing.remote_inputs import FetchFirst
 
     return FetchFirst(decode_fn, current())
 

@@ -1,11 +1,11 @@
 """The data contract between media, encoders and the HAN: frame rate, sample rate, window, image size.
 
 Every module that needs one of these numbers imports it from here (torch-free, so decode workers
-can). LLP's own facts (25 classes, ``T = 10`` segments) are in :mod:`lsld_engine.llp`.
+can). LLP's own facts (25 classes, ``T = 10`` segments) are in :mod:`lsld_engine.data.llp`.
 """
 from __future__ import annotations
 
-from lsld_engine.llp import T
+from lsld_engine.data.llp import T
 
 #: Audio sample rate fed to CLAP (Hz).
 SAMPLE_RATE: int = 48000

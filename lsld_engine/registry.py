@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from lsld_engine.contract import CLIP_EMBED_DIM, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE, SAMPLES_PER_SEGMENT
-from lsld_engine.llp import NUM_CLASSES, T
+from lsld_engine.data.llp import NUM_CLASSES, T
 
 __all__ = ["TensorSpec", "NetworkSpec", "NETWORKS", "EXPORTED", "HAN_OUTPUTS", "get_network", "list_networks",
            "io_names", "onnx_filename", "build", "resolve"]
@@ -123,15 +123,15 @@ NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in [
     ),
     NetworkSpec(
         name="han", family="han",
-        description="HAN / MMIL audio-visual video parser (lsld_engine.model)",
-        builder="lsld_engine.model:build_han",
-        loader="lsld_engine.checkpoint:load_han",
+        description="HAN / MMIL audio-visual video parser (lsld_engine.han.model)",
+        builder="lsld_engine.han.model:build_han",
+        loader="lsld_engine.han.checkpoint:load_han",
         inputs=(TensorSpec("audio", ("B", T, CLIP_EMBED_DIM), "float32", "CLAP segment features"),
                 TensorSpec("frames", ("B", FRAMES_PER_WINDOW, CLIP_EMBED_DIM), "float32",
                            "CLIP frame features, 8 fps")),
         outputs=tuple(TensorSpec(n, ("B", T, 2, NUM_CLASSES) if n == "seg_prob" else ("B", NUM_CLASSES), "float32")
                       for n in HAN_OUTPUTS),
-        checkpoint_formats=("lsld-engine HAN checkpoints and the official LSLD.pt (see lsld_engine.checkpoint)",),
+        checkpoint_formats=("lsld-engine HAN checkpoints and the official LSLD.pt (see lsld_engine.han.checkpoint)",),
         sizes={"real": {"num_layers": 4}, "small": {"num_layers": 1}},
         export_notes="Fixed shapes apart from batch: suits CUDA graphs / TensorRT profiles.",
     ),

@@ -46,22 +46,22 @@ SWEEPS = ["-k", "not agrees_with_both_oracles and not mixed_density_and_clustere
 #: module -> (source file, its fast tests, strip @njit?). Tests are pytest arguments; slow tests
 #: are deselected for every module (``-m 'not slow'``).
 MODULES: dict[str, tuple[str, list[str], bool]] = {
-    "untrusted": ("lsld_engine/untrusted.py", ["tests/test_rules_untrusted.py"], False),
-    "parse": ("lsld_engine/parse.py", ["tests/test_rules_parse.py"], False),
-    "class_metrics": ("lsld_engine/class_metrics.py",
+    "untrusted": ("lsld_engine/records/untrusted.py", ["tests/test_rules_untrusted.py"], False),
+    "parse": ("lsld_engine/parsing/parse.py", ["tests/test_rules_parse.py"], False),
+    "class_metrics": ("lsld_engine/evaluation/class_metrics.py",
                       ["tests/test_class_metrics.py", "tests/test_rules_metrics.py"] + SWEEPS, True),
-    "results": ("lsld_engine/results.py", ["tests/test_results.py", "tests/test_rules_results.py"], False),
-    "events": ("lsld_engine/events.py", ["tests/test_events.py", "tests/test_rules_events.py"], True),
-    "denoise": ("lsld_engine/denoise.py", ["tests/test_denoise.py", "tests/test_rules_denoise.py"], False),
-    "prompts": ("lsld_engine/prompts.py", ["tests/test_prompts.py", "tests/test_rules_prompts.py"], False),
-    "writers": ("lsld_engine/writers.py",
+    "results": ("lsld_engine/records/results.py", ["tests/test_results.py", "tests/test_rules_results.py"], False),
+    "events": ("lsld_engine/records/events.py", ["tests/test_events.py", "tests/test_rules_events.py"], True),
+    "denoise": ("lsld_engine/labels/denoise.py", ["tests/test_denoise.py", "tests/test_rules_denoise.py"], False),
+    "prompts": ("lsld_engine/labels/prompts.py", ["tests/test_prompts.py", "tests/test_rules_prompts.py"], False),
+    "writers": ("lsld_engine/records/writers.py",
                 ["tests/test_writers.py", "tests/test_results.py", "tests/test_rules_results.py"], False),
     # the timestamp-only tests; the ffmpeg comparisons encode videos (seconds per test)
     "frame_rule": ("lsld_engine/media/frame_rule.py",
                    ["tests/test_frame_rule.py", "tests/test_rules_frame_rule.py", "-k",
                     "test_rules_frame_rule or linspace_pick or cfr_grid or picks_per_window or duration_estimate"],
                    False),
-    "metrics": ("lsld_engine/metrics.py",
+    "metrics": ("lsld_engine/evaluation/metrics.py",
                 ["tests/test_metrics.py", "tests/test_class_metrics.py", "tests/test_rules_metrics.py"] + SWEEPS, True),
 }
 

@@ -23,11 +23,11 @@ def write_predictions(run: Path, data: Path, split: str, out: Path) -> Path:
     """The run's best checkpoint applied to ``split`` of ``data``, as a predictions JSONL."""
     import torch
 
-    from lsld_engine.checkpoint import load_han
-    from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
-    from lsld_engine.events import predict_masks, track_events
-    from lsld_engine.training import pooled_visual, predict
-    from lsld_engine.writers import get_writer, ok_record
+    from lsld_engine.han.checkpoint import load_han
+    from lsld_engine.data.dataset import dataset_paths, load_features, load_split_labels
+    from lsld_engine.records.events import predict_masks, track_events
+    from lsld_engine.han.training import pooled_visual, predict
+    from lsld_engine.records.writers import get_writer, ok_record
 
     paths = dataset_paths(data)
     sp = load_split_labels(paths, split)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     results = write_predictions(args.run_dir, data, "test", work / "results.jsonl")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    from lsld_engine.writers import read_predictions
+    from lsld_engine.records.writers import read_predictions
     recs = read_predictions(results)
     def richness(v):  # events on every track first, then more classes, then more events
         ev = recs[v]["events"]
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     cli("plot", str(results), "--video", video, "--annotations", str(data), "--out", str(work / "timeline.png"))
     _write_small_png((work / "timeline.png").read_bytes(), args.out / "timeline.png")
 
-    from lsld_engine.llp import load_split
+    from lsld_engine.data.llp import load_split
     train = load_split(data, "train")
     k = train.weak.sum(1)
     den_video = train.video_ids[int(np.flatnonzero(k == 2)[0])]

@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 # Under CI=true a skip whose reason is not on the allow-list (no GPU, CUDA, TensorRT, NVDEC) fails the run.
 from ci_skips import (pytest_collectreport, pytest_configure, pytest_runtest_logreport,  # noqa: E402,F401
                       pytest_sessionfinish, pytest_terminal_summary)
-from lsld_engine.llp import default_llp_dir  # noqa: E402
+from lsld_engine.data.llp import default_llp_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsld_engine.events import predict_masks, track_events
-from lsld_engine.llp import T
+from lsld_engine.records.events import predict_masks, track_events
+from lsld_engine.data.llp import T
 
-#: Saved probabilities are rounded to 4 decimals (lsld_engine.parse.PROB_DECIMALS) and runs on
+#: Saved probabilities are rounded to 4 decimals (lsld_engine.parsing.parse.PROB_DECIMALS) and runs on
 #: other processes agree to ~2e-4: thresholds are kept this far from every observed value so
 #: neither can move a comparison.
 MARGIN = 5e-4

@@ -14,7 +14,7 @@ import lsld_engine
 from lsld_engine.cli import main
 from lsld_engine.errors import LsldError
 from lsld_engine.media import decode_video
-from lsld_engine.readers import read_predictions
+from lsld_engine.records.readers import read_predictions
 from lsld_engine.testing.videos import VideoSpec, make_video
 
 ROOT = Path(__file__).resolve().parents[1]

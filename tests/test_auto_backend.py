@@ -123,9 +123,9 @@ def test_cache_key_follows_seed_opset_precision_size_and_versions(monkeypatch):
 def test_changed_checkpoint_gets_new_files(tmp_path):
     import torch
 
-    from lsld_engine.checkpoint import save_han
+    from lsld_engine.han.checkpoint import save_han
     from lsld_engine.exporting.cache import ExportSpec, cached_file, ensure
-    from lsld_engine.model import build_han
+    from lsld_engine.han.model import build_han
 
     ckpt = tmp_path / "han.safetensors"
     torch.manual_seed(5)

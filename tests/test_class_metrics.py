@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from lsld_engine.class_metrics import (CLASS_KEYS, class_counts, class_support, confusion, format_per_class,
+from lsld_engine.evaluation.class_metrics import (CLASS_KEYS, class_counts, class_support, confusion, format_per_class,
                                        overall_from_counts, per_class_f1)
-from lsld_engine.llp import CLASSES
-from lsld_engine.metrics import METRIC_KEYS, evaluate
+from lsld_engine.data.llp import CLASSES
+from lsld_engine.evaluation.metrics import METRIC_KEYS, evaluate
 
 
 @pytest.mark.parametrize("t_len", [10, 70])          # bit-mask and scan paths of the official kernels

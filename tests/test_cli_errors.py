@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from lsld_engine import cli
-from lsld_engine.dataset import FeatureError, dataset_paths, load_features
-from lsld_engine.llp import AnnotationError, read_weak_labels
-from lsld_engine.prompts import PromptError, load_prompt_cache
-from lsld_engine.training import TrainConfig
+from lsld_engine.data.dataset import FeatureError, dataset_paths, load_features
+from lsld_engine.data.llp import AnnotationError, read_weak_labels
+from lsld_engine.labels.prompts import PromptError, load_prompt_cache
+from lsld_engine.han.training import TrainConfig
 from train import lsld
 
 
@@ -57,7 +57,7 @@ def test_train_test_stage_missing_checkpoint(tmp_path, capsys):
 
 
 def test_train_test_stage_wrong_shape_state_dict(tmp_path, capsys):
-    from lsld_engine.model import build_han
+    from lsld_engine.han.model import build_han
 
     state = build_han(num_layers=1).state_dict()
     key = "fc_a.bias"
@@ -69,8 +69,8 @@ def test_train_test_stage_wrong_shape_state_dict(tmp_path, capsys):
 
 
 def test_train_test_stage_missing_dataset(tmp_path, capsys):
-    from lsld_engine.checkpoint import save_han
-    from lsld_engine.model import build_han
+    from lsld_engine.han.checkpoint import save_han
+    from lsld_engine.han.model import build_han
 
     ckpt = save_han(build_han(num_layers=1), tmp_path / "m.safetensors")
     _assert_user_error(lsld.main(["test", "--data", str(tmp_path / "absent"), "--checkpoint", str(ckpt)]), capsys,
@@ -227,7 +227,7 @@ def test_prompt_cache_not_npz(tmp_path):
 
 
 def test_synth_quality_missing_labels(tmp_path, capsys):
-    from lsld_engine import synth
+    from lsld_engine.synthetic import synth
 
     synth.make_world(tmp_path, n_train=8, n_val=4, n_test=4, llp_dir=None, workers=1, progress=False)
     missing = tmp_path / "labels.npz"
@@ -262,7 +262,7 @@ def test_train_denoise_module_missing_dataset(tmp_path, capsys):
 
 
 def test_parse_resume_from_a_binary_out_names_it(tmp_path):
-    from lsld_engine.video_inputs import read_records
+    from lsld_engine.parsing.video_inputs import read_records
 
     out = tmp_path / "r.jsonl"
     out.write_bytes(b"\xff\xfe\n")
@@ -274,7 +274,7 @@ def test_parse_resume_from_a_binary_out_names_it(tmp_path):
 def test_predictions_with_byte_order_mark(tmp_path):
     import json
 
-    from lsld_engine.writers import read_predictions
+    from lsld_engine.records.writers import read_predictions
 
     p = tmp_path / "p.jsonl"
     rec = {"video_id": "v0", "status": "ok", "duration": 10.0, "segments": 10,

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lsld_engine.dataset import FeatureError, dataset_paths, load_features, load_split_labels
+from lsld_engine.data.dataset import FeatureError, dataset_paths, load_features, load_split_labels
 
 
 def _root(tmp_path, ids, dtype=np.float16, seed=0):

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from lsld_engine._denoise_ref import den_reference, denoise_reference, rew_reference
-from lsld_engine.denoise import (class_similarity, den, denoise_labels, removed_counts, rew,
+from lsld_engine.labels._denoise_ref import den_reference, denoise_reference, rew_reference
+from lsld_engine.labels.denoise import (class_similarity, den, denoise_labels, removed_counts, rew,
                                  segment_features, softmax_argmax)
-from lsld_engine.prompts import PromptError, PromptTable, prompt_texts, required_prompts
+from lsld_engine.labels.prompts import PromptError, PromptTable, prompt_texts, required_prompts
 
 
 def _table(texts_vecs):

@@ -497,8 +497,8 @@ def test_registry_small_builds_honour_their_contracts(text_dir):
 
 
 def test_registry_han_checkpoint_goes_through_load_han(tmp_path):
-    from lsld_engine.checkpoint import save_han
-    from lsld_engine.model import build_han
+    from lsld_engine.han.checkpoint import save_han
+    from lsld_engine.han.model import build_han
 
     torch.manual_seed(0)
     han = build_han(num_layers=1).eval()

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from lsld_engine.cli import main
-from lsld_engine.events import track_events
-from lsld_engine.llp import CLASSES, load_split
-from lsld_engine.metrics import METRIC_KEYS, evaluate
-from lsld_engine.writers import error_record, get_writer, ok_record
+from lsld_engine.records.events import track_events
+from lsld_engine.data.llp import CLASSES, load_split
+from lsld_engine.evaluation.metrics import METRIC_KEYS, evaluate
+from lsld_engine.records.writers import error_record, get_writer, ok_record
 
 
 def _write_annotations(d: Path, n: int = 12, seed: int = 0) -> Path:

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from lsld_engine.events import (batch_masks_to_events, events_to_mask, events_to_masks, find_runs, masks_to_events,
+from lsld_engine.records.events import (batch_masks_to_events, events_to_mask, events_to_masks, find_runs, masks_to_events,
                                 track_events)
-from lsld_engine.llp import CLASSES
+from lsld_engine.data.llp import CLASSES
 
 
 def _plain_events(mask, probs, seg=1.0, off=0.0):

@@ -25,10 +25,10 @@ assert EXPORT_BATCH not in OTHER_BATCHES
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """Random-weight checkpoint files: small CLIP and CLAP, full-size HAN (shared with the torch backend)."""
-    from lsld_engine.checkpoint import save_han
+    from lsld_engine.han.checkpoint import save_han
     from lsld_engine.encoders.clap import random_clap_state_dict
     from lsld_engine.encoders.clip import random_clip_state_dict
-    from lsld_engine.model import build_han
+    from lsld_engine.han.model import build_han
 
     d = tmp_path_factory.mktemp("ckpt")
     torch.save(random_clip_state_dict("small", seed=1), d / "clip.pt")
@@ -160,7 +160,7 @@ def test_export_refuses_a_batch_baked_into_the_graph(tmp_path):
 
 def test_onnx_backend_matches_torch(exported, engine_dir):
     from lsld_engine.backends.onnx_backend import OnnxBackend
-    from lsld_engine.events import predict_masks
+    from lsld_engine.records.events import predict_masks
 
     be = OnnxBackend(engine_dir=engine_dir, device="cpu", batch_sizes={"windows": 4, "images": 2})
     han = exported["han"][0]
@@ -362,7 +362,7 @@ def test_cli_missing_checkpoint_names_the_file(tmp_path, capsys):
 
 def test_create_backend_onnx_matches_torch_backend(engine_dir, checkpoints):
     from lsld_engine.backends import create_backend
-    from lsld_engine.events import predict_masks
+    from lsld_engine.records.events import predict_masks
 
     opts = dict(clip_checkpoint=checkpoints["clip_image"], clap_checkpoint=checkpoints["clap_audio"],
                 model=checkpoints["han"], device="cpu", precision="fp32")

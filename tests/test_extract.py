@@ -102,7 +102,7 @@ def test_resume_skips_done_videos_and_redoes_incomplete_ones(videos, tmp_path, t
 
 
 def test_a_kill_while_writing_leaves_no_partial_file(videos, tmp_path, toy, monkeypatch):
-    import lsld_engine.extract as ex
+    import lsld_engine.parsing.extract as ex
 
     root = tmp_path / "root"
     real_save = np.save

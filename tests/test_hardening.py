@@ -22,7 +22,7 @@ from lsld_engine.cli import main
 from lsld_engine.testing.backends import ToyBackend
 from lsld_engine.testing.hostile import write_long_claim
 from lsld_engine.testing.videos import VideoSpec, make_video
-from lsld_engine.writers import read_predictions
+from lsld_engine.records.writers import read_predictions
 
 # the shared fixtures (toy, clip) are used by name
 from rule_helpers import event_keys
@@ -65,7 +65,7 @@ def test_list_file_with_non_utf8_names(clip, tmp_path, toy):
 def test_scale_list_files_share_the_local_list_parser(tmp_path):
     """``--ray --list`` reads a list file as ``--list`` does (same lines, same bytes), keeping URIs."""
     from lsld_engine.scale.sources import read_uri_list
-    from lsld_engine.video_inputs import read_list
+    from lsld_engine.parsing.video_inputs import read_list
 
     lst = tmp_path / "videos.txt"
     lst.write_bytes(b"# a comment\n\n  a.mp4  \nsub/b.mp4\n/abs/c.mp4\ns3://bucket/d.mp4\ncaf\xe9.mp4\n")
@@ -92,9 +92,9 @@ def long_video(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_a_video_parsed_in_parts_gives_the_whole_video_result(long_video, tmp_path, workers):
-    from lsld_engine.video_inputs import VideoInput
-    from lsld_engine.parse import parse_videos
-    from lsld_engine.writers import JsonlWriter
+    from lsld_engine.parsing.video_inputs import VideoInput
+    from lsld_engine.parsing.parse import parse_videos
+    from lsld_engine.records.writers import JsonlWriter
 
     be = ToyBackend()
     recs = {}
@@ -118,9 +118,9 @@ def test_a_video_parsed_in_parts_gives_the_whole_video_result(long_video, tmp_pa
 
 
 def test_parts_of_several_videos_in_order_across_two_workers(long_video, clip, tmp_path):
-    from lsld_engine.parse import parse_videos
-    from lsld_engine.video_inputs import VideoInput
-    from lsld_engine.writers import JsonlWriter
+    from lsld_engine.parsing.parse import parse_videos
+    from lsld_engine.parsing.video_inputs import VideoInput
+    from lsld_engine.records.writers import JsonlWriter
 
     second = make_video(tmp_path / "second.mp4", VideoSpec(duration=32.0))
     inputs = [VideoInput(str(long_video), "long"), VideoInput(str(clip), "clip"), VideoInput(str(second), "second")]
@@ -207,8 +207,8 @@ def test_a_worker_waiting_for_its_turn_is_not_a_decode_timeout(long_video, tmp_p
 
 
 def test_extract_writes_each_part_and_logs_the_video_after_its_last(long_video, tmp_path):
-    from lsld_engine.extract import FeatureStore, extract_features
-    from lsld_engine.video_inputs import VideoInput, read_records
+    from lsld_engine.parsing.extract import FeatureStore, extract_features
+    from lsld_engine.parsing.video_inputs import VideoInput, read_records
     from lsld_engine.media import decode_video
     from lsld_engine.testing.compare import assert_embeddings_match
 
@@ -238,9 +238,9 @@ def fail_after_one_part(path, video_id, *, emit, **kw):
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_a_video_failing_after_some_parts_gets_only_an_error_line(long_video, clip, tmp_path, workers):
-    from lsld_engine.video_inputs import VideoInput
-    from lsld_engine.parse import parse_videos
-    from lsld_engine.writers import JsonlWriter
+    from lsld_engine.parsing.video_inputs import VideoInput
+    from lsld_engine.parsing.parse import parse_videos
+    from lsld_engine.records.writers import JsonlWriter
 
     out = tmp_path / "r.jsonl"
     with JsonlWriter(out) as w:
@@ -392,7 +392,7 @@ def test_walk_skips_are_counted_and_listed_with_verbose(clip, tmp_path, toy, cap
 
 def test_bf16_only_with_native_cpu_support(monkeypatch, caplog):
     from lsld_engine import hardware
-    from lsld_engine.training import TrainConfig
+    from lsld_engine.han.training import TrainConfig
 
     monkeypatch.delenv("LSLD_ALLOW_SLOW_BF16", raising=False)
     monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: (False, "no avx512_bf16/amx_bf16 flag (AVX2)"))

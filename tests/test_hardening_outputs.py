@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from lsld_engine.cli import main
-from lsld_engine.outputs import OutputLock
-from lsld_engine.writers import read_predictions
+from lsld_engine.records.outputs import OutputLock
+from lsld_engine.records.writers import read_predictions
 
 # the shared fixtures (toy, clip, world) are used by name
 from hardening_helpers import (archive_of, assert_records_equal, clip, copy, distinct_archive, extract,  # noqa: F401
@@ -187,7 +187,7 @@ def test_disk_full_mid_parse_says_what_was_written_and_resumes(clip, tmp_path, t
 
 
 def test_disk_full_mid_extract_stops_cleanly_and_resumes(clip, tmp_path, toy, monkeypatch, capsys):
-    import lsld_engine.extract as ex
+    import lsld_engine.parsing.extract as ex
 
     d = archive_of(clip, tmp_path / "archive", 3)
     root = tmp_path / "root"
@@ -243,7 +243,7 @@ def test_hostile_checkpoint_metadata_is_a_one_line_error(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from lsld_engine.checkpoint import CheckpointError, read_han_file
+    from lsld_engine.han.checkpoint import CheckpointError, read_han_file
 
     for bad in ("[" * 100_000 + "]" * 100_000, "1" * 5000, "[1, 2]"):
         path = tmp_path / "han.safetensors"
@@ -259,7 +259,7 @@ def _object_npz(path: Path, ids) -> Path:
 
 
 def test_labels_npz_with_object_arrays_is_refused_in_train_and_quality(world, tmp_path, capsys):
-    from lsld_engine.dataset import dataset_paths, load_split_labels
+    from lsld_engine.data.dataset import dataset_paths, load_split_labels
     from train import lsld
 
     ids = load_split_labels(dataset_paths(world), "train").video_ids
@@ -279,7 +279,7 @@ def test_labels_npz_with_object_arrays_is_refused_in_train_and_quality(world, tm
 # --- 8. events past the clip --------------------------------------------------------------------------
 
 def test_eval_warns_about_events_past_the_clip_and_strict_refuses(world, tmp_path, capsys):
-    from lsld_engine.llp import load_split
+    from lsld_engine.data.llp import load_split
 
     split = load_split(world, "test")
     recs = [{"video_id": v, "status": "ok", "duration": 10.0, "segments": 10,
@@ -302,7 +302,7 @@ def test_eval_warns_about_events_past_the_clip_and_strict_refuses(world, tmp_pat
 
 def test_eval_names_file_and_line_of_events_past_the_clip_in_any_jsonl(world, tmp_path, capsys):
     """The README promises `file:line`: also for a JSONL file named otherwise and for a results folder's shards."""
-    from lsld_engine.llp import load_split
+    from lsld_engine.data.llp import load_split
 
     split = load_split(world, "test")
     recs = [{"video_id": v, "status": "ok", "duration": 10.0, "segments": 10,

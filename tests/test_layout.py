@@ -140,14 +140,14 @@ def test_library_imports_neither_export_nor_the_cli(path):
 
 def test_user_errors_share_one_base_and_keep_their_builtin_base():
     from lsld_engine.backends.torch_backend import MissingWeightsError
-    from lsld_engine.checkpoint import CheckpointError as HanCheckpointError
-    from lsld_engine.dataset import FeatureError
+    from lsld_engine.han.checkpoint import CheckpointError as HanCheckpointError
+    from lsld_engine.data.dataset import FeatureError
     from lsld_engine.encoders.checkpoints import CheckpointError as EncoderCheckpointError
     from lsld_engine.errors import LsldError, is_user_error
-    from lsld_engine.llp import AnnotationError
+    from lsld_engine.data.llp import AnnotationError
     from lsld_engine.media import MediaError
-    from lsld_engine.prompts import PromptError
-    from lsld_engine.writers import PredictionsError
+    from lsld_engine.labels.prompts import PromptError
+    from lsld_engine.records.writers import PredictionsError
 
     assert HanCheckpointError is EncoderCheckpointError
     for cls, base in ((AnnotationError, ValueError), (FeatureError, ValueError), (PredictionsError, ValueError),
@@ -172,7 +172,7 @@ def test_export_and_backends_read_the_registry_tables():
     assert registry.get_network("clip-image") is registry.get_network("clip_image")
 
 
-@pytest.mark.parametrize("module, word", [("lsld_engine.synth", "make"), ("export", "--networks")])
+@pytest.mark.parametrize("module, word", [("lsld_engine.synthetic.synth", "make"), ("export", "--networks")])
 def test_old_module_entries_are_aliases(module, word):
     out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT,
                          timeout=300)
@@ -212,3 +212,86 @@ def test_the_wheel_installs_no_top_level_bench_package():
     assert not installed("bench") and not installed("bench.ray_bench")
     assert all(installed(p) for p in ("lsld_engine", "lsld_engine.media", "train", "export"))
     assert (ROOT / "bench" / "__init__.py").is_file()  # still a package of the checkout
+
+
+# --- The stage layout (issue 20): few rooms at the top, layers that only import downwards. ---
+
+#: rank of each top-level unit of lsld_engine; a module may import only units of its own rank or lower
+LAYERS: dict[str, int] = {
+    "errors": 0, "contract": 0, "data": 0, "files": 0, "progress": 0, "hardware": 0, "_moved": 0,
+    "registry": 1,
+    "media": 2, "evaluation": 2, "records": 2, "encoders": 2,
+    "labels": 3,
+    "han": 4,
+    "backends": 5, "exporting": 5, "synthetic": 5,
+    "parsing": 6,
+    "api": 7, "viz": 7,
+    "scale": 8, "doctor": 8,
+    "testing": 9, "commands": 9, "cli": 9,
+}
+#: the few upward imports there are, each lazy and with its reason
+UPWARD: dict[str, set[str]] = {
+    # int8 calibration (``export --precision int8 --calibrate VIDEOS``): the user's videos are listed
+    # like any input, and clips are generated when none are given
+    "backends/quantize.py": {"lsld_engine.parsing.video_inputs", "lsld_engine.testing.videos"},
+}
+ALL_MODULES = sorted((ROOT / "lsld_engine").rglob("*.py"))
+
+
+def _unit(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "lsld_engine" and len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_every_unit_has_a_layer():
+    lib = ROOT / "lsld_engine"
+    units = {p.stem for p in lib.glob("*.py") if p.name != "__init__.py"}
+    units |= {d.name for d in lib.iterdir() if (d / "__init__.py").exists()}
+    assert units == set(LAYERS), f"add to LAYERS: {sorted(units - set(LAYERS))}; gone: {sorted(set(LAYERS) - units)}"
+
+
+def test_top_level_is_small_and_no_package_shadows_the_standard_library():
+    top = sorted(p.name for p in (ROOT / "lsld_engine").glob("*.py"))
+    assert len(top) <= 12, top
+    names = {p.stem for p in (ROOT / "lsld_engine").glob("*.py")} | {
+        d.name for d in (ROOT / "lsld_engine").iterdir() if d.is_dir()}
+    assert not names & set(sys.stdlib_module_names), names & set(sys.stdlib_module_names)
+
+
+@pytest.mark.parametrize("path", ALL_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_go_down_the_layers(path):
+    rel = path.relative_to(ROOT / "lsld_engine")
+    me = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+    if me == "__init__":
+        return
+    allowed = UPWARD.get(rel.as_posix(), set())
+    up = sorted(m for m in _imports(path) if (u := _unit(m)) and LAYERS[u] > LAYERS[me]
+                and not any(m == a or m.startswith(a + ".") for a in allowed))
+    assert not up, f"{path.relative_to(ROOT)} (layer {LAYERS[me]}) imports higher layers: {up}"
+
+
+@pytest.mark.parametrize("path", [p for d in ("lsld_engine", "train", "export", "bench", "scripts")
+                                  for p in sorted((ROOT / d).rglob("*.py"))], ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_file_over_about_400_lines(path):
+    lines = path.read_text().count("\n")
+    assert lines <= 420, f"{path.relative_to(ROOT)}: {lines} lines; split it by job"
+
+
+def test_readme_layout_table_matches_the_package():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import layout_table
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    assert layout_table.readme_table((ROOT / "README.md").read_text()) == layout_table.table(), \
+        "README's Layout table is stale: run python scripts/layout_table.py --write"
+
+
+@pytest.mark.parametrize("old, new, name", [("lsld_engine.metrics", "lsld_engine.evaluation.metrics", "evaluate"),
+                                            ("lsld_engine.writers", "lsld_engine.records.writers", "WRITERS"),
+                                            ("lsld_engine.denoise", "lsld_engine.labels.denoise", "den")])
+def test_old_import_paths_give_the_moved_modules(old, new, name):
+    import importlib
+
+    assert importlib.import_module(old) is importlib.import_module(new)
+    assert getattr(importlib.import_module(old), name) is getattr(importlib.import_module(new), name)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lsld_engine.llp import (CLASSES, NUM_CLASSES, SEGMENT_FILES, T, WEAK_FILES, AnnotationError, load_split,
+from lsld_engine.data.llp import (CLASSES, NUM_CLASSES, SEGMENT_FILES, T, WEAK_FILES, AnnotationError, load_split,
                              read_segment_labels, read_weak_labels)
 
 
@@ -127,14 +127,14 @@ def test_load_split_train_has_no_segment_truth(llp_dir):
 
 
 def test_llp_dir_env_names_a_missing_folder(tmp_path, monkeypatch):
-    from lsld_engine.llp import default_llp_dir
+    from lsld_engine.data.llp import default_llp_dir
     monkeypatch.setenv("LSLD_LLP_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="LSLD_LLP_DIR"):
         default_llp_dir()
 
 
 def test_llp_dir_env_wins_when_valid(tmp_path, monkeypatch):
-    from lsld_engine.llp import default_llp_dir
+    from lsld_engine.data.llp import default_llp_dir
     (tmp_path / "AVVP_test_pd.csv").write_text("filename\tevent_labels\n")
     monkeypatch.setenv("LSLD_LLP_DIR", str(tmp_path))
     assert default_llp_dir() == tmp_path

@@ -11,7 +11,7 @@ av = pytest.importorskip("av")
 
 from lsld_engine.media import cpu_pixels, decode as media  # noqa: E402
 from lsld_engine.media.pool import DecodeFailure, decode_stream  # noqa: E402
-from lsld_engine.llp import T  # noqa: E402
+from lsld_engine.data.llp import T  # noqa: E402
 from lsld_engine.media import (FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE, SAMPLES_PER_SEGMENT,  # noqa: E402
                                SEGMENTS_PER_WINDOW, WINDOW_SECONDS, DecodedVideo, MediaError, decode_media, decode_video,
                                window_ids)

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from lsld_engine._reference_metrics import evaluate_reference
-from lsld_engine.llp import CLASSES, load_split
-from lsld_engine.metrics import METRIC_KEYS, evaluate, format_table, per_video
+from lsld_engine.evaluation._reference_metrics import evaluate_reference
+from lsld_engine.data.llp import CLASSES, load_split
+from lsld_engine.evaluation.metrics import METRIC_KEYS, evaluate, format_table, per_video
 
 
-# --- an oracle written independently of lsld_engine._reference_metrics --------------------------
+# --- an oracle written independently of lsld_engine.evaluation._reference_metrics --------------------------
 # Events from the edges of the zero-padded sequence, IoU as a float division, F per the definition.
 def _oracle_events(seq):
     edges = np.diff(np.concatenate([[0], seq, [0]]).astype(int))

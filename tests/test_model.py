@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from bench.naive_han import NaiveHAN
-from lsld_engine.checkpoint import CheckpointError, load_han, read_han_file, save_han
-from lsld_engine.model import HAN, HANConfig, build_han, pool_frames
+from lsld_engine.han.checkpoint import CheckpointError, load_han, read_han_file, save_han
+from lsld_engine.han.model import HAN, HANConfig, build_han, pool_frames
 
 torch.set_num_threads(1)  # small models; robust on a shared 2-core CI box
 

@@ -1,4 +1,4 @@
-"""The CPU training engine (lsld_engine.packed_train) against the HAN module with autograd and
+"""The CPU training engine (lsld_engine.han.packed_train) against the HAN module with autograd and
 torch.optim.Adam: same function, same gradients, same update."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from lsld_engine import _train_kernels as kernels
-from lsld_engine.model import HAN, HANConfig
-from lsld_engine.packed_train import PackedTrainer
-from lsld_engine.training import TrainConfig, compute_loss
+from lsld_engine.han import _train_kernels as kernels
+from lsld_engine.han.model import HAN, HANConfig
+from lsld_engine.han.packed_train import PackedTrainer
+from lsld_engine.han.training import TrainConfig, compute_loss
 
 SMALL = dict(num_layers=2, d_model=64, num_classes=7, dim_feedforward=96, audio_dim=32, visual_dim=48)
 
@@ -252,7 +252,7 @@ def test_bad_settings_are_refused():
 def test_both_training_engines_take_the_same_steps():
     """Without dropout, the packed CPU engine and the module engine (what fit uses off the CPU)
     train to the same weights, epoch learning rates included."""
-    from lsld_engine.training import ModuleTrainer, epoch_lr
+    from lsld_engine.han.training import ModuleTrainer, epoch_lr
 
     cfg = HANConfig(**SMALL, att_dropout=0.0, cls_dropout=0.0)
     packed_model, module_model = _model(**cfg.to_dict()), _model(**cfg.to_dict())

@@ -19,15 +19,15 @@ import torch
 from lsld_engine import backends
 from lsld_engine.cli import main
 from lsld_engine.media.pool import DecodeFailure
-from lsld_engine.embed import EmbeddedVideo, embed_groups, embed_videos, take_ready
-from lsld_engine.video_inputs import assign_ids, collect_inputs
-from lsld_engine.llp import CLASSES, NUM_CLASSES
+from lsld_engine.parsing.embed import EmbeddedVideo, embed_groups, embed_videos, take_ready
+from lsld_engine.parsing.video_inputs import assign_ids, collect_inputs
+from lsld_engine.data.llp import CLASSES, NUM_CLASSES
 from lsld_engine.media import decode_video
-from lsld_engine.parse import Thresholds, video_record
+from lsld_engine.parsing.parse import Thresholds, video_record
 from lsld_engine.testing.backends import ToyBackend
 from lsld_engine.testing.compare import assert_embeddings_match, distinct
 from lsld_engine.testing.videos import VideoSpec, make_video
-from lsld_engine.writers import read_predictions
+from lsld_engine.records.writers import read_predictions
 from rule_helpers import assert_events_follow_rule, event_keys, rule_events, swap_sensitive_thresholds
 
 F32 = 1e-5  # tolerance for float32 embeddings compared across batch sizes (not bit-equal: BLAS)
@@ -40,8 +40,8 @@ CLIPS = {  # LLP-like 10-s clips that differ in picture and sound
 
 @pytest.fixture(scope="module")
 def han_ckpt(tmp_path_factory):
-    from lsld_engine.checkpoint import save_han
-    from lsld_engine.model import build_han
+    from lsld_engine.han.checkpoint import save_han
+    from lsld_engine.han.model import build_han
 
     torch.manual_seed(3)
     return str(save_han(build_han(num_layers=1), tmp_path_factory.mktemp("han") / "han.safetensors"))
@@ -362,7 +362,7 @@ def test_unknown_backend_is_named():
 # --- parse == extract + train.lsld test ----------------------------------------------------------------------
 
 def _write_annotations(root: Path, ids: list[str], gt_a: np.ndarray, gt_v: np.ndarray) -> None:
-    from lsld_engine.synth import _write_segments, _write_weak  # the official tab-separated layouts
+    from lsld_engine.synthetic.synth import _write_segments, _write_weak  # the official tab-separated layouts
 
     _write_weak(root / "AVVP_test_pd.csv", ids, (gt_a | gt_v).max(axis=1))
     _write_segments(root / "AVVP_eval_audio.csv", ids, gt_a)
@@ -373,8 +373,8 @@ def _write_annotations(root: Path, ids: list[str], gt_a: np.ndarray, gt_v: np.nd
 def test_parse_then_eval_equals_extract_then_train_test(tmp_path, han_ckpt, capsys):
     """The same ten numbers from `parse` + `eval` as from `extract` + `python -m train.lsld test`."""
     from lsld_engine.backends.torch_backend import TorchBackend
-    from lsld_engine.dataset import dataset_paths, load_features
-    from lsld_engine.events import predict_masks
+    from lsld_engine.data.dataset import dataset_paths, load_features
+    from lsld_engine.records.events import predict_masks
     from train.lsld import main as train_main
 
     vids = tmp_path / "videos"

@@ -235,8 +235,8 @@ def test_parse_with_device_pixels_matches_reference(videos, caplog, tmp_path):
     import logging
 
     from lsld_engine.commands.extract import decode_function
-    from lsld_engine.video_inputs import VideoInput
-    from lsld_engine.parse import parse_videos
+    from lsld_engine.parsing.video_inputs import VideoInput
+    from lsld_engine.parsing.parse import parse_videos
     from lsld_engine.testing.backends import ToyBackend
 
     paths = [videos["h264_aac_25fps"], videos["h264_rotated"], videos["mjpeg_pcm16k_avi"],

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from lsld_engine.llp import CLASSES
-from lsld_engine.prompts import (AUDIO_PREFIX, CLASS_PHRASES, PromptError, PromptTable, class_name_texts,
+from lsld_engine.data.llp import CLASSES
+from lsld_engine.labels.prompts import (AUDIO_PREFIX, CLASS_PHRASES, PromptError, PromptTable, class_name_texts,
                                  load_prompt_cache, membership, prompt_subsets, prompt_texts,
                                  required_prompts, resolve_prompts, save_prompt_cache)
 

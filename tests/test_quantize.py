@@ -13,7 +13,7 @@ from lsld_engine.backends.quantize import (INT8_SUBDIR, REPORT_NAME, FidelityErr
                                            calibration_windows, check_folder, gate, int8_backend_options,
                                            measure_fidelity, quantize_folder, read_report, summary_line)
 from lsld_engine.cli import main
-from lsld_engine.llp import NUM_CLASSES as C, T
+from lsld_engine.data.llp import NUM_CLASSES as C, T
 
 
 @pytest.fixture(scope="module")

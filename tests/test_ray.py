@@ -22,7 +22,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'lsld
 pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install 'lsld-engine[ray]')")
 
 from lsld_engine.cli import main  # noqa: E402
-from lsld_engine.results import read_results, shard_files  # noqa: E402
+from lsld_engine.records.results import read_results, shard_files  # noqa: E402
 from lsld_engine.scale import cluster  # noqa: E402
 from lsld_engine.scale.sinks import read_manifest  # noqa: E402
 from lsld_engine.testing.videos import VideoSpec, make_video  # noqa: E402
@@ -195,7 +195,7 @@ def test_driver_killed_twice_then_resumed_gives_the_same_records(ray_local, vide
 
 
 def test_a_killed_decode_worker_is_retried_and_nothing_is_lost(ray_local, videos, single, tmp_path):
-    from lsld_engine.pipeline import Summary
+    from lsld_engine.parsing.pipeline import Summary
     from lsld_engine.scale.engine import RayOptions, plan, run_parse
     from lsld_engine.scale.sinks import ShardSink
     from lsld_engine.scale.sources import list_inputs
@@ -215,7 +215,7 @@ def test_a_killed_decode_worker_is_retried_and_nothing_is_lost(ray_local, videos
 
 
 def test_ray_extract_writes_the_single_machine_features(ray_local, videos, tmp_path):
-    from lsld_engine.dataset import CLAP_SUBDIR, CLIP_SUBDIR
+    from lsld_engine.data.dataset import CLAP_SUBDIR, CLIP_SUBDIR
 
     one, many = tmp_path / "one", tmp_path / "many"
     assert main(["extract", str(videos), "--out", str(one), "--workers", "0", "--dtype", "float32", *ENCODERS]) == 1

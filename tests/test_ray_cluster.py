@@ -24,7 +24,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'lsld
 pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install 'lsld-engine[ray]')")
 
 from lsld_engine.cli import main  # noqa: E402
-from lsld_engine.results import read_results  # noqa: E402
+from lsld_engine.records.results import read_results  # noqa: E402
 from lsld_engine.scale import trace  # noqa: E402
 from lsld_engine.scale.sinks import read_manifest  # noqa: E402
 from lsld_engine.testing import raycluster  # noqa: E402
@@ -123,7 +123,7 @@ def test_parse_and_extract_on_three_nodes_give_the_single_machine_results(cluste
     assert where["decode"] | where["encode"] <= worker_ids(cluster)  # the head has no CPUs: no work there
     assert len(where["decode"] | where["encode"]) == 2, where  # both worker nodes did work
     # extract: the same feature files as one machine (a folder every node sees: one machine here)
-    from lsld_engine.dataset import CLAP_SUBDIR, CLIP_SUBDIR
+    from lsld_engine.data.dataset import CLAP_SUBDIR, CLIP_SUBDIR
 
     one, many = tmp_path / "one", tmp_path / "many"
     assert main(["extract", str(videos / "all"), "--out", str(one), "--workers", "0", "--dtype", "float32",
@@ -202,7 +202,7 @@ def kill_mid_run(cluster, run, trace_path: Path, gate: Path, among: set[str], ad
 
 
 def _run(cluster, items, out, opts, gate: Path, options: dict | None = None):
-    from lsld_engine.pipeline import Summary
+    from lsld_engine.parsing.pipeline import Summary
     from lsld_engine.scale.engine import run_parse
     from lsld_engine.scale.sinks import ShardSink
     from lsld_engine.testing.faults import Gate
@@ -289,7 +289,7 @@ def test_a_local_input_the_nodes_cannot_see_is_named_in_one_line(cluster, videos
 
 
 def read_results_or_none(out: Path):
-    from lsld_engine.results import shard_files
+    from lsld_engine.records.results import shard_files
 
     return shard_files(out)
 
@@ -387,7 +387,7 @@ def test_encoder_nodes_lost_stops_the_run_in_one_line_keeping_what_was_written(c
     gpu = {"cpus": 1, "gpus": 1, "store_mb": 100}
     first = raycluster.add_node(cluster, **gpu).node_id
     gate = tmp_path / "gate1"
-    from lsld_engine.results import shard_files
+    from lsld_engine.records.results import shard_files
 
     opts = _opts(cluster, traced, actor_gpus=1.0, node_wait=3.0)
     try:

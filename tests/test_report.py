@@ -7,19 +7,19 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the report needs matplotlib (the [plot] extra)")
 
-from lsld_engine.class_metrics import class_counts, per_class_f1  # noqa: E402
+from lsld_engine.evaluation.class_metrics import class_counts, per_class_f1  # noqa: E402
 from lsld_engine.cli import main  # noqa: E402
-from lsld_engine.events import track_events  # noqa: E402
-from lsld_engine.llp import CLASSES, load_split  # noqa: E402
-from lsld_engine.metrics import METRIC_KEYS, evaluate  # noqa: E402
+from lsld_engine.records.events import track_events  # noqa: E402
+from lsld_engine.data.llp import CLASSES, load_split  # noqa: E402
+from lsld_engine.evaluation.metrics import METRIC_KEYS, evaluate  # noqa: E402
 from lsld_engine.testing.browser import find_chromium, open_page  # noqa: E402
-from lsld_engine.writers import get_writer, ok_record  # noqa: E402
+from lsld_engine.records.writers import get_writer, ok_record  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     """A small synthetic world, its DeN labels, and predictions = perturbed test truth (with scores)."""
-    from lsld_engine import synth
+    from lsld_engine.synthetic import synth
     from train.lsld import stage_denoise
 
     root = tmp_path_factory.mktemp("world")
@@ -135,7 +135,7 @@ def test_plain_eval_does_not_import_matplotlib(scored):
 
 
 def test_per_class_and_report_on_the_real_test_split(llp_dir, tmp_path, capsys):
-    from lsld_engine.class_metrics import overall_from_counts
+    from lsld_engine.evaluation.class_metrics import overall_from_counts
 
     split = load_split(llp_dir, "test")
     rng = np.random.default_rng(3)

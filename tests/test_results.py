@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from lsld_engine.cli import build_parser, main
-from lsld_engine.results import done_ids, done_statuses, read_results, shard_files
-from lsld_engine.writers import WRITERS, PredictionsError, error_record, format_of, get_writer, ok_record
+from lsld_engine.records.results import done_ids, done_statuses, read_results, shard_files
+from lsld_engine.records.writers import WRITERS, PredictionsError, error_record, format_of, get_writer, ok_record
 
 EVENTS = {"audio": [{"label": "Speech", "onset": 0.0, "offset": 4.0, "score": 0.93}],
           "visual": [{"label": "Dog", "onset": 2.0, "offset": 10.0, "score": 0.5}],

@@ -1,4 +1,4 @@
-"""DeN / ReW (lsld_engine/denoise.py): defaults, strict boundaries of ReW, the label-set grouping,
+"""DeN / ReW (lsld_engine/labels/denoise.py): defaults, strict boundaries of ReW, the label-set grouping,
 messages, the labels file and the summary table.
 
 Written to kill the mutants of ``scripts/mutation.py denoise`` (docs/testing.md); complements
@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsld_engine.denoise import (DEFAULT_ALPHA, DEFAULT_BETA, DenoiseResult, class_similarity, den,
+from lsld_engine.labels.denoise import (DEFAULT_ALPHA, DEFAULT_BETA, DenoiseResult, class_similarity, den,
                                  denoise_labels, l2_normalize, load_labels, removed_counts, rew, save_labels,
                                  segment_features, softmax_argmax)
-from lsld_engine.llp import CLASSES
-from lsld_engine.prompts import PromptTable, prompt_texts, required_prompts
-from lsld_engine.untrusted import InputFileError
+from lsld_engine.data.llp import CLASSES
+from lsld_engine.labels.prompts import PromptTable, prompt_texts, required_prompts
+from lsld_engine.records.untrusted import InputFileError
 
 
 def test_defaults():

@@ -1,4 +1,4 @@
-"""The inference rule and events (lsld_engine/events.py): boundaries, shapes, messages.
+"""The inference rule and events (lsld_engine/records/events.py): boundaries, shapes, messages.
 
 Written to kill the mutants of ``scripts/mutation.py events`` (docs/testing.md); complements
 tests/test_events.py.
@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsld_engine.events import (TRACKS, batch_masks_to_events, events_to_mask, events_to_masks, find_runs,
+from lsld_engine.records.events import (TRACKS, batch_masks_to_events, events_to_mask, events_to_masks, find_runs,
                                 masks_to_events, predict_masks, track_events)
-from lsld_engine.llp import CLASSES, NUM_CLASSES, T
+from lsld_engine.data.llp import CLASSES, NUM_CLASSES, T
 
 C = NUM_CLASSES
 

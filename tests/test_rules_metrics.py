@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsld_engine import metrics as M
-from lsld_engine.class_metrics import (CLASS_KEYS, TRACK_KEYS, ClassCounts, class_counts, class_support, confusion,
+from lsld_engine.evaluation import metrics as M
+from lsld_engine.evaluation.class_metrics import (CLASS_KEYS, TRACK_KEYS, ClassCounts, class_counts, class_support, confusion,
                                        format_per_class, overall_from_counts, per_class_f1)
-from lsld_engine.metrics import METRIC_KEYS, evaluate, format_table, per_video
+from lsld_engine.evaluation.metrics import METRIC_KEYS, evaluate, format_table, per_video
 
 
 # --- an oracle: events from edges, IoU as a fraction, F per the definition -------------------------

@@ -1,4 +1,4 @@
-"""The parse record (lsld_engine/parse.py) against the inference rule written out by hand.
+"""The parse record (lsld_engine/parsing/parse.py) against the inference rule written out by hand.
 
 Fast, no media and no encoders: the decode/embed stage is replaced by a list of prepared groups
 and the HAN by a backend that reads its probabilities straight out of the embeddings, so every
@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import lsld_engine.parse as parse_mod
-from lsld_engine.embed import EmbeddedVideo
-from lsld_engine.llp import CLASSES, NUM_CLASSES, T
+import lsld_engine.parsing.parse as parse_mod
+from lsld_engine.parsing.embed import EmbeddedVideo
+from lsld_engine.data.llp import CLASSES, NUM_CLASSES, T
 from lsld_engine.media.pool import DecodeFailure
-from lsld_engine.parse import PROB_DECIMALS, Thresholds, failure_record, parse_videos, run_han, video_record
-from lsld_engine.pipeline import Summary
+from lsld_engine.parsing.parse import PROB_DECIMALS, Thresholds, failure_record, parse_videos, run_han, video_record
+from lsld_engine.parsing.pipeline import Summary
 
 C = NUM_CLASSES
 

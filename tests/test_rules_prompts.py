@@ -1,4 +1,4 @@
-"""Prompts (lsld_engine/prompts.py): the grammar's exact texts, the label-set checks, the cache
+"""Prompts (lsld_engine/labels/prompts.py): the grammar's exact texts, the label-set checks, the cache
 reader's refusals and the table's lookups and merges, each with its exact message.
 
 Written to kill the mutants of ``scripts/mutation.py prompts`` (docs/testing.md); complements
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from lsld_engine.errors import LsldError
-from lsld_engine.llp import CLASSES
-from lsld_engine.prompts import (AUDIO_PREFIX, CLASS_PHRASES, DEFAULT_MAX_LABELS, JOIN, MODALITIES, OTHER,
+from lsld_engine.data.llp import CLASSES
+from lsld_engine.labels.prompts import (AUDIO_PREFIX, CLASS_PHRASES, DEFAULT_MAX_LABELS, JOIN, MODALITIES, OTHER,
                                  PromptError, PromptTable, check_label_set, class_name_texts, label_sets,
                                  load_prompt_cache, membership, prompt_subsets, prompt_texts, required_prompts,
                                  resolve_prompts, save_prompt_cache, subset_positions, subset_text)

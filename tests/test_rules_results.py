@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from lsld_engine import results as R
-from lsld_engine.llp import CLASSES
-from lsld_engine.untrusted import InputFileError
-from lsld_engine.writers import (WRITERS, CsvEventsWriter, JsonlWriter, PredictionsError, check_record, dumps_record,
+from lsld_engine.records import results as R
+from lsld_engine.data.llp import CLASSES
+from lsld_engine.records.untrusted import InputFileError
+from lsld_engine.records.writers import (WRITERS, CsvEventsWriter, JsonlWriter, PredictionsError, check_record, dumps_record,
                                  error_record, format_of, get_writer, ok_record, printable, read_predictions)
 
 DOG = CLASSES[3]
@@ -444,7 +444,7 @@ def test_parquet_writer_counts_row_groups_append_and_close(tmp_path):
     pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    from lsld_engine.writers import ParquetResultsWriter
+    from lsld_engine.records.writers import ParquetResultsWriter
 
     p = tmp_path / "r.parquet"
     w = ParquetResultsWriter(p, row_group_size=2)
@@ -497,7 +497,7 @@ def test_parquet_crash_keeps_the_previous_file_and_closes_cleanly(tmp_path):
 
 def test_parquet_crash_after_a_flushed_row_group_keeps_the_previous_file(tmp_path):
     pytest.importorskip("pyarrow")
-    from lsld_engine.writers import ParquetResultsWriter
+    from lsld_engine.records.writers import ParquetResultsWriter
 
     p = tmp_path / "r.parquet"
     with get_writer("parquet", p) as w:

@@ -1,4 +1,4 @@
-"""Untrusted-input readers (lsld_engine/untrusted.py): exact limits and exact one-line messages.
+"""Untrusted-input readers (lsld_engine/records/untrusted.py): exact limits and exact one-line messages.
 
 Written to kill the mutants of ``scripts/mutation.py untrusted`` (docs/testing.md): each test pins a
 boundary or a message a user sees, not just "an error was raised".
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lsld_engine.errors import LsldError
-from lsld_engine.untrusted import MAX_INT_DIGITS, InputFileError, json_line, load_npz
+from lsld_engine.records.untrusted import MAX_INT_DIGITS, InputFileError, json_line, load_npz
 
 
 def test_integer_digit_limit_is_exactly_twenty_with_or_without_sign():
@@ -72,7 +72,7 @@ def test_deep_nesting_is_one_line_not_a_recursion_traceback():
 
 
 def test_other_value_errors_are_wrapped_with_their_type(monkeypatch):
-    import lsld_engine.untrusted as u
+    import lsld_engine.records.untrusted as u
 
     def boom(*a, **k):
         raise ValueError("x" * 200)
@@ -180,7 +180,7 @@ def test_load_npz_value_error_without_pickle_keeps_its_message(tmp_path, monkeyp
         assert allow_pickle is False
         return Z(real_load(path))
 
-    import lsld_engine.untrusted as u
+    import lsld_engine.records.untrusted as u
     monkeypatch.setattr(u.np.lib.npyio, "NpzFile", Z)
     monkeypatch.setattr(u.np, "load", fake)
     with pytest.raises(InputFileError) as e:
@@ -197,7 +197,7 @@ def test_load_npz_never_allows_pickle(tmp_path, monkeypatch):
         seen.update(k)
         return real_load(path, *a, **k)
 
-    import lsld_engine.untrusted as u
+    import lsld_engine.records.untrusted as u
     monkeypatch.setattr(u.np, "load", spy)
     load_npz(p)
     assert seen.get("allow_pickle") is False

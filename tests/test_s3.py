@@ -18,7 +18,7 @@ pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install 'ls
 pytest.importorskip("moto", reason="moto is not installed (pip install 'lsld-engine[dev]')")
 
 from lsld_engine.cli import main  # noqa: E402
-from lsld_engine.results import read_results, shard_files  # noqa: E402
+from lsld_engine.records.results import read_results, shard_files  # noqa: E402
 from lsld_engine.scale.sinks import read_manifest  # noqa: E402
 from lsld_engine.testing.s3server import make_bucket, s3_server, upload  # noqa: E402
 from lsld_engine.testing.videos import VideoSpec, make_video  # noqa: E402
@@ -111,7 +111,7 @@ def test_parse_reads_and_writes_an_object_store_and_resumes(s3, tmp_path, capsys
 
 def _annotations(d: Path, ids: list[str]) -> Path:
     """An LLP-format annotation folder (test split) naming ``ids``: one class each, both modalities."""
-    from lsld_engine.llp import CLASSES
+    from lsld_engine.data.llp import CLASSES
 
     d.mkdir()
     (d / "AVVP_test_pd.csv").write_text("filename\tevent_labels\n" + "".join(

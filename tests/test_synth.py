@@ -4,11 +4,11 @@ import re
 import numpy as np
 import pytest
 
-from lsld_engine import synth, synth_quality
+from lsld_engine.synthetic import synth, synth_quality
 from lsld_engine.cli import main as cli_main
-from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
-from lsld_engine.llp import CLASSES, load_split
-from lsld_engine.prompts import load_prompt_cache, required_prompts
+from lsld_engine.data.dataset import dataset_paths, load_features, load_split_labels
+from lsld_engine.data.llp import CLASSES, load_split
+from lsld_engine.labels.prompts import load_prompt_cache, required_prompts
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_segment_files_round_trip_runs(tmp_path):
     gt[1, :, 0] = 1
     path = tmp_path / "seg.csv"
     synth._write_segments(path, ["a", "b"], gt)
-    from lsld_engine.llp import read_segment_labels
+    from lsld_engine.data.llp import read_segment_labels
     np.testing.assert_array_equal(read_segment_labels(path, ["a", "b"]), gt)
     assert len(path.read_text().splitlines()) == 4
 
@@ -191,7 +191,7 @@ def test_borrows_real_annotations(llp_dir, tmp_path):
 def test_core_imports_without_encoder_stack():
     import subprocess
     import sys
-    code = ("import sys; import lsld_engine.dataset, lsld_engine.prompts, lsld_engine.denoise, lsld_engine.synth;"
+    code = ("import sys; import lsld_engine.data.dataset, lsld_engine.labels.prompts, lsld_engine.labels.denoise, lsld_engine.synthetic.synth;"
             "bad = [m for m in ('open_clip', 'laion_clap', 'av', 'torch') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

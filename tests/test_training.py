@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lsld_engine.model import HAN, HANConfig
-from lsld_engine.training import (EvalSet, TrainConfig, TrainSet, compute_loss, evaluate_model, fit,
+from lsld_engine.han.model import HAN, HANConfig
+from lsld_engine.han.training import (EvalSet, TrainConfig, TrainSet, compute_loss, evaluate_model, fit,
                                   make_train_set, predict_masks, seed_everything)
 
 # One thread: these models are tiny, and a shared 2-core CI box punishes oversubscribed OpenMP.
@@ -132,7 +132,7 @@ def test_training_improves_over_the_initial_validation_score(objective):
 
 
 def test_ties_in_the_selection_metric_go_to_the_later_epoch(monkeypatch):
-    import lsld_engine.training as training
+    import lsld_engine.han.training as training
 
     flat = {k: 50.0 for k in ("seg_a", "seg_v", "seg_av", "seg_type", "seg_event",
                               "evt_a", "evt_v", "evt_av", "evt_type", "evt_event")}
@@ -166,7 +166,7 @@ def test_train_set_keeps_segment_means_of_frames():
 # ------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory):
-    from lsld_engine import synth
+    from lsld_engine.synthetic import synth
     root = tmp_path_factory.mktemp("world")
     synth.make_world(root, n_train=96, n_val=32, n_test=32, seed=3, progress=False)
     return root
@@ -195,7 +195,7 @@ def test_cli_stages_end_to_end(tiny_world, tmp_path, capsys):
     assert printed == pytest.approx(metrics["test"])
 
     # ... and from the same weights in the official LSLD.pt layout.
-    from lsld_engine.checkpoint import read_han_file
+    from lsld_engine.han.checkpoint import read_han_file
     state, _ = read_han_file(run / "best.safetensors")
     official = tmp_path / "LSLD.pt"
     torch.save({"model": state, "optimizer": {"state": {}, "param_groups": []}, "epoch": 1,
@@ -212,8 +212,8 @@ def test_cli_stages_end_to_end(tiny_world, tmp_path, capsys):
 
 def test_interrupted_training_keeps_its_best_checkpoint(tiny_world, tmp_path, monkeypatch):
     """A run stopped after epoch 2 of 5 still has a loadable best checkpoint and its history."""
-    import lsld_engine.training as training
-    from lsld_engine.checkpoint import load_han
+    import lsld_engine.han.training as training
+    from lsld_engine.han.checkpoint import load_han
     from train.lsld import main
 
     real_eval = training.evaluate_model
@@ -259,7 +259,7 @@ def test_bf16_precision_trains(monkeypatch):
     """``precision="bf16"`` trains, and really in bfloat16: every matmul of the CPU engine reads bf16
     operands. (On a CPU without native bf16 a bf16 request becomes fp32 -- test_hardening -- so
     bf16 is forced here: emulated there, slower.)"""
-    from lsld_engine import packed_train
+    from lsld_engine.han import packed_train
 
     monkeypatch.setenv("LSLD_ALLOW_SLOW_BF16", "1")  # exercise bf16 numerics on any CPU (slow where emulated)
     seen = set()
@@ -286,7 +286,7 @@ def test_bf16_engine_output_departs_from_fp32_beyond_rounding(monkeypatch):
     """The bf16 engine's forward is not fp32 in disguise: on the same weights and dropout masks its
     probabilities differ from fp32 by bf16 rounding (~1e-3), far above fp32's (~1e-6), and still
     track them."""
-    from lsld_engine.packed_train import PackedTrainer
+    from lsld_engine.han.packed_train import PackedTrainer
 
     torch.manual_seed(0)
     model = HAN(config=SMALL)

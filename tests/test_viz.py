@@ -5,13 +5,13 @@ import pytest
 pytest.importorskip("matplotlib", reason="plots need matplotlib (the [plot] extra)")
 
 from lsld_engine.cli import main  # noqa: E402
-from lsld_engine.events import track_events  # noqa: E402
-from lsld_engine.llp import CLASSES  # noqa: E402
-from lsld_engine.metrics import METRIC_KEYS  # noqa: E402
+from lsld_engine.records.events import track_events  # noqa: E402
+from lsld_engine.data.llp import CLASSES  # noqa: E402
+from lsld_engine.evaluation.metrics import METRIC_KEYS  # noqa: E402
 from lsld_engine.viz import common  # noqa: E402
 from lsld_engine.viz.common import PlotError, pretty  # noqa: E402
 from lsld_engine.viz.timeline import count_bars, record_timeline  # noqa: E402
-from lsld_engine.writers import error_record, get_writer, ok_record  # noqa: E402
+from lsld_engine.records.writers import error_record, get_writer, ok_record  # noqa: E402
 
 
 def _record(length, n_classes, duration, seed=0, video_id="vid"):
@@ -83,7 +83,7 @@ def _write_annotations(d, ids, gt_a, gt_v):
     d.mkdir(parents=True, exist_ok=True)
     weak = ["filename\tevent_labels"]
     rows = {"audio": ["filename\tonset\toffset\tevent_labels"], "visual": ["filename\tonset\toffset\tevent_labels"]}
-    from lsld_engine.events import masks_to_events
+    from lsld_engine.records.events import masks_to_events
     for i, v in enumerate(ids):
         classes = sorted(set(np.flatnonzero(gt_a[i].any(0) | gt_v[i].any(0)).tolist()))
         weak.append(f"{v}\t{','.join(CLASSES[c] for c in classes)}")
@@ -124,7 +124,7 @@ def test_plot_command(tmp_path, monkeypatch, capsys):
 # ---------------------------------------------------------------------------------------- denoising view
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory):
-    from lsld_engine import synth
+    from lsld_engine.synthetic import synth
     from train.lsld import stage_denoise
 
     root = tmp_path_factory.mktemp("world")
@@ -135,7 +135,7 @@ def tiny_world(tmp_path_factory):
 
 
 def test_denoise_view_reproduces_the_labels_file(tiny_world):
-    from lsld_engine.llp import load_split
+    from lsld_engine.data.llp import load_split
     from lsld_engine.viz.denoise_view import denoise_figure, denoise_view_data
 
     root, labels = tiny_world
@@ -166,7 +166,7 @@ def test_denoise_view_reproduces_the_labels_file(tiny_world):
 
 def test_plot_denoise_command(tiny_world, tmp_path, capsys):
     root, labels = tiny_world
-    from lsld_engine.llp import load_split
+    from lsld_engine.data.llp import load_split
 
     vid = load_split(root, "train").video_ids[0]
     out = tmp_path / "den.png"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lsld_engine.writers import (WRITERS, PredictionsError, dumps_record, error_record, get_writer, ok_record,
+from lsld_engine.records.writers import (WRITERS, PredictionsError, dumps_record, error_record, get_writer, ok_record,
                                  read_predictions)
 
 EVENTS = {"audio": [{"label": "Speech", "onset": 0.0, "offset": 4.0, "score": 0.93}],

@@ -1,6 +1,6 @@
 """Stage ``python -m train.lsld denoise --data ROOT --out labels.npz``: LSLD segment-level labels.
 
-The command line of :func:`lsld_engine.denoise_root.denoise_root`: reads the train split's weak
+The command line of :func:`lsld_engine.labels.denoise_root.denoise_root`: reads the train split's weak
 labels and CLIP/CLAP features from a dataset root, embeds the prompts (cache first, then the text
 towers when checkpoints are given), runs DeN (audio, visual) and ReW (visual) and writes ``labels.npz``: ``video_ids`` (N,) str, ``audio`` / ``visual_den`` / ``visual``
 (N, T, C) float32 in ``AVVP_train.csv`` order, plus per-class counts ``removed_audio``,
@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from lsld_engine.denoise import DEFAULT_ALPHA, DEFAULT_BETA
-from lsld_engine.denoise_root import checkpoint_towers, denoise_root
-from lsld_engine.prompts import DEFAULT_MAX_LABELS, TextEncoder
+from lsld_engine.labels.denoise import DEFAULT_ALPHA, DEFAULT_BETA
+from lsld_engine.labels.denoise_root import checkpoint_towers, denoise_root
+from lsld_engine.labels.prompts import DEFAULT_MAX_LABELS, TextEncoder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def _text_tower(kind: str, args) -> TextEncoder | None:
 
 
 def run(args) -> int:
-    """The stage on parsed options: :func:`lsld_engine.denoise_root.denoise_root`."""
+    """The stage on parsed options: :func:`lsld_engine.labels.denoise_root.denoise_root`."""
     if not args.data:
         raise SystemExit("denoise: --data ROOT is required (make a synthetic one: lsld-engine synth make --out ROOT)")
     if Path(args.out).is_dir():

@@ -8,7 +8,7 @@ Stages (each also runs alone):
     python -m train.lsld test --data ROOT --checkpoint F [--json]  the ten test numbers (also LSLD.pt)
     python -m train.lsld ablation [--data ROOT] --run-dir DIR      Table 2: weak / den / den+rew
 
-Without ``--data`` the built-in synthetic LLP world (:mod:`lsld_engine.synth`) is generated once
+Without ``--data`` the built-in synthetic LLP world (:mod:`lsld_engine.synthetic.synth`) is generated once
 into ``--world-dir`` (default ``DIR/synth_world``) and reused. See docs/training.md.
 """
 from __future__ import annotations
@@ -79,8 +79,8 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from lsld_engine.training import OBJECTIVES, TrainConfig
-    from lsld_engine.metrics import METRIC_KEYS
+    from lsld_engine.han.training import OBJECTIVES, TrainConfig
+    from lsld_engine.evaluation.metrics import METRIC_KEYS
 
     d = TrainConfig()
     p.add_argument("--run-dir", type=Path, required=True, help="run folder (checkpoint, metrics.json, config.json)")
@@ -138,7 +138,7 @@ def build_parser(stage: str) -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------------------- helpers
 def _paths(args):
-    from lsld_engine.dataset import dataset_paths
+    from lsld_engine.data.dataset import dataset_paths
     return dataset_paths(args.data, clip_dir=args.clip_dir, clap_dir=args.clap_dir)
 
 
@@ -146,7 +146,7 @@ def ensure_world(args) -> Path:
     """The dataset root: ``--data``, or the synthetic world (generated on first use)."""
     if args.data is not None:
         return args.data
-    from lsld_engine import synth
+    from lsld_engine.synthetic import synth
 
     root = args.world_dir or (args.run_dir / "synth_world")
     size = dict(n_train=args.world_train, n_val=args.world_val, n_test=args.world_test, seed=args.world_seed)
@@ -168,8 +168,8 @@ def read_labels(path: Path, video_ids: list[str]) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise SystemExit(f"labels file not found: {path}; run `python -m train.lsld denoise --data ROOT "
                          f"--out {path}` first (or pass --labels weak)")
-    from lsld_engine.denoise import load_labels
-    from lsld_engine.untrusted import InputFileError
+    from lsld_engine.labels.denoise import load_labels
+    from lsld_engine.records.untrusted import InputFileError
 
     ids, labels = load_labels(path)  # one-line errors for object arrays and other non-npz files
     if ids != list(video_ids):
@@ -180,8 +180,8 @@ def read_labels(path: Path, video_ids: list[str]) -> dict[str, np.ndarray]:
 
 
 def _load_eval(paths, split: str, workers, progress: bool):
-    from lsld_engine.dataset import load_features, load_split_labels
-    from lsld_engine.training import make_eval_set
+    from lsld_engine.data.dataset import load_features, load_split_labels
+    from lsld_engine.han.training import make_eval_set
 
     sp = load_split_labels(paths, split)
     feats = load_features(paths, sp.video_ids, workers=workers, progress=progress)
@@ -190,9 +190,9 @@ def _load_eval(paths, split: str, workers, progress: bool):
 
 # -------------------------------------------------------------------------------------- stages
 def stage_denoise(root: Path, out: Path, **options) -> int:
-    """The denoise stage on dataset ``root``, writing ``out``: :func:`lsld_engine.denoise_root.denoise_root`
+    """The denoise stage on dataset ``root``, writing ``out``: :func:`lsld_engine.labels.denoise_root.denoise_root`
     (``options``: its keywords, e.g. ``clip_dir``, ``workers``)."""
-    from lsld_engine.denoise_root import denoise_root
+    from lsld_engine.labels.denoise_root import denoise_root
 
     denoise_root(root, out, **options)
     return 0
@@ -200,10 +200,10 @@ def stage_denoise(root: Path, out: Path, **options) -> int:
 
 def stage_train(args) -> dict:
     """Train + validate into ``args.run_dir``; returns the metrics record (test still ``None``)."""
-    from lsld_engine.checkpoint import save_han
-    from lsld_engine.dataset import load_features, load_split_labels
-    from lsld_engine.model import build_han
-    from lsld_engine.training import TrainConfig, fit, make_train_set, seed_everything
+    from lsld_engine.han.checkpoint import save_han
+    from lsld_engine.data.dataset import load_features, load_split_labels
+    from lsld_engine.han.model import build_han
+    from lsld_engine.han.training import TrainConfig, fit, make_train_set, seed_everything
     from train.records import config_record, metrics_record, write_json
 
     progress = not args.no_progress
@@ -255,9 +255,9 @@ def stage_train(args) -> dict:
 def stage_test(data: Path, checkpoint: Path, *, split: str = "test", clip_dir=None, clap_dir=None,
                workers=None, progress: bool = True, num_layers: int | None = None) -> dict[str, float]:
     """The ten metrics of a checkpoint on ``split`` of the dataset root ``data``."""
-    from lsld_engine.checkpoint import load_han
-    from lsld_engine.dataset import dataset_paths
-    from lsld_engine.training import evaluate_model
+    from lsld_engine.han.checkpoint import load_han
+    from lsld_engine.data.dataset import dataset_paths
+    from lsld_engine.han.training import evaluate_model
 
     overrides = {"num_layers": num_layers} if num_layers else {}
     model = load_han(checkpoint, **overrides)
@@ -267,7 +267,7 @@ def stage_test(data: Path, checkpoint: Path, *, split: str = "test", clip_dir=No
 
 def _test_run(args, record: dict) -> dict:
     """Test the run's best checkpoint and fill ``metrics.json``'s ``test``."""
-    from lsld_engine.metrics import format_table
+    from lsld_engine.evaluation.metrics import format_table
     from train.records import write_json
 
     run = Path(args.run_dir)
@@ -296,7 +296,7 @@ def write_figure(path: Path, name: str, *args, **kwargs) -> None:
 
 def ablation_table(rows: dict[str, dict[str, float]]) -> str:
     """Table 2 layout: one row per objective, the ten numbers (segment level, then event level)."""
-    from lsld_engine.metrics import METRIC_KEYS
+    from lsld_engine.evaluation.metrics import METRIC_KEYS
 
     names = {"weak": "HAN (weak labels)", "den": "+ DeN", "den+rew": "+ DeN + ReW"}
     head = ["A", "V", "AV", "Type", "Event"]
@@ -325,7 +325,7 @@ def _run_stage(stage: str, args: argparse.Namespace) -> int:
         return int(denoise_stage.run(args) or 0)
 
     if stage == "test":
-        from lsld_engine.metrics import format_table
+        from lsld_engine.evaluation.metrics import format_table
         res = stage_test(args.data, args.checkpoint, split=args.split, clip_dir=args.clip_dir,
                          clap_dir=args.clap_dir, workers=args.workers, progress=not args.json,
                          num_layers=args.num_layers)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from lsld_engine.files import write_text_atomic
-from lsld_engine.model import HAN
-from lsld_engine.training import FitResult, TrainConfig
+from lsld_engine.han.model import HAN
+from lsld_engine.han.training import FitResult, TrainConfig
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -207,7 +207,7 @@ def measure_fidelity(fp32_dir: str | os.PathLike, int8_dir: str | os.PathLike, f
     measurements; the caller fills in method, clips, gate and digests. ``quantized``: tower -> int8
     weight matrices; only these towers are reported (None: every tower in ``int8_dir``)."""
     from lsld_engine.backends.onnx_backend import OnnxBackend
-    from lsld_engine.events import predict_masks
+    from lsld_engine.records.events import predict_masks
 
     fp32_dir, int8_dir = Path(fp32_dir), Path(int8_dir)
     w = frames.shape[0]
@@ -268,7 +268,7 @@ def _calibration_paths(calibration, tmp: Path) -> tuple[list[Path], bool]:
         n, seconds = GENERATED_CLIPS
         # textured moving noise and tones: closer to real pixels than flat test patterns
         return [make_video(tmp / f"calib{i}.mp4", bench_spec(320, 180, seconds)) for i in range(n)], True
-    from lsld_engine.video_inputs import collect_inputs
+    from lsld_engine.parsing.video_inputs import collect_inputs
 
     items = collect_inputs([str(p) for p in ([calibration] if isinstance(calibration, (str, os.PathLike))
                                              else calibration)], None)

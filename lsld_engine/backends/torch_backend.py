@@ -1,7 +1,7 @@
 """The ``torch`` inference backend: CLIP image tower, CLAP audio tower and HAN in PyTorch.
 
 Towers come from :mod:`lsld_engine.registry` (local checkpoints, or random weights when asked
-explicitly), the HAN from :func:`lsld_engine.checkpoint.load_han` (ours or the official ``LSLD.pt``).
+explicitly), the HAN from :func:`lsld_engine.han.checkpoint.load_han` (ours or the official ``LSLD.pt``).
 Each network is built on first use, so a caller that only parses precomputed features needs only
 ``model``, and one that only extracts features needs no HAN.
 
@@ -22,8 +22,8 @@ import torch
 from lsld_engine.backends.base import ClosesOnExit, HAN_OUTPUTS, default_batch_sizes
 from lsld_engine.errors import LsldError
 # Seed of random-weight networks: the same flags give the same networks in every process and on every
-# backend (`extract`, `parse` and `export --random-weights` agree; see lsld_engine.random_weights).
-from lsld_engine.random_weights import RANDOM_SEED  # noqa: F401 - re-exported
+# backend (`extract`, `parse` and `export --random-weights` agree; see lsld_engine.backends.random_weights).
+from lsld_engine.backends.random_weights import RANDOM_SEED  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class TorchBackend(ClosesOnExit):
         if path is not None:
             return self._construct(registry, name, path, size, precision)
         log.warning("%s: random weights (%s size) — outputs are meaningless; for tests and demos only", name, size)
-        from lsld_engine.random_weights import build_random
+        from lsld_engine.backends.random_weights import build_random
 
         # the same weights as `export --random-weights` and the auto backend's export cache
         if name == "han":
@@ -168,7 +168,7 @@ class TorchBackend(ClosesOnExit):
 
     def parse(self, audio: np.ndarray, frames: np.ndarray) -> dict[str, np.ndarray]:
         """HAN: ``audio (B, 10, 512)``, ``frames (B, 80, 512)`` (float16/32) -> :data:`HAN_OUTPUTS`."""
-        from lsld_engine.model import pool_frames
+        from lsld_engine.han.model import pool_frames
 
         audio, frames = np.asarray(audio), np.asarray(frames)
         if audio.ndim != 3 or frames.ndim != 3 or audio.shape[0] != frames.shape[0]:
@@ -180,7 +180,7 @@ class TorchBackend(ClosesOnExit):
             with torch.inference_mode():
                 for s in range(0, chunk[0].shape[0], bs):
                     a = torch.as_tensor(np.asarray(chunk[0][s:s + bs], np.float32)).to(self._device)
-                    # pool first, as training does (exact: fc_v is affine; see lsld_engine.model)
+                    # pool first, as training does (exact: fc_v is affine; see lsld_engine.han.model)
                     v = pool_frames(torch.as_tensor(chunk[1][s:s + bs]).to(self._device))
                     outs.append([t.float().cpu().numpy() for t in han.forward_pooled(a, v)])
             return [np.concatenate(parts) for parts in zip(*outs)]

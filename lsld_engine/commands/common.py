@@ -150,9 +150,9 @@ def int8_summary_line(backend) -> str | None:
 
 def collect(args, prog: str):
     """``(inputs, walk)``: the inputs of ``args`` (sorted, unique ids) and what folder walks skipped
-    (:class:`lsld_engine.video_inputs.Skipped`); a usage error is printed and exits with status 2 (status
+    (:class:`lsld_engine.parsing.video_inputs.Skipped`); a usage error is printed and exits with status 2 (status
     1 means "some videos failed")."""
-    from lsld_engine.video_inputs import InputError, Skipped, collect_inputs
+    from lsld_engine.parsing.video_inputs import InputError, Skipped, collect_inputs
 
     def usage_error(msg: str) -> SystemExit:
         print(f"{prog}: error: {msg}", file=sys.stderr)
@@ -232,13 +232,13 @@ def add_store_arguments(p: argparse.ArgumentParser) -> None:
 
 def apply_store_arguments(args) -> None:
     """Make ``--s3-endpoint`` (else the environment's) the object-store settings of this process."""
-    from lsld_engine.objectstore import apply, from_environment
+    from lsld_engine.records.objectstore import apply, from_environment
 
     apply(from_environment(getattr(args, "s3_endpoint", None)))
 
 
 def ray_options(args):
-    from lsld_engine.objectstore import current
+    from lsld_engine.records.objectstore import current
     from lsld_engine.scale.engine import RayOptions
     from lsld_engine.scale.trace import trace_path
 

@@ -16,11 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-from lsld_engine.events import events_to_masks
-from lsld_engine.llp import CLASSES, EVAL_SPLITS, T, AnnotationError, default_llp_dir, load_split
-from lsld_engine.metrics import evaluate, format_table
-from lsld_engine.results import read_results
-from lsld_engine.readers import PredictionsError
+from lsld_engine.records.events import events_to_masks
+from lsld_engine.data.llp import CLASSES, EVAL_SPLITS, T, AnnotationError, default_llp_dir, load_split
+from lsld_engine.evaluation.metrics import evaluate, format_table
+from lsld_engine.records.results import read_results
+from lsld_engine.records.readers import PredictionsError
 
 _SHOWN = 20  # ids listed in a missing-videos error before "... and N more"
 
@@ -115,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     results = evaluate(tracks["audio"], tracks["visual"], split.gt_audio, split.gt_visual)
     per_class = None
     if args.per_class:
-        from lsld_engine.class_metrics import class_counts, class_support, format_per_class, per_class_f1
+        from lsld_engine.evaluation.class_metrics import class_counts, class_support, format_per_class, per_class_f1
         counts = class_counts(tracks["audio"], tracks["visual"], split.gt_audio, split.gt_visual)
         per_class = (per_class_f1(counts), class_support(counts))
     if args.json:
@@ -154,7 +154,7 @@ def _write_report(args, split, tracks, records, results) -> None:
 def events_past_clip(records: list[dict], where: dict[str, str], path) -> list[str]:
     """One message ``"FILE:LINE: video V: TRACK event LABEL ON-OFF s lies past the 10-s clip"`` per
     event of ``records`` whose offset exceeds the clip (``T`` seconds; 1e-6 s of rounding allowed);
-    ``where``: each video's ``FILE:LINE`` (:func:`lsld_engine.results.read_results`; a Parquet file has
+    ``where``: each video's ``FILE:LINE`` (:func:`lsld_engine.records.results.read_results`; a Parquet file has
     no lines: its name), else ``path``."""
     out = []
     for rec in records:

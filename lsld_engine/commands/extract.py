@@ -26,15 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsld_engine.extract import LOG_NAME
-    from lsld_engine.outputs import OutputLock, check_writable
+    from lsld_engine.parsing.extract import LOG_NAME
+    from lsld_engine.records.outputs import OutputLock, check_writable
 
     setup_logging(args)
     if args.ray is not None:
         from lsld_engine.commands.scale import run_extract
 
         return run_extract(args, PROG)
-    from lsld_engine.uris import is_uri
+    from lsld_engine.records.uris import is_uri
 
     if is_uri(args.out):
         print(f"{PROG}: error: --out {args.out}: {EXTRACT_NEEDS_FILESYSTEM}", file=sys.stderr)
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_locked(args, items, walk) -> int:
     from lsld_engine.api import EXTRACT_NETWORKS, Engine, check_weights
-    from lsld_engine.extract import FeatureStore, pending
-    from lsld_engine.run_plan import RunPlan
+    from lsld_engine.parsing.extract import FeatureStore, pending
+    from lsld_engine.parsing.run_plan import RunPlan
 
     from dataclasses import replace
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lsld_engine.commands.common import (add_encoder_arguments, add_input_arguments, add_ray_arguments, collect,
                                          engine_options, int8_summary_line, setup_logging)
-from lsld_engine.writers import WRITERS
+from lsld_engine.records.writers import WRITERS
 
 log = logging.getLogger("lsld_engine")
 PROG = "lsld-engine parse"
@@ -35,9 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsld_engine.outputs import OutputLock, check_writable
-    from lsld_engine.uris import is_uri
-    from lsld_engine.writers import format_of
+    from lsld_engine.records.outputs import OutputLock, check_writable
+    from lsld_engine.records.uris import is_uri
+    from lsld_engine.records.writers import format_of
 
     setup_logging(args)
     if args.ray is not None:
@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _done_ids(out: Path, fmt: str, repair: bool) -> set[str]:
     """Ids already in ``out``; a JSONL file is validated whole before a cut last line is repaired."""
-    from lsld_engine.results import done_ids
-    from lsld_engine.readers import read_records
+    from lsld_engine.records.results import done_ids
+    from lsld_engine.records.readers import read_records
 
     if out.stat().st_size == 0:
         return set()
@@ -77,8 +77,8 @@ def _run_locked(args, items, walk, done: set, lock, fmt: str) -> int:
     from dataclasses import replace
 
     from lsld_engine.api import PARSE_NETWORKS, Engine, check_weights
-    from lsld_engine.run_plan import RunPlan
-    from lsld_engine.writers import get_writer
+    from lsld_engine.parsing.run_plan import RunPlan
+    from lsld_engine.records.writers import get_writer
 
     options = engine_options(args)
     device, precision = options.resolved()

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lsld_engine.viz.common import PlotError, save_png
     from lsld_engine.viz.timeline import find_ground_truth, record_timeline
-    from lsld_engine.results import read_results
+    from lsld_engine.records.results import read_results
 
     preds = read_results(args.results)
     if args.video not in preds:

@@ -4,7 +4,7 @@ folder on an object store (the command layer of :mod:`lsld_engine.scale`; the ``
 
 The commands call :func:`run_parse` / :func:`run_extract` instead of the single-machine run when
 ``--ray`` is given: inputs, resume, weights, messages and error lines follow the single-machine
-rules (:class:`lsld_engine.run_plan.RunPlan`); only the engine and the shape of ``--out`` differ
+rules (:class:`lsld_engine.parsing.run_plan.RunPlan`); only the engine and the shape of ``--out`` differ
 (parse: a results folder of shards).
 """
 from __future__ import annotations
@@ -116,12 +116,12 @@ def _ray_failed(kept: str):
 def run_parse(args, prog: str) -> int:
     """``lsld-engine parse --ray``: writes a results folder."""
     from lsld_engine.api import PARSE_NETWORKS
-    from lsld_engine.results import done_ids
-    from lsld_engine.run_plan import RunPlan
+    from lsld_engine.records.results import done_ids
+    from lsld_engine.parsing.run_plan import RunPlan
     from lsld_engine.scale.cluster import ClusterError, RayUnavailableError, shutdown
     from lsld_engine.scale.engine import run_parse as run
     from lsld_engine.scale.sinks import ShardSink
-    from lsld_engine.uris import is_uri
+    from lsld_engine.records.uris import is_uri
 
     apply_store_arguments(args)
     backend_opts = _actor_options(args, PARSE_NETWORKS)
@@ -167,11 +167,11 @@ def run_parse(args, prog: str) -> int:
 def run_extract(args, prog: str) -> int:
     """``lsld-engine extract --ray``: the dataset layout of one machine, written by the encoder actors."""
     from lsld_engine.api import EXTRACT_NETWORKS
-    from lsld_engine.extract import FeatureStore, pending
-    from lsld_engine.run_plan import RunPlan
+    from lsld_engine.parsing.extract import FeatureStore, pending
+    from lsld_engine.parsing.run_plan import RunPlan
     from lsld_engine.scale.cluster import ClusterError, RayUnavailableError, shutdown
     from lsld_engine.scale.engine import run_extract as run
-    from lsld_engine.uris import is_uri
+    from lsld_engine.records.uris import is_uri
 
     apply_store_arguments(args)
     backend_opts = _actor_options(args, EXTRACT_NETWORKS)
@@ -207,8 +207,8 @@ def run_parse_to_folder(args, prog: str) -> int:
     machine's own decode processes and encoders; inputs may be local paths, globs or URIs. Resume and
     ``--no-resume`` follow the ``--ray`` rules, so the two can take turns on one folder."""
     from lsld_engine.api import PARSE_NETWORKS, Engine
-    from lsld_engine.results import done_ids
-    from lsld_engine.run_plan import RunPlan
+    from lsld_engine.records.results import done_ids
+    from lsld_engine.parsing.run_plan import RunPlan
     from lsld_engine.scale.sinks import ShardSink
 
     apply_store_arguments(args)

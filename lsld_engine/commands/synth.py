@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lsld_engine.synth import SIZES
+from lsld_engine.synthetic.synth import SIZES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsld_engine import synth, synth_quality
-    from lsld_engine.llp import WEAK_FILES, default_llp_dir
+    from lsld_engine.synthetic import synth, synth_quality
+    from lsld_engine.data.llp import WEAK_FILES, default_llp_dir
 
     if args.synth_command == "make":
         n_train, n_val, n_test = SIZES[args.size]

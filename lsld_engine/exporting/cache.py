@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from lsld_engine.errors import LsldError
-from lsld_engine.random_weights import RANDOM_SEED
+from lsld_engine.backends.random_weights import RANDOM_SEED
 
 log = logging.getLogger(__name__)
 

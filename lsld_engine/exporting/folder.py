@@ -13,7 +13,7 @@ from lsld_engine.exporting.networks import FP32_FRONT_END, build_module
 from lsld_engine.exporting.onnx_export import OPSET, convert_fp16, describe, export_onnx, onnx_filename
 from lsld_engine.exporting.parity import ParityResult, check_parity
 from lsld_engine.files import write_text_atomic
-from lsld_engine.random_weights import RANDOM_SEED
+from lsld_engine.backends.random_weights import RANDOM_SEED
 
 log = logging.getLogger("lsld_engine.export")
 
@@ -26,7 +26,7 @@ def export_folder(out: Path, networks: Sequence[str], checkpoints: dict[str, str
     and merge their entries (names, shapes, opset, source, parity) into ``out/manifest.json``.
 
     ``checkpoints``: network -> checkpoint path, ``None`` for random weights of ``seed``
-    (:mod:`lsld_engine.random_weights`). Returns the parity results.
+    (:mod:`lsld_engine.backends.random_weights`). Returns the parity results.
     """
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"

@@ -20,8 +20,8 @@ from torch import nn
 
 from lsld_engine import registry
 from lsld_engine.contract import FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE, SAMPLES_PER_SEGMENT
-from lsld_engine.llp import T
-from lsld_engine.random_weights import RANDOM_SEED, build_random
+from lsld_engine.data.llp import T
+from lsld_engine.backends.random_weights import RANDOM_SEED, build_random
 from lsld_engine.registry import HAN_OUTPUTS  # noqa: F401 - re-exported
 
 NETWORKS: tuple[str, ...] = registry.EXPORTED
@@ -90,7 +90,7 @@ def build_module(name: str, *, checkpoint: str | None = None, small: bool = Fals
     """The eval-mode torch module of ``name`` whose ``forward(*inputs)`` matches :data:`IO`.
 
     ``checkpoint=None`` builds random weights from ``seed`` through
-    :func:`lsld_engine.random_weights.build_random` (the same networks as ``parse --random-weights``
+    :func:`lsld_engine.backends.random_weights.build_random` (the same networks as ``parse --random-weights``
     on the torch backend); a checkpoint path loads weights (missing files fail fast, naming the
     file). ``small``: the test-size architectures (the HAN: 1 layer)."""
     check_network(name)

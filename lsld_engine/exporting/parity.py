@@ -108,7 +108,7 @@ def event_mismatches(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], tol
 
     A mismatch is *explained* when a probability that decides it (segment or video level) lies within
     ``tolerance`` of the threshold in the reference; anything else is a real disagreement."""
-    from lsld_engine.events import predict_masks
+    from lsld_engine.records.events import predict_masks
 
     ra, rv = predict_masks(ref["seg_prob"], ref["a_prob"], ref["v_prob"], threshold, threshold)
     oa, ov = predict_masks(out["seg_prob"], out["a_prob"], out["v_prob"], threshold, threshold)

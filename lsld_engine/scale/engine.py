@@ -23,11 +23,11 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from lsld_engine.objectstore import StoreSettings, current as current_store
+from lsld_engine.records.objectstore import StoreSettings, current as current_store
 
-from lsld_engine.llp import T
-from lsld_engine.pipeline import Summary
-from lsld_engine.video_inputs import VideoInput
+from lsld_engine.data.llp import T
+from lsld_engine.parsing.pipeline import Summary
+from lsld_engine.parsing.video_inputs import VideoInput
 
 log = logging.getLogger(__name__)
 

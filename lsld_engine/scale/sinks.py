@@ -2,10 +2,10 @@
 
 Records are small (about 2 KB a video against megabytes of decoded media), so the driver writes
 them: it buffers records and writes a shard every ``rows_per_shard`` records or ``shard_seconds``
-seconds, whichever comes first, with the format's writer from :data:`lsld_engine.writers.WRITERS`.
+seconds, whichever comes first, with the format's writer from :data:`lsld_engine.records.writers.WRITERS`.
 A shard is complete or absent: on a local/shared filesystem it is written under a hidden temporary
 name and renamed (:func:`lsld_engine.files.atomic_path`); on an object store it is one PUT. So a killed run loses at most the records of
-its unwritten shard, and resuming (:func:`lsld_engine.results.done_ids` of the folder) never writes
+its unwritten shard, and resuming (:func:`lsld_engine.records.results.done_ids` of the folder) never writes
 a video twice.
 
 ``_SUCCESS`` (JSON) is removed when a run starts and written when it ends:
@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lsld_engine.files import atomic_path
-from lsld_engine.results import MANIFEST, SHARD_PREFIX, done_statuses, filesystem, is_uri, shard_files
-from lsld_engine.writers import WRITERS, get_writer
+from lsld_engine.records.results import MANIFEST, SHARD_PREFIX, done_statuses, filesystem, is_uri, shard_files
+from lsld_engine.records.writers import WRITERS, get_writer
 
 class ShardSink:
     """Buffered, sharded writer of parse records into the folder ``out`` (a path or URI)."""

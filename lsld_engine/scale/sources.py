@@ -1,6 +1,6 @@
 """List the videos of a scale-out run: folders, ``--list`` files and globs, local or on any pyarrow filesystem.
 
-Local paths go through :func:`lsld_engine.video_inputs.collect_inputs` (the single-machine rules: video
+Local paths go through :func:`lsld_engine.parsing.video_inputs.collect_inputs` (the single-machine rules: video
 extensions, sorted, unique ids); a glob (``archive/**/*.mp4``) is expanded first. URIs
 (``s3://bucket/archive/``, ``gs://...``, ``hdfs://...``) are listed with ``pyarrow.fs``: folders
 recursively by extension, globs by matching the listing of their fixed prefix. Ids are file stems;
@@ -16,8 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from lsld_engine.video_inputs import VIDEO_EXTENSIONS, VideoInput, collect_inputs, list_lines
-from lsld_engine.results import filesystem, is_uri
+from lsld_engine.parsing.video_inputs import VIDEO_EXTENSIONS, VideoInput, collect_inputs, list_lines
+from lsld_engine.records.results import filesystem, is_uri
 
 _GLOB_CHARS = set("*?[")
 
@@ -53,7 +53,7 @@ def list_inputs(inputs: Iterable[str | os.PathLike], list_file: str | os.PathLik
 
 
 def read_uri_list(path: str | os.PathLike) -> list[str]:
-    """Entries of a list file (:func:`lsld_engine.video_inputs.list_lines`); relative local paths
+    """Entries of a list file (:func:`lsld_engine.parsing.video_inputs.list_lines`); relative local paths
     are relative to the list file's folder, URIs are kept as written."""
     path = Path(path)
     out = []

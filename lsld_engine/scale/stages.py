@@ -32,9 +32,9 @@ import numpy as np
 from lsld_engine.media.pool import DecodeFailure, decode_stream
 from lsld_engine.media import (FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, DecodedVideo,
                                decode_video)
-from lsld_engine.objectstore import StoreSettings, apply as apply_store
+from lsld_engine.records.objectstore import StoreSettings, apply as apply_store
 from lsld_engine.scale import trace
-from lsld_engine.uris import is_uri, local_copy
+from lsld_engine.records.uris import is_uri, local_copy
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class ExtractActor(_EncoderActor):
     def __init__(self, backend: str, options: dict, *, root: str, dtype: str = "float16",
                  max_batch: int | None = None, store: StoreSettings | None = None, trace_to: str | None = None):
         super().__init__(backend, options, max_batch, store, trace_to)
-        from lsld_engine.extract import FeatureStore
+        from lsld_engine.parsing.extract import FeatureStore
 
         self.store = FeatureStore(root, dtype)
 

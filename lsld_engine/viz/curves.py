@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsld_engine.metrics import METRIC_KEYS
+from lsld_engine.evaluation.metrics import METRIC_KEYS
 from lsld_engine.viz.common import pyplot
 
 _LABELS = {"seg_a": "A", "seg_v": "V", "seg_av": "AV", "seg_type": "Type@AV", "seg_event": "Event@AV"}

@@ -2,7 +2,7 @@
 each segment with each prompt and the prompt DeN chose, the DeN labels, and the soft labels after ReW.
 
 :func:`denoise_view_data` recomputes the similarities from the video's features and the prompt
-caches with the same helpers as :mod:`lsld_engine.denoise`, and reads the labels from ``labels.npz``;
+caches with the same helpers as :mod:`lsld_engine.labels.denoise`, and reads the labels from ``labels.npz``;
 it says whether the recomputed choices reproduce the file's DeN labels (they do when both come from
 the same features and prompts). :func:`denoise_figure` draws it.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lsld_engine.llp import CLASSES
-from lsld_engine.prompts import AUDIO_PREFIX
+from lsld_engine.data.llp import CLASSES
+from lsld_engine.labels.prompts import AUDIO_PREFIX
 from lsld_engine.viz.common import PlotError, pretty, pyplot
 
 #: At most this many prompt rows are drawn (videos with many labels have 2**k prompts); the chosen
@@ -59,7 +59,7 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"labels file not found: {path}")
-    from lsld_engine.denoise import load_labels
+    from lsld_engine.labels.denoise import load_labels
 
     try:
         _, out = load_labels(path)
@@ -80,9 +80,9 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def denoise_view_data(data_root: str | os.PathLike, labels_path: str | os.PathLike, video_id: str, *,
                       clip_dir=None, clap_dir=None, prompts_dir=None, class_names: str = "raw") -> DenoiseView:
     """Everything :func:`denoise_figure` draws for training video ``video_id``."""
-    from lsld_engine.dataset import dataset_paths, load_features, load_split_labels
-    from lsld_engine.denoise import class_similarity, l2_normalize, segment_features, softmax_argmax
-    from lsld_engine.prompts import class_name_texts, load_prompt_cache, membership, prompt_texts
+    from lsld_engine.data.dataset import dataset_paths, load_features, load_split_labels
+    from lsld_engine.labels.denoise import class_similarity, l2_normalize, segment_features, softmax_argmax
+    from lsld_engine.labels.prompts import class_name_texts, load_prompt_cache, membership, prompt_texts
 
     labels = read_labels_file(labels_path)
     ids = [str(v) for v in labels["video_ids"]]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lsld_engine.class_metrics import (CLASS_KEYS, class_counts, class_support, confusion, per_class_f1)
+from lsld_engine.evaluation.class_metrics import (CLASS_KEYS, class_counts, class_support, confusion, per_class_f1)
 from lsld_engine.files import atomic_path
-from lsld_engine.llp import CLASSES
-from lsld_engine.metrics import METRIC_KEYS, per_video
+from lsld_engine.data.llp import CLASSES
+from lsld_engine.evaluation.metrics import METRIC_KEYS, per_video
 from lsld_engine.viz.common import png_data_uri, pretty
 
 #: Videos shown at each end of the ranking (best, worst).
@@ -70,9 +70,9 @@ def training_similarity(data_root: str | os.PathLike, labels_path: str | os.Path
                         class_names: str = "raw", progress: bool = True) -> Similarity:
     """Fig. 2 input from a dataset root and its ``labels.npz``: the cosine of every training visual
     segment with the CLIP class-name embeddings; "with" = the DeN visual label is on (ReW's split)."""
-    from lsld_engine.dataset import dataset_paths, load_features
-    from lsld_engine.denoise import class_similarity, l2_normalize, segment_features
-    from lsld_engine.prompts import class_name_texts, load_prompt_cache
+    from lsld_engine.data.dataset import dataset_paths, load_features
+    from lsld_engine.labels.denoise import class_similarity, l2_normalize, segment_features
+    from lsld_engine.labels.prompts import class_name_texts, load_prompt_cache
     from lsld_engine.viz.denoise_view import read_labels_file
 
     labels = read_labels_file(labels_path)

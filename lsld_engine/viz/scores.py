@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsld_engine.class_metrics import TRACK_KEYS
-from lsld_engine.llp import CLASSES
+from lsld_engine.evaluation.class_metrics import TRACK_KEYS
+from lsld_engine.data.llp import CLASSES
 from lsld_engine.viz.common import pretty, pyplot
 
 TRACK_NAMES = {"a": "Audio", "v": "Visual", "av": "Audio-visual"}
@@ -19,7 +19,7 @@ def per_class_figure(scores: dict[str, np.ndarray], support: dict[str, np.ndarra
                      classes: tuple[str, ...] = CLASSES):
     """Two panels (segment level, event level), one group of audio / visual / audio-visual bars per class.
 
-    ``scores``: ``{key: (C,)}`` F1 in percent for :data:`~lsld_engine.class_metrics.CLASS_KEYS`
+    ``scores``: ``{key: (C,)}`` F1 in percent for :data:`~lsld_engine.evaluation.class_metrics.CLASS_KEYS`
     (NaN: class absent on that track, no bar); ``support``: true events per class, shown in the labels.
     """
     plt = pyplot()
@@ -53,7 +53,7 @@ def per_class_figure(scores: dict[str, np.ndarray], support: dict[str, np.ndarra
 def confusion_figure(conf: dict[str, np.ndarray], classes: tuple[str, ...] = CLASSES):
     """Missed segments per true class (rows) and what was predicted there instead (columns; the last
     column: nothing), one heatmap per track. ``conf``: ``{"audio": (C, C+1), "visual": (C, C+1)}``
-    from :func:`lsld_engine.class_metrics.confusion`."""
+    from :func:`lsld_engine.evaluation.class_metrics.confusion`."""
     plt = pyplot()
     from matplotlib.colors import LogNorm, Normalize
 

@@ -4,7 +4,7 @@ Each track (audio, visual, audio-visual) is a panel with one lane per class that
 predictions or the ground truth (the same classes, in class order, in every panel). Within a lane the
 predicted events are bars coloured by their score; ground-truth events, when given, are hatched bars
 just above them. Thin lines mark the one-second segments, thick lines the 10-s windows of long
-videos (laid end to end, as :mod:`lsld_engine.events` lays them).
+videos (laid end to end, as :mod:`lsld_engine.records.events` lays them).
 
 Every bar carries a ``gid`` ``"pred|gt/<track>/<class>/<k>"`` so a test can count what was drawn.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lsld_engine.events import TRACKS, masks_to_events
-from lsld_engine.llp import CLASS_INDEX, EVAL_SPLITS, T
+from lsld_engine.records.events import TRACKS, masks_to_events
+from lsld_engine.data.llp import CLASS_INDEX, EVAL_SPLITS, T
 from lsld_engine.viz.common import PlotError, pretty, pyplot
 
 TRACK_TITLES = {"audio": "Audio", "visual": "Visual", "audio_visual": "Audio-visual"}
@@ -50,7 +50,7 @@ def gt_events(gt_audio: np.ndarray, gt_visual: np.ndarray, duration: float | Non
 def find_ground_truth(annotations: str | os.PathLike, video_id: str):
     """``(gt_audio (T, C), gt_visual (T, C), split)`` of ``video_id`` from an LLP annotation folder,
     searching the annotated splits; ``None`` when the video is in none of them."""
-    from lsld_engine.llp import load_split
+    from lsld_engine.data.llp import load_split
 
     ann = Path(annotations)
     found_any = False
@@ -126,7 +126,7 @@ def timeline_figure(video_id: str, events: dict[str, list[dict]], duration: floa
 
 def record_timeline(record: dict, gt_audio: np.ndarray | None = None, gt_visual: np.ndarray | None = None,
                     title: str | None = None):
-    """:func:`timeline_figure` of a predictions record (``lsld_engine.writers`` format), with the
+    """:func:`timeline_figure` of a predictions record (``lsld_engine.records.writers`` format), with the
     ground truth from ``(L, C)`` masks when given."""
     if record.get("status") != "ok":
         raise PlotError(f"video {record.get('video_id')!r} failed to parse ({record.get('error', 'no events')}); "

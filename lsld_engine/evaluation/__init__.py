@@ -1,0 +1,1 @@
+"""Scoring: the official LLP metrics (Numba), per-class metrics and their plain-Python reference."""

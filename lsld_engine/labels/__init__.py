@@ -1,0 +1,1 @@
+"""Segment-level labels from language: prompts, DeN + ReW denoising, their kernels and reference."""

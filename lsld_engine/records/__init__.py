@@ -1,0 +1,1 @@
+"""Results: events and the inference rule, writers and readers, Parquet, results folders, URIs, locks."""
