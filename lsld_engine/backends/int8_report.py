@@ -24,17 +24,6 @@ INT8_SUBDIR = "int8"
 #: Gate defaults: an int8 engine whose CLIP or CLAP cosine to fp32 is below these is refused.
 MIN_MEAN_COSINE: float = 0.995
 MIN_COSINE: float = 0.98
-TOWERS: tuple[str, ...] = ("clip_image", "clap_audio")
-#: Ops with constant weights that get int8 weights; everything else stays fp32 (module docstring).
-QUANT_OPS: tuple[str, ...] = ("MatMul", "Gemm")
-METHODS = ("dynamic", "static")
-#: Generated calibration clips when the user gives none (count, seconds each).
-GENERATED_CLIPS = (2, 10.0)
-#: At most this many items per tower feed static calibration (activation ranges settle quickly).
-CALIBRATION_ITEMS = 64
-#: At most this many 10-s windows (over all calibration clips) are decoded for calibration and the
-#: report: 8 windows = 640 frames, ~2 min of fp32 + int8 ViT-B/16 on 2 idle cores.
-MAX_CALIBRATION_WINDOWS = 8
 
 
 class FidelityError(LsldError, RuntimeError):

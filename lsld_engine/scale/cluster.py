@@ -128,7 +128,10 @@ def check_workers(modules: tuple[str, ...] = WORKER_MODULES, timeout: float = 12
     if pending:
         raise ClusterError(f"{len(pending)} of {len(refs)} Ray nodes did not run a probe task within {timeout:g} s")
     for (node, ref), n in zip(refs.items(), nodes):
-        version, missing = ray.get(ref)
+        try:
+            version, missing = ray.get(ref)
+        except ray.exceptions.TaskUnschedulableError:
+            continue  # a node that died since ray.nodes() listed it: nothing will be scheduled there
         where = f"the Ray node {node[:12]} at {n.get('NodeManagerAddress', '?')}"
         if version != ray.__version__:
             raise ClusterError(f"{where} runs Ray {version}; this driver has Ray {ray.__version__}: install the "
