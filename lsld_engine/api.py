@@ -236,6 +236,16 @@ class Engine:
                              decode_timeout=o.decode_timeout, decode_fn=_reads_uris(o.decode_fn(), items),
                              limits=o.limits())
 
+    def parse_into(self, paths, sink, *, progress: bool = False, summary=None) -> None:
+        """Write the record of each video of ``paths`` to ``sink`` (anything with ``write(record)``:
+        a writer of :mod:`lsld_engine.records.writers`, a results-folder sink) as it completes."""
+        records = self.parse(paths, progress=progress, summary=summary)
+        try:
+            for record in records:
+                sink.write(record)
+        finally:
+            records.close()
+
     def extract(self, paths, out_root: str | os.PathLike, *, dtype: str = "float16", progress: bool = False):
         """Write the CLIP / CLAP features of ``paths`` into the dataset root ``out_root`` (the layout of
         ``lsld-engine extract``; videos already there are skipped); returns the run's

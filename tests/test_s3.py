@@ -20,6 +20,7 @@ pytest.importorskip("moto", reason="moto is not installed (pip install 'lsld-eng
 from lsld_engine.cli import main  # noqa: E402
 from lsld_engine.records.results import read_results, shard_files  # noqa: E402
 from lsld_engine.scale.sinks import read_manifest  # noqa: E402
+from lsld_engine.testing.raycluster import env_vars  # noqa: E402
 from lsld_engine.testing.s3server import make_bucket, s3_server, upload  # noqa: E402
 from lsld_engine.testing.videos import VideoSpec, make_video  # noqa: E402
 
@@ -36,26 +37,18 @@ def s3(tmp_path_factory):
     """moto on 127.0.0.1 with ``bucket/archive/{a,b}/*.mp4`` and a broken file; the endpoint and
     dummy keys in the environment while the module runs."""
     d = tmp_path_factory.mktemp("s3videos")
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(AWS_ACCESS_KEY_ID="lsldtestkey", AWS_SECRET_ACCESS_KEY=SECRET)
-    try:
-        with s3_server(log=d / "moto.log") as url:
-            os.environ["AWS_ENDPOINT_URL"] = url
-            make_bucket(url, "bucket")
-            files = {}
-            for i, (name, spec) in enumerate(CLIPS.items()):
-                files[f"bucket/archive/{'ab'[i % 2]}/{name}.mp4"] = make_video(d / f"{name}.mp4", spec)
-            (d / "broken.mp4").write_bytes(b"\x00not a video" * 50)
-            files["bucket/archive/b/broken.mp4"] = d / "broken.mp4"
-            files["bucket/archive/notes.txt"] = d / "broken.mp4"  # not matched by the glob
-            upload(url, files)
-            yield {"endpoint": url, "local": d}
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with env_vars(AWS_ACCESS_KEY_ID="lsldtestkey", AWS_SECRET_ACCESS_KEY=SECRET, AWS_ENDPOINT_URL=None), \
+            s3_server(log=d / "moto.log") as url:
+        os.environ["AWS_ENDPOINT_URL"] = url
+        make_bucket(url, "bucket")
+        files = {}
+        for i, (name, spec) in enumerate(CLIPS.items()):
+            files[f"bucket/archive/{'ab'[i % 2]}/{name}.mp4"] = make_video(d / f"{name}.mp4", spec)
+        (d / "broken.mp4").write_bytes(b"\x00not a video" * 50)
+        files["bucket/archive/b/broken.mp4"] = d / "broken.mp4"
+        files["bucket/archive/notes.txt"] = d / "broken.mp4"  # not matched by the glob
+        upload(url, files)
+        yield {"endpoint": url, "local": d}
 
 
 def _no_secret(*texts: str) -> None:

@@ -98,12 +98,7 @@ def _run_locked(args, items, walk, done: set, lock, fmt: str) -> int:
 
     def work() -> None:
         with writer:
-            records = engine.parse(plan.todo, progress=not args.quiet, summary=plan.summary)
-            try:
-                for record in records:
-                    writer.write(record)
-            finally:
-                records.close()
+            engine.parse_into(plan.todo, writer, progress=not args.quiet, summary=plan.summary)
 
     def disk_full(e: OSError) -> str:
         written = getattr(writer, "written", 0)

@@ -228,12 +228,7 @@ def run_parse_to_folder(args, prog: str) -> int:
     sink = ShardSink(out, args.format or "jsonl", rows_per_shard=args.rows_per_shard, shard_seconds=args.shard_seconds)
 
     def work() -> None:
-        records = engine.parse(plan.todo, progress=not args.quiet, summary=plan.summary)
-        try:
-            for record in records:
-                sink.write(record)
-        finally:
-            records.close()
+        engine.parse_into(plan.todo, sink, progress=not args.quiet, summary=plan.summary)
 
     rc = plan.execute(work, abort=sink.abort, cleanup=engine.close, report=False)
     if rc is not None:
