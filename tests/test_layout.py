@@ -13,18 +13,26 @@ LIBRARY = [p for p in (ROOT / "lsld_engine").rglob("*.py")
            if "commands" not in p.relative_to(ROOT / "lsld_engine").parts and p.name != "cli.py"]
 
 
+def _import_nodes(path: Path, skip: tuple[str, ...] = ("__main__",)):
+    """The absolute ``import`` / ``from ... import`` statements of ``path``, at any depth, except those
+    inside an ``if`` whose test mentions one of ``skip``."""
+    tree = ast.parse(path.read_text())
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+               and any(s in ast.unparse(node.test) for s in skip) for n in ast.walk(node)}
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import) or isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node
+
+
 def _imports(path: Path) -> set[str]:
     """Modules ``path`` imports anywhere but in its ``if __name__ == "__main__":`` block."""
-    tree = ast.parse(path.read_text())
-    skip = {id(n) for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
-            for n in ast.walk(node)}
     out = set()
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
+    for node in _import_nodes(path):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        else:
             out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
     return out
 
@@ -48,17 +56,11 @@ def _import_graph() -> dict[str, set[str]]:
 
     graph = {}
     for name, path in modules.items():
-        tree = ast.parse(path.read_text())
-        skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                and ("__main__" in ast.unparse(node.test) or "TYPE_CHECKING" in ast.unparse(node.test))
-                for n in ast.walk(node)}
         out = set()
-        for node in ast.walk(tree):
-            if id(node) in skip:
-                continue
+        for node in _import_nodes(path, skip=("__main__", "TYPE_CHECKING")):
             if isinstance(node, ast.Import):
                 out |= {resolve(a.name) for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            else:
                 out |= {resolve(f"{node.module}.{a.name}") for a in node.names}
         graph[name] = out - {None, name}
     return graph
