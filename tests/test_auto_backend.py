@@ -18,11 +18,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # --- the choice ------------------------------------------------------------------------------------
 
-def test_auto_picks_onnx_runtime_on_cpu_and_torch_for_bf16():
+def test_auto_picks_onnx_runtime_on_cpu_and_torch_for_bf16(monkeypatch):
+    from lsld_engine import hardware
     from lsld_engine.backends.auto import choose
 
+    monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: (False, "no avx512_bf16 flag"))
     c = choose("cpu")
     assert (c.backend, c.precision, c.cached) == ("onnx", "fp32", True)
+    assert choose("cpu", "int8").backend == "onnx"
+    # native bf16, no --precision: torch with CLIP's weights in bf16 (2x fp32 there); --precision fp32: ORT
+    monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: (True, "CPU flags avx512_bf16"))
+    c = choose("cpu")
+    assert (c.backend, c.precision, c.cached, c.per_tower) == ("torch", "fp32", False, True)
+    assert "bf16/fp32 per tower" in c.describe() and "native bf16" in c.reason
+    c = choose("cpu", "fp32", auto_precision=False)
+    assert (c.backend, c.cached) == ("onnx", True)
     assert choose("cpu", "int8").backend == "onnx"
     c = choose("cpu", "bf16")
     assert (c.backend, c.precision, c.cached) == ("torch", "bf16", False) and "bf16" in c.reason
@@ -183,14 +193,53 @@ def test_an_export_killed_midway_leaves_nothing_loadable_and_the_next_run_redoes
     assert cached_file(_han_spec(), tmp_path) is not None
 
 
+@pytest.mark.slow
+def test_parse_int8_builds_the_int8_engine_in_the_cache_once_and_gates_it(tmp_path, monkeypatch, capsys):
+    """`parse --precision int8` with no --engine-dir: the int8 engine is built in the cache with its
+    fidelity report, named in the summary, reused by the next run; an engine whose report is below the
+    gate is refused in one line, and --force-int8 runs it."""
+    from lsld_engine.cli import main
+    from lsld_engine.testing.videos import VideoSpec, make_video
+
+    monkeypatch.setenv("LSLD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LSLD_FAKE_CPU_FLAGS", "avx2 fma avx512f avx512_vnni")  # the int8 path on any CPU
+    clip = make_video(tmp_path / "v.mp4", VideoSpec(width=96, height=64, duration=3.0))
+    common = [str(clip), "--random-weights", "--small", "--precision", "int8", "--quiet", "--workers", "0",
+              "--no-resume"]
+    assert main(["parse", *common, "--out", str(tmp_path / "a.jsonl")]) == 0
+    err = capsys.readouterr().err
+    engines = sorted((tmp_path / "cache" / "onnx").glob("int8-*"))
+    assert len(engines) == 1 and "building the int8 engine once" in err
+    assert f"int8 engine {engines[0]}: CLIP cosine mean" in err and "events" in err
+    report = json.loads((engines[0] / "fidelity.json").read_text())
+    assert report["passed"] and set(report["towers"]) == {"clip_image", "clap_audio"}
+    assert report["event_cells"] > 0 and set(report["files"]) == {"clip_image.onnx", "clap_audio.onnx", "han.onnx"}
+    assert main(["parse", *common, "--out", str(tmp_path / "b.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "building" not in err and "exporting" not in err and f"int8 engine {engines[0]}" in err
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    # a report below the gate (as a real checkpoint might give): refused in one line, --force-int8 runs
+    report["towers"]["clip_image"]["mean_cosine"] = 0.9
+    (engines[0] / "fidelity.json").write_text(json.dumps(report))
+    assert main(["parse", *common, "--out", str(tmp_path / "c.jsonl")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "below the fidelity gate" in lines[0] and "clip_image mean cosine 0.9000" in lines[0]
+    assert not (tmp_path / "c.jsonl").exists() or not (tmp_path / "c.jsonl").read_text()
+    assert main(["parse", *common, "--force-int8", "--out", str(tmp_path / "c.jsonl")]) == 0
+    assert (tmp_path / "c.jsonl").read_text() == (tmp_path / "a.jsonl").read_text()
+
+
 def test_int8_without_the_quantizer_is_a_clear_error(han_cache, monkeypatch):
     from lsld_engine.errors import LsldError
     from lsld_engine.exporting import cache
 
     monkeypatch.setattr(cache, "QUANTIZE_FUNCTION", "lsld_engine.no_such_module:quantize_folder")
+    specs = [cache.ExportSpec("clip_image", size="small")]
     with pytest.raises(LsldError, match="no_such_module.quantize_folder"):
-        cache.ensure(_han_spec(precision="int8"), han_cache[0], note=lambda s: None)
-    assert cache.cached_file(_han_spec(precision="int8"), han_cache[0]) is None
+        cache.ensure_int8(specs, han_cache[0], note=lambda s: None)
+    assert cache.cached_int8(specs, han_cache[0]) is None
+    with pytest.raises(ValueError, match="ensure_int8"):
+        cache.ensure(_han_spec(precision="int8"), han_cache[0])
 
 
 # --- the same random weights on every backend ---------------------------------------------------------
@@ -272,8 +321,15 @@ def test_torch_on_cpu_runs_bf16_only_for_the_tower_it_speeds_up(monkeypatch):
 
     monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: (True, "CPU flags avx512_bf16"))
     b = TorchBackend(random_weights=True, size="small", auto_precision=True)
-    assert (b.precision_of("clip_image"), b.precision_of("clap_audio"), b.precision_of("han")) == ("fp32", "bf16", "fp32")
-    assert b.network("clap_audio").precision == "bf16" and b.network("clip_image").precision == "fp32"
+    import torch
+
+    assert (b.precision_of("clip_image"), b.precision_of("clap_audio"), b.precision_of("han")) == ("bf16", "bf16", "fp32")
+    clip = b.network("clip_image")
+    # CLIP holds bf16 weights (no autocast: 2x fp32 where autocast ran 0.5x); CLAP runs under autocast
+    assert clip.weights_dtype == torch.bfloat16 and next(clip.visual.parameters()).dtype == torch.bfloat16
+    assert b.network("clap_audio").precision == "bf16"
+    monkeypatch.setattr(hardware, "CPU_BF16_SPEEDUP", {**hardware.CPU_BF16_SPEEDUP, "clip_image": 0.5})
+    assert hardware.cpu_tower_precision("clip_image")[0] == "fp32"
     monkeypatch.setattr(hardware, "cpu_bf16_support", lambda: (False, "no avx512_bf16 flag"))
     precision, why = hardware.cpu_tower_precision("clap_audio")
     assert precision == "fp32" and "emulated" in why

@@ -201,15 +201,18 @@ class Int8BackendError(LsldError, ValueError):
 
 def int8_backend_options(backend: str, precision: str, engine_dir, force: bool) -> dict:
     """Backend options for ``precision`` (the commands' hook): ``{}`` unless ``int8``, which runs only
-    on the ``onnx`` backend over an int8 folder (``--engine-dir``, itself or its ``int8/``). The torch
+    on ONNX Runtime: ``auto`` over the export cache's int8 engine (built on first use) or over
+    ``--engine-dir``; ``onnx`` over ``--engine-dir`` (an int8 folder, itself or its ``int8/``). The torch
     backend has no int8 kernels here (PyTorch's dynamic int8 Linear was not worth a second int8
     path next to ONNX Runtime's), so asking for it is an error rather than a silent fp32 run."""
     if precision != "int8":
         return {}
     if backend not in ("onnx", "auto"):
-        raise Int8BackendError(f"--precision int8 runs the int8 ONNX files: use --backend onnx (not {backend}) "
-                               "with --engine-dir from `lsld-engine export --precision int8`")
-    if engine_dir is None:
-        raise Int8BackendError("--precision int8 needs --engine-dir (the folder of `lsld-engine export "
-                               "--precision int8 --out DIR`)")
+        raise Int8BackendError(f"--precision int8 runs int8 ONNX files, not {backend}: use --backend auto (the "
+                               "default; CPU) or --backend onnx with --engine-dir from `lsld-engine export "
+                               "--precision int8`")
+    if engine_dir is None and backend != "auto":
+        raise Int8BackendError("--backend onnx --precision int8 needs --engine-dir (the folder of `lsld-engine "
+                               "export --precision int8 --out DIR`); --backend auto (the default) builds an int8 "
+                               "engine in the export cache instead")
     return {"force_int8": bool(force)}

@@ -198,7 +198,7 @@ class OnnxBackend(ClosesOnExit):
         self.device_id = int(self.device.split(":")[1]) if ":" in self.device else 0
         self.threads = threads
         self.io_binding = io_binding
-        sizes = {**default_batch_sizes(self.device), **(batch_sizes or {})}
+        sizes = {**default_batch_sizes(self.device, "onnx"), **(batch_sizes or {})}
         self.max_batch = {BATCH_KEYS[k]: int(v) for k, v in sizes.items() if k in BATCH_KEYS}
         self._checkpoints = {"clip_image": clip_checkpoint, "clap_audio": clap_checkpoint, "han": model}
         self._sessions: dict[str, _Session] = {}

@@ -131,7 +131,10 @@ def quantize_file(net: str, src: Path, dst: Path, method: str, calib: np.ndarray
     model = onnx.load(str(src))
     front = _front_end(model.graph)
     targets = [n.name for n in model.graph.node if n.op_type in QUANT_OPS and n.name not in front]
-    common = dict(per_channel=True, op_types_to_quantize=list(QUANT_OPS), nodes_to_quantize=targets,
+    # exclude the front end rather than list the targets: the quantizer rewrites a Gemm into a
+    # MatMul + Add under a new name, which a target list would miss (CLIP's 12 attention output
+    # projections stayed fp32 that way: 16 % of the int8 tower's time)
+    common = dict(per_channel=True, op_types_to_quantize=list(QUANT_OPS), nodes_to_exclude=sorted(front),
                   extra_options={"MatMulConstBOnly": True})
     if method == "dynamic":
         with _quiet_root_logger():
@@ -311,7 +314,7 @@ def _write_manifest(src: Path, work: Path, present: list[str], towers: list[str]
         entry["precision"] = "int8" if net in towers else "fp32"
         if net in towers:
             entry["quantization"] = {"method": report.method, "format": report.format, "ops": list(QUANT_OPS),
-                                     "per_channel": True, "fp32_source": str(src.resolve())}
+                                     "per_channel": True, "fp32_source": str((src / onnx_filename(net)).resolve())}
     (work / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
 
 

@@ -58,4 +58,6 @@ def build_random(name: str, *, size: str = "real", seed: int = RANDOM_SEED, **kw
     if name != "han":
         net.device = device
         net.precision = check_precision(precision or "fp32", device)
+        if hasattr(net, "settle_precision"):  # CLIP: bf16 on a CPU means bf16 weights
+            net.settle_precision()
     return net

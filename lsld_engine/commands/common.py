@@ -52,8 +52,9 @@ def media_limits(args):
 
 def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "onnx", "tensorrt"), default="auto",
-                   help="inference backend (default auto: ONNX Runtime on CPU over a cache of files exported on "
-                        "first use, torch on CUDA; onnx / tensorrt run the files of `lsld-engine export`; "
+                   help="inference backend (default auto: on a CPU with native bf16 torch with bf16 CLIP weights, "
+                        "else (or with --precision fp32 / int8) ONNX Runtime over a cache of files exported on "
+                        "first use; torch on CUDA; onnx / tensorrt run the files of `lsld-engine export`; "
                         "`lsld-engine doctor` shows what auto picks and why)")
     p.add_argument("--engine-dir", type=Path, default=None,
                    help="onnx / tensorrt / auto: the `lsld-engine export --out` folder (wins over the cache)")
@@ -63,9 +64,11 @@ def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clap-checkpoint", help="LAION-CLAP weights (630k-audioset-best.pt or a converted .safetensors)")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available, else cpu)")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default=None,
-                   help="encoder precision (default: fp16 on cuda, fp32 on cpu; autocast, weights stay fp32); "
-                        "int8: CPU, the int8 files of `lsld-engine export --precision int8` given as "
-                        "--engine-dir (fp32 with a warning on a CPU without VNNI)")
+                   help="encoder precision (default: fp16 on cuda; on cpu each tower in its fastest precision, "
+                        "bf16 where the CPU has it natively, else fp32); int8: CPU, the int8 engine auto "
+                        "builds in its cache on first use (with a fidelity report and gate), or the int8 "
+                        "files of `lsld-engine export --precision int8` given as --engine-dir (fp32 with a "
+                        "warning on a CPU without VNNI)")
     p.add_argument("--force-int8", action="store_true",
                    help="load an int8 engine even when its fidelity report is below the gate")
     p.add_argument("--workers", type=at_least(0), default=None,

@@ -2,10 +2,14 @@
 
 Layout (``$LSLD_CACHE``, default ``~/.cache/lsld-engine/``)::
 
-    onnx/<network>-<precision>-<key>/       one finished entry (never changed once complete)
-        <network>.onnx | <network>.int8.onnx
+    onnx/<network>-fp32-<key>/              one finished fp32 entry (never changed once complete)
+        <network>.onnx
         manifest.json                      names, shapes, source, parity (lsld_engine.exporting.folder)
         COMPLETE                           the key's fields as JSON: written last, before the rename
+    onnx/int8-<key>/                        one int8 engine: the towers of the fp32 entries it was
+        clip_image.onnx, clap_audio.onnx   made from, quantized (int8 inside, fp32 names), han.onnx
+        han.onnx (when the HAN is known)   copied, fidelity.json (its report and gate), manifest.json,
+        fidelity.json, manifest.json       COMPLETE
     onnx/.locks/<entry>.lock               one flock per entry: two processes export it once
     onnx/.tmp-<entry>-<pid>-<n>/           an export in progress (removed or renamed into place)
 
@@ -23,8 +27,11 @@ so nobody else is writing it).
 Parity against PyTorch (:mod:`lsld_engine.exporting.parity`, batch sizes 1 and 3) is checked once,
 when the entry is made; an entry that fails it is not cached.
 
-int8 (``precision="int8"``): the fp32 entry is made (or reused) first, then
-:data:`QUANTIZE_FUNCTION` turns it into the int8 entry (see :func:`quantize_hook`).
+int8 (:func:`ensure_int8`): the fp32 entries of the towers (and of the HAN when its weights are
+known) are made or reused first; :data:`QUANTIZE_FUNCTION` then builds one int8 engine from them,
+with the fidelity report the gate reads when a backend loads it (``backends.int8_report``). The
+engine is kept even when it is below the gate (the measurement would not change on a rebuild), so
+``--force-int8`` can load it later; a loader refuses it otherwise.
 """
 from __future__ import annotations
 
@@ -53,11 +60,13 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT: int = 1
 #: Precisions an entry can have (fp16 stays an explicit `lsld-engine export --fp16` file).
 PRECISIONS: tuple[str, ...] = ("fp32", "int8")
-#: ``"module:function"`` that makes an int8 folder from an fp32 one:
-#: ``quantize_folder(src_dir: Path, dst_dir: Path, networks: Sequence[str]) -> None`` writes
-#: ``dst_dir/<network>.int8.onnx`` (and may add to ``dst_dir/manifest.json``) for each network of
-#: the fp32 files ``src_dir/<network>.onnx``. Imported only when int8 is asked for.
-QUANTIZE_FUNCTION: str = "lsld_engine.exporting.quantize:quantize_folder"
+#: ``"module:function"`` that makes an int8 engine folder from an fp32 one:
+#: ``quantize_folder(src_dir: Path, dst_dir: Path, *, force: bool)`` writes ``dst_dir`` whole (int8
+#: towers under the fp32 file names, the HAN copied, ``fidelity.json``, ``manifest.json``) from the
+#: fp32 files ``src_dir/<network>.onnx``. Imported only when int8 is asked for.
+QUANTIZE_FUNCTION: str = "lsld_engine.backends.quantize:quantize_folder"
+#: How the cached int8 engines are made (part of their key): dynamic int8, report on generated clips.
+INT8_SETTINGS: dict = {"method": "dynamic", "calibration": "generated"}
 #: Fault injection for the crash tests: ``LSLD_EXPORT_FAULT=kill`` makes the exporting process
 #: SIGKILL itself after the ONNX file is written, before the entry is complete.
 FAULT_ENV: str = "LSLD_EXPORT_FAULT"
@@ -186,24 +195,19 @@ def ensure(spec: ExportSpec, root: str | os.PathLike | None = None, *,
     found = cached_file(spec, root)
     if found is not None:
         return EnsureResult(found, False)
+    if spec.precision != "fp32":
+        raise ValueError(f"ensure() makes fp32 entries; int8 engines come from ensure_int8 (got {spec.precision})")
     name = spec.entry_name()
     with _entry_lock(root, name, note):
         found = cached_file(spec, root)  # another process made it while we waited
         if found is not None:
             return EnsureResult(found, False)
         t0 = time.perf_counter()
-        if spec.precision == "int8":
-            src = ensure(spec.fp32(), root, note=note, parity=parity).path.parent
         (note or _stderr)(f"lsld-engine: exporting {spec.network} ({spec.size} size, {spec.precision}) to ONNX "
                           f"once for --backend auto (a minute or more for the real size); cached in "
                           f"{root / 'onnx' / name}")
         with _building(root, name) as tmp:
-            if spec.precision == "int8":
-                quantize_hook()(src, tmp, [spec.network])
-                if not (tmp / spec.filename()).is_file():
-                    raise ExportCacheError(f"{QUANTIZE_FUNCTION} wrote no {spec.filename()} in {tmp}")
-            else:
-                _export_fp32(spec, tmp, parity)
+            _export_fp32(spec, tmp, parity)
             _fault_point()
             marker = {**spec.fields(), "pid": os.getpid(), "made_at": time.time()}
             (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
@@ -212,7 +216,66 @@ def ensure(spec: ExportSpec, root: str | os.PathLike | None = None, *,
         return EnsureResult(entry_dir(spec, root) / spec.filename(), True, seconds)
 
 
-def quantize_hook() -> Callable[[Path, Path, Sequence[str]], None]:
+def int8_entry_name(specs: Sequence[ExportSpec]) -> str:
+    """``int8-<16 hex>``: the digest of the fp32 sources' keys and :data:`INT8_SETTINGS`."""
+    fields = {"format": CACHE_FORMAT, "int8": INT8_SETTINGS,
+              "sources": {s.network: s.fields() for s in sorted(specs, key=lambda s: s.network)}}
+    return "int8-" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_int8(specs: Sequence[ExportSpec], root: str | os.PathLike | None = None) -> Path | None:
+    """The complete int8 engine folder of ``specs``, else ``None``."""
+    d = Path(root or cache_root()) / "onnx" / int8_entry_name(specs)
+    return d if (d / MARKER).is_file() else None
+
+
+def ensure_int8(specs: Sequence[ExportSpec], root: str | os.PathLike | None = None, *,
+                note: Callable[[str], None] | None = None, parity: bool = True) -> EnsureResult:
+    """The int8 engine folder made from the fp32 entries of ``specs`` (the towers, plus the HAN
+    when given), built on first use under its lock. ``EnsureResult.path`` is the folder; whether it
+    passes the fidelity gate is the loader's check (:func:`lsld_engine.backends.int8_report.check_folder`)."""
+    specs = [s.fp32() for s in specs]
+    if not any(s.network in ("clip_image", "clap_audio") for s in specs):
+        raise ValueError("an int8 engine needs clip_image and/or clap_audio")
+    root = Path(root or cache_root())
+    found = cached_int8(specs, root)
+    if found is not None:
+        return EnsureResult(found, False)
+    name = int8_entry_name(specs)
+    with _entry_lock(root, name, note):
+        found = cached_int8(specs, root)
+        if found is not None:
+            return EnsureResult(found, False)
+        t0 = time.perf_counter()
+        quantize = quantize_hook()
+        sources = {s.network: ensure(s, root, note=note, parity=parity).path for s in specs}
+        (note or _stderr)(f"lsld-engine: building the int8 engine once ({', '.join(sources)}; quantization and "
+                          f"its fidelity report on generated clips, a few minutes for the real size); cached in "
+                          f"{root / 'onnx' / name}")
+        with _building(root, name) as tmp:
+            src = tmp / ".fp32"
+            src.mkdir()
+            manifest = {}
+            for net, path in sources.items():
+                os.symlink(path, src / path.name)
+                with contextlib.suppress(OSError, ValueError):
+                    manifest.update(json.loads((path.parent / "manifest.json").read_text()))
+            (src / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            quantize(src, tmp / ".engine", force=True)
+            for f in (tmp / ".engine").iterdir():
+                os.rename(f, tmp / f.name)
+            shutil.rmtree(src)
+            (tmp / ".engine").rmdir()
+            _fault_point()
+            marker = {**{k: v for k, v in INT8_SETTINGS.items()}, "name": name, "pid": os.getpid(),
+                      "sources": {n: p.parent.name for n, p in sources.items()}, "made_at": time.time()}
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        seconds = time.perf_counter() - t0
+        log.info("%s: built in %.1f s", name, seconds)
+        return EnsureResult(root / "onnx" / name, True, seconds)
+
+
+def quantize_hook() -> Callable[..., object]:
     """:data:`QUANTIZE_FUNCTION`, imported now; a clear error when this install has no int8 path."""
     module, _, fn = QUANTIZE_FUNCTION.partition(":")
     try:
@@ -312,5 +375,6 @@ def spec_for(network: str, options: dict, precision: str = "fp32") -> ExportSpec
 
 
 __all__ = ["CACHE_FORMAT", "EnsureResult", "ExportCacheError", "ExportSpec", "FAULT_ENV", "MARKER", "PRECISIONS",
-           "QUANTIZE_FUNCTION", "cache_root", "cache_size", "cached_file", "ensure", "entry_dir", "quantize_hook",
+           "INT8_SETTINGS", "QUANTIZE_FUNCTION", "cache_root", "cache_size", "cached_file", "cached_int8", "ensure",
+           "ensure_int8", "entry_dir", "int8_entry_name", "quantize_hook",
            "runtime_versions", "spec_for"]

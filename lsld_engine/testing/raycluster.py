@@ -141,3 +141,66 @@ def kill_node(cluster, node) -> None:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     cluster.remove_node(node, allow_graceful=False)
+
+
+def pss_mb(pids) -> float:
+    """Proportional set size of ``pids`` in MiB (shared object-store pages counted once, split
+    between the processes that map them), from ``/proc/<pid>/smaps_rollup``."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+    return total / 1024
+
+
+def spilled_mb(folder: str) -> float:
+    """MiB of object-store spill files under a cluster's folder (Ray spills into its temp dir)."""
+    total = 0
+    for p in Path(folder).rglob("*"):
+        if "spill" in str(p.relative_to(folder)):
+            with contextlib.suppress(OSError):
+                if p.is_file():
+                    total += p.stat().st_size
+    return total / MB
+
+
+class MemorySampler:
+    """Peak memory of a cluster's processes (every node's raylet, store and workers) and peak
+    size of its spill files while a block runs: ``with MemorySampler(cluster.tmp) as m: ...`` then
+    ``m.peak_mb`` / ``m.peak_spilled_mb``, sampled every ``interval`` seconds in a thread."""
+
+    def __init__(self, folder: str, interval: float = 0.25):
+        self.folder, self.interval = folder, interval
+        self.peak_mb = self.peak_spilled_mb = 0.0
+        self.peak_processes = 0  # processes counted at the peak
+        self.samples = 0
+        self._stop = None
+
+    def __enter__(self) -> "MemorySampler":
+        import threading
+
+        self._stop = threading.Event()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                # workers retitle themselves ("ray::..."): found as the daemons' descendants
+                daemons = processes_under(self.folder)
+                pids = set(daemons).union(*(_children(p) for p in daemons))
+                now = pss_mb(pids)
+                if now > self.peak_mb:
+                    self.peak_mb, self.peak_processes = now, len(pids)
+                self.peak_spilled_mb = max(self.peak_spilled_mb, spilled_mb(self.folder))
+                self.samples += 1
+                self._stop.wait(self.interval)
+
+        self._thread = threading.Thread(target=loop, name="lsld-memory-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
