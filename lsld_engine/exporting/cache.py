@@ -267,7 +267,7 @@ def ensure_int8(specs: Sequence[ExportSpec], root: str | os.PathLike | None = No
             shutil.rmtree(src)
             (tmp / ".engine").rmdir()
             _fault_point()
-            marker = {**{k: v for k, v in INT8_SETTINGS.items()}, "name": name, "pid": os.getpid(),
+            marker = {**INT8_SETTINGS, "name": name, "pid": os.getpid(),
                       "sources": {n: p.parent.name for n, p in sources.items()}, "made_at": time.time()}
             (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         seconds = time.perf_counter() - t0
