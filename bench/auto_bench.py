@@ -6,7 +6,9 @@
 Each configuration is one ``lsld-engine parse`` process over the same clips (``--random-weights``:
 the same networks on every backend), rows in one run:
 
-- ``torch fp32``: ``--backend torch --precision fp32`` (the default before ``auto``);
+- ``torch fp32 (old default)``: ``--backend torch --precision fp32 --batch-size 64`` (the default
+  before ``auto``, with its CPU batches: 64 images, 16 segments a call); the ratios are to this row;
+- ``torch fp32``: the same with today's CPU batches for torch (16 / 16);
 - ``auto``: no flags, what a user gets (on a native-bf16 CPU: torch, CLIP with bf16 weights; else
   ONNX Runtime fp32);
 - ``auto fp32``: ``--precision fp32``: ONNX Runtime over an export cache made beforehand (its
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     from lsld_engine.backends.auto import choose
 
     print(f"auto without --precision here: {choose('cpu').describe()}")
-    rows = [("torch fp32 (old default)", ["--backend", "torch", "--precision", "fp32"]),
+    rows = [("torch fp32 (old default)", ["--backend", "torch", "--precision", "fp32", "--batch-size", "64"]),
+            ("torch fp32", ["--backend", "torch", "--precision", "fp32"]),
             ("auto (no flags)", []),
             ("auto --precision fp32", ["--precision", "fp32"]),
             ("auto --precision int8", ["--precision", "int8"])]
