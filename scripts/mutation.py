@@ -58,7 +58,8 @@ MODULES: dict[str, tuple[str, list[str], bool]] = {
                 ["tests/test_writers.py", "tests/test_results.py", "tests/test_rules_results.py"], False),
     # read_predictions / check_record (moved out of writers.py when the package was regrouped)
     "readers": ("lsld_engine/records/readers.py",
-                ["tests/test_writers.py", "tests/test_results.py", "tests/test_rules_results.py"], False),
+                ["tests/test_writers.py", "tests/test_results.py", "tests/test_rules_results.py",
+                 "tests/test_rules_readers.py"], False),
     # the timestamp-only tests; the ffmpeg comparisons encode videos (seconds per test)
     "frame_rule": ("lsld_engine/media/frame_rule.py",
                    ["tests/test_frame_rule.py", "tests/test_rules_frame_rule.py", "-k",
