@@ -191,29 +191,19 @@ def ensure(spec: ExportSpec, root: str | os.PathLike | None = None, *,
     """The ONNX file of ``spec``, exported into the cache on first use (under the entry's lock).
 
     ``note``: where the one-line first-use message goes (default: stderr)."""
-    root = Path(root or cache_root())
-    found = cached_file(spec, root)
-    if found is not None:
-        return EnsureResult(found, False)
     if spec.precision != "fp32":
         raise ValueError(f"ensure() makes fp32 entries; int8 engines come from ensure_int8 (got {spec.precision})")
+    root = Path(root or cache_root())
     name = spec.entry_name()
-    with _entry_lock(root, name, note):
-        found = cached_file(spec, root)  # another process made it while we waited
-        if found is not None:
-            return EnsureResult(found, False)
-        t0 = time.perf_counter()
+
+    def build(tmp: Path) -> dict:
         (note or _stderr)(f"lsld-engine: exporting {spec.network} ({spec.size} size, {spec.precision}) to ONNX "
                           f"once for --backend auto (a minute or more for the real size); cached in "
                           f"{root / 'onnx' / name}")
-        with _building(root, name) as tmp:
-            _export_fp32(spec, tmp, parity)
-            _fault_point()
-            marker = {**spec.fields(), "pid": os.getpid(), "made_at": time.time()}
-            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        seconds = time.perf_counter() - t0
-        log.info("%s: exported in %.1f s", name, seconds)
-        return EnsureResult(entry_dir(spec, root) / spec.filename(), True, seconds)
+        _export_fp32(spec, tmp, parity)
+        return spec.fields()
+
+    return _made_once(root, name, lambda: cached_file(spec, root), build, note)
 
 
 def int8_entry_name(specs: Sequence[ExportSpec]) -> str:
@@ -238,41 +228,52 @@ def ensure_int8(specs: Sequence[ExportSpec], root: str | os.PathLike | None = No
     if not any(s.network in ("clip_image", "clap_audio") for s in specs):
         raise ValueError("an int8 engine needs clip_image and/or clap_audio")
     root = Path(root or cache_root())
-    found = cached_int8(specs, root)
-    if found is not None:
-        return EnsureResult(found, False)
     name = int8_entry_name(specs)
-    with _entry_lock(root, name, note):
-        found = cached_int8(specs, root)
-        if found is not None:
-            return EnsureResult(found, False)
-        t0 = time.perf_counter()
-        quantize = quantize_hook()
+
+    def build(tmp: Path) -> dict:
+        quantize = quantize_hook()  # before any export: a missing quantizer costs nothing
         sources = {s.network: ensure(s, root, note=note, parity=parity).path for s in specs}
         (note or _stderr)(f"lsld-engine: building the int8 engine once ({', '.join(sources)}; quantization and "
                           f"its fidelity report on generated clips, a few minutes for the real size); cached in "
                           f"{root / 'onnx' / name}")
+        src = tmp / ".fp32"
+        src.mkdir()
+        manifest = {}
+        for path in sources.values():
+            os.symlink(path, src / path.name)
+            with contextlib.suppress(OSError, ValueError):
+                manifest.update(json.loads((path.parent / "manifest.json").read_text()))
+        (src / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        quantize(src, tmp / ".engine", force=True)
+        for f in (tmp / ".engine").iterdir():
+            os.rename(f, tmp / f.name)
+        shutil.rmtree(src)
+        (tmp / ".engine").rmdir()
+        return {**INT8_SETTINGS, "name": name, "sources": {n: p.parent.name for n, p in sources.items()}}
+
+    return _made_once(root, name, lambda: cached_int8(specs, root), build, note)
+
+
+def _made_once(root: Path, name: str, lookup: Callable[[], Path | None], build: Callable[[Path], dict],
+               note: Callable[[str], None] | None) -> EnsureResult:
+    """The cache entry ``name``: ``lookup()`` when it is complete, else made once under its lock by
+    ``build(tmp)`` (fills the temporary folder, returns the marker's fields) and renamed into place."""
+    found = lookup()
+    if found is not None:
+        return EnsureResult(found, False)
+    with _entry_lock(root, name, note):
+        found = lookup()  # another process made it while we waited
+        if found is not None:
+            return EnsureResult(found, False)
+        t0 = time.perf_counter()
         with _building(root, name) as tmp:
-            src = tmp / ".fp32"
-            src.mkdir()
-            manifest = {}
-            for net, path in sources.items():
-                os.symlink(path, src / path.name)
-                with contextlib.suppress(OSError, ValueError):
-                    manifest.update(json.loads((path.parent / "manifest.json").read_text()))
-            (src / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-            quantize(src, tmp / ".engine", force=True)
-            for f in (tmp / ".engine").iterdir():
-                os.rename(f, tmp / f.name)
-            shutil.rmtree(src)
-            (tmp / ".engine").rmdir()
+            marker = build(tmp)
             _fault_point()
-            marker = {**INT8_SETTINGS, "name": name, "pid": os.getpid(),
-                      "sources": {n: p.parent.name for n, p in sources.items()}, "made_at": time.time()}
-            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            (tmp / MARKER).write_text(json.dumps({**marker, "pid": os.getpid(), "made_at": time.time()}, indent=2)
+                                      + "\n")
         seconds = time.perf_counter() - t0
-        log.info("%s: built in %.1f s", name, seconds)
-        return EnsureResult(root / "onnx" / name, True, seconds)
+        log.info("%s: made in %.1f s", name, seconds)
+        return EnsureResult(lookup(), True, seconds)
 
 
 def quantize_hook() -> Callable[..., object]:
