@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         name = io_names(net)[0][0]
         sessions = {rt: ort.InferenceSession(str(f), session_options(threads=args.threads),
                                              providers=["CPUExecutionProvider"]) for rt, f in files.items()}
-        to_torch = ((lambda x: torch.from_numpy(x)) if net == "clap_audio" else (lambda x: torch.from_numpy(x)))
+        to_torch = torch.from_numpy
         flops = flops_per_item(module, to_torch(items[:1]))
         print(f"[{net}] {flops / 1e9:.2f} GFLOP per item (FlopCounterMode, 2 FLOP per MAC)", file=sys.stderr, flush=True)
 
