@@ -246,9 +246,11 @@ class Engine:
         finally:
             records.close()
 
-    def extract(self, paths, out_root: str | os.PathLike, *, dtype: str = "float16", progress: bool = False):
+    def extract(self, paths, out_root: str | os.PathLike, *, dtype: str = "float16", names: str = "full",
+                progress: bool = False):
         """Write the CLIP / CLAP features of ``paths`` into the dataset root ``out_root`` (the layout of
-        ``lsld-engine extract``; videos already there are skipped); returns the run's
+        ``lsld-engine extract``; ``names`` ``full`` or ``official``, see :mod:`lsld_engine.parsing.extract`;
+        videos already there are skipped); returns the run's
         :class:`~lsld_engine.parsing.pipeline.Summary`."""
         from pathlib import Path
 
@@ -261,7 +263,7 @@ class Engine:
         check_writable(root, folder=True)
         check_writable(root / LOG_NAME)
         with OutputLock(root, folder=True, what="dataset root"):
-            store = FeatureStore(root, dtype)
+            store = FeatureStore(root, dtype, names)
             todo, skipped = pending(items, store)
             summary = Summary(total=len(items), skipped=skipped)
             self.extract_into(todo, store, summary=summary, progress=progress)

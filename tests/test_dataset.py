@@ -89,3 +89,30 @@ def test_load_split_labels(tmp_path):
     (tmp_path / "AVVP_train.csv").write_text("filename\tevent_labels\nv1\tSpeech,Dog\nv2\tCar\n")
     s = load_split_labels(dataset_paths(tmp_path), "train")
     assert s.video_ids == ["v1", "v2"] and s.weak[0, [0, 3]].tolist() == [1, 1] and s.gt_audio is None
+
+
+def test_official_11_character_names_are_read_when_the_full_name_is_absent(tmp_path):
+    """The official loaders read ``<filename[:11]>.npy``: a root laid out that way loads as is."""
+    full, short = ["BjCEufrlXm4_20_30", "7nSYwyaP4QE_50_60"], ["BjCEufrlXm4", "7nSYwyaP4QE"]
+    p, data = _root(tmp_path, short)
+    f = load_features(p, full, progress=False)
+    assert f.video_ids == full
+    np.testing.assert_array_equal(f.frames[1], data["7nSYwyaP4QE"][1])
+    # the full name wins when both exist (a root may mix them)
+    np.save(p.clip_dir / "BjCEufrlXm4_20_30.npy", np.ones((80, 512), np.float16))
+    assert (load_features(p, full, progress=False).frames[0] == 1).all()
+
+
+def test_two_rows_sharing_an_official_name_is_one_error(tmp_path):
+    p, _ = _root(tmp_path, ["BjCEufrlXm4"])
+    with pytest.raises(FeatureError) as e:
+        load_features(p, ["BjCEufrlXm4_20_30", "BjCEufrlXm4_40_50"], progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "BjCEufrlXm4_20_30 and BjCEufrlXm4_40_50" in msg and "BjCEufrlXm4.npy" in msg
+
+
+def test_missing_file_names_both_names_tried(tmp_path):
+    p, _ = _root(tmp_path, ["a"])
+    with pytest.raises(FeatureError, match=r"video BjCEufrlXm4_20_30: feature file not found: .*"
+                                           r"BjCEufrlXm4_20_30\.npy \(nor the official name BjCEufrlXm4\.npy\)"):
+        load_features(p, ["a", "BjCEufrlXm4_20_30"], progress=False)

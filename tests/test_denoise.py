@@ -79,11 +79,33 @@ def test_rew_rules_exact():
     assert changed[0, :, 0].tolist() == [False, True, True, False, False]   # 0.05 < Min_w, -0.5 too
 
 
-def test_rew_clips_to_unit_interval():
+def test_rew_official_rule_keeps_values_outside_the_open_unit_interval():
+    # Min_w=-0.1, Max_wo=0.9: both "with" segments and the "without" one are selected.
     d = np.array([1, 1, 0], np.float32).reshape(1, 3, 1)
-    s = np.array([-0.1, 0.5, 0.9], np.float32).reshape(1, 3, 1)   # Min_w=-0.1, Max_wo=0.9
-    out, _ = rew(d, s, alpha=4.0, beta=2.0)
-    np.testing.assert_allclose(out[0, :, 0], [0.0, 1.0, 1.0])
+    s = np.array([-0.1, 0.5, 0.9], np.float32).reshape(1, 3, 1)
+    # official getVisualCleanLabel: 4*-0.1 <= 0 keeps 1, 4*0.5 >= 1 keeps 1, 2*0.9 >= 1 keeps 0
+    out, changed = rew(d, s, alpha=4.0, beta=2.0)
+    np.testing.assert_array_equal(out[0, :, 0], [1.0, 1.0, 0.0])
+    assert not changed.any()
+    # the clamped variant (earlier engine versions) writes 0 and 1 there
+    out, changed = rew(d, s, alpha=4.0, beta=2.0, clamp=True)
+    np.testing.assert_array_equal(out[0, :, 0], [0.0, 1.0, 1.0])
+    assert changed[0, :, 0].tolist() == [True, False, True]
+
+
+def test_rew_official_edge_a_with_segment_of_negative_cosine_keeps_one():
+    """One video with DeN = 1 and cosine -0.1 (the case where the clamp differed): official 1.0."""
+    d = np.zeros((2, 10, 1), np.float32)
+    d[0] = 1
+    s = np.full((2, 10, 1), 0.05, np.float32)
+    s[1] = 0.08                             # "without": Max_wo = 0.08
+    s[0, 3, 0] = -0.1                       # Min_w = -0.1 < Max_wo
+    s[0, 4, 0] = 0.1                        # with, above Max_wo: untouched
+    out, _ = rew(d, s)
+    assert out[0, 3, 0] == 1.0 and out[0, 4, 0] == 1.0
+    np.testing.assert_allclose(out[0, [0, 1, 2, 5], 0], 0.2, rtol=1e-6)   # 4 * 0.05 < 1
+    np.testing.assert_allclose(out[1, :, 0], 0.032, rtol=1e-6)           # 0.4 * 0.08, s > Min_w
+    assert rew(d, s, clamp=True)[0][0, 3, 0] == 0.0
 
 
 @pytest.mark.parametrize("den_vals,sims", [
@@ -143,12 +165,16 @@ def test_den_reference_agrees_on_float16_segments():
                                   den_reference(seg, weak, tables["visual"], "visual"))
 
 
-def test_rew_vectorized_equals_reference_on_random_sims():
+@pytest.mark.parametrize("clamp", [False, True])
+@pytest.mark.parametrize("beta", [0.4, 3.0])      # 3.0: "without" values above 1 occur
+def test_rew_vectorized_equals_reference_on_random_sims(clamp, beta):
     rng = np.random.default_rng(3)
     d = (rng.random((30, 10, 25)) < 0.2).astype(np.float32)
-    s = rng.uniform(-0.2, 0.5, (30, 10, 25)).astype(np.float32)
-    out, _ = rew(d, s, 4.0, 0.4)
-    np.testing.assert_allclose(out, rew_reference(d, s, 4.0, 0.4), rtol=1e-6)
+    s = rng.uniform(-0.2, 0.5, (30, 10, 25)).astype(np.float32)   # negative "with" cosines occur
+    out, _ = rew(d, s, 4.0, beta, clamp=clamp)
+    np.testing.assert_allclose(out, rew_reference(d, s, 4.0, beta, clamp), rtol=1e-6)
+    edges = rew(d, s, 4.0, beta, clamp=not clamp)[0] != out
+    assert edges.any()                     # the two rules differ on this problem
 
 
 def test_summary_counts():

@@ -172,3 +172,41 @@ def test_ray_decode_tasks_get_the_frame_rule_flags():
                                        max_duration=60.0, max_resolution=(640, 480)))
     assert fn.func is decode_video
     assert fn.keywords == {"frame_rule": "hold", "jpeg_roundtrip": True, "limits": MediaLimits(60.0, (640, 480))}
+
+
+def test_official_names_write_the_11_character_youtube_id(tmp_path, toy, capsys):
+    """``--names official``: ``<id[:11]>.npy`` as the released LSLD feature folders; the training
+    reader finds them; a longer video gets an error line, and a resume skips what is there."""
+    from lsld_engine.data.dataset import dataset_paths, load_features
+
+    d = tmp_path / "videos"
+    d.mkdir()
+    make_video(d / "BjCEufrlXm4_20_30.mp4", VideoSpec())
+    make_video(d / "7nSYwyaP4QE_50_60.mp4", VideoSpec(freq=660.0))
+    make_video(d / "aLongVideo1_0_30.mp4", VideoSpec(duration=25.0))
+    root = tmp_path / "root"
+    assert extract(d, root, "--names", "official") == 1  # the long video cannot take one name
+    err = capsys.readouterr().err
+    assert "longer than one 10-s window" in err and "--names full" in err
+    clip = root / "feats" / "clip_16"
+    assert sorted(p.name for p in clip.glob("*.npy")) == ["7nSYwyaP4QE.npy", "BjCEufrlXm4.npy"]
+    log = {r["video_id"]: r for r in log_lines(root)}
+    assert log["aLongVideo1_0_30"]["status"] == "error" and log["BjCEufrlXm4_20_30"]["status"] == "ok"
+    feats = load_features(dataset_paths(root), ["BjCEufrlXm4_20_30", "7nSYwyaP4QE_50_60"], progress=False)
+    np.testing.assert_array_equal(feats.frames[0], np.load(clip / "BjCEufrlXm4.npy"))
+    toy.clear()
+    (d / "aLongVideo1_0_30.mp4").unlink()
+    assert extract(d, root, "--names", "official") == 0
+    assert "skipped 2 already done" in capsys.readouterr().err
+
+
+def test_official_names_refuse_two_inputs_with_one_name(tmp_path, toy, capsys):
+    d = tmp_path / "videos"
+    d.mkdir()
+    make_video(d / "BjCEufrlXm4_20_30.mp4", VideoSpec())
+    make_video(d / "BjCEufrlXm4_40_50.mp4", VideoSpec())
+    root = tmp_path / "root"
+    assert extract(d, root, "--names", "official") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "share the official 11-character name BjCEufrlXm4.npy" in err[0]
+    assert not list((root / "feats" / "clip_16").glob("*.npy"))

@@ -8,15 +8,39 @@ from lsld_engine.labels.prompts import (AUDIO_PREFIX, CLASS_PHRASES, PromptError
                                  required_prompts, resolve_prompts, save_prompt_cache)
 
 
-def test_prompt_order_largest_first_then_combinations_then_other():
-    # Classes given out of order: the grammar sorts them (Speech=0, Dog=3, Singing=11).
+def test_prompt_order_is_the_official_one_full_set_singles_pairs_other():
+    # Classes given out of order: the grammar sorts them (Speech=0, Dog=3, Singing=11). The official
+    # refineLabel list for three labels: '1 and 2 and 3', '1', '2', '3', '1 and 2', '1 and 3',
+    # '2 and 3', 'other'.
     assert prompt_texts([11, 0, 3], "visual") == [
         "Speeching and Dog and Singing",
-        "Speeching and Dog", "Speeching and Singing", "Dog and Singing",
         "Speeching", "Dog", "Singing",
+        "Speeching and Dog", "Speeching and Singing", "Dog and Singing",
         "other",
     ]
     assert prompt_subsets([3, 0]) == [(0, 3), (0,), (3,), ()]
+    # Beyond the official three: the full set, then sizes 1, 2, 3 ascending, then other.
+    subsets = prompt_subsets([0, 1, 2, 3])
+    assert subsets[0] == (0, 1, 2, 3) and subsets[-1] == ()
+    assert [len(s) for s in subsets[1:-1]] == [1] * 4 + [2] * 6 + [3] * 4
+    assert subsets[1:5] == [(0,), (1,), (2,), (3,)] and subsets[11] == (0, 1, 2)
+
+
+def test_prompt_order_decides_exact_ties_as_the_official_code():
+    """Two prompts with the same embedding tie exactly: the first in official order wins."""
+    from lsld_engine.labels.denoise import den
+    weak = np.zeros((1, 25), np.uint8)
+    weak[0, [0, 3, 11]] = 1
+    texts = prompt_texts([0, 3, 11], "visual")
+    emb = np.eye(8, 4, dtype=np.float32)  # 8 prompts, D = 4
+    # "Speeching" (a single, official position 1) and "Speeching and Dog" (a pair, position 4)
+    # share one embedding; a segment along it ties between them.
+    emb[texts.index("Speeching and Dog")] = emb[texts.index("Speeching")] = [1, 0, 0, 0]
+    emb[0] = [0, 1, 0, 0]
+    seg = np.tile(np.array([1, 0, 0, 0], np.float32), (1, 10, 1))
+    out = den(seg, weak, PromptTable(texts, emb), "visual")
+    # the single comes first in the official order: only Speech (class 0) is on, not Dog
+    assert out[0, :, 0].all() and not out[0, :, 3].any() and not out[0, :, 11].any()
 
 
 def test_audio_prompts_have_prefix_and_other():
@@ -49,7 +73,7 @@ def test_membership_matches_subsets():
     m = membership(3)
     assert m.shape == (8, 3)
     assert m[0].all() and not m[-1].any()
-    assert m[1].tolist() == [True, True, False] and m[6].tolist() == [False, False, True]
+    assert m[1].tolist() == [True, False, False] and m[6].tolist() == [False, True, True]
 
 
 def test_required_prompts_unique_over_label_sets():

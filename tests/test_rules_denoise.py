@@ -133,10 +133,13 @@ def test_rew_strict_boundaries_and_defaults():
     assert d[0, :, 0].tolist() == [1, 1, 0, 0, 0]
 
 
-def test_rew_negative_values_clip_at_zero_and_value_one_is_no_change():
+def test_rew_negative_values_keep_one_officially_clip_at_zero_clamped_and_value_one_is_no_change():
     d = np.array([1, 1, 0], np.float32).reshape(1, 3, 1)
     s = np.array([0.25, -0.2, 0.3], np.float32).reshape(1, 3, 1)   # Min_w = -0.2, Max_wo = 0.3
     out, changed = rew(d, s, alpha=4.0, beta=0.4)
+    np.testing.assert_allclose(out[0, :, 0], [1.0, 1.0, 0.12], rtol=1e-6)   # 4 * -0.2 <= 0: keeps 1
+    assert changed[0, :, 0].tolist() == [False, False, True]
+    out, changed = rew(d, s, alpha=4.0, beta=0.4, clamp=True)
     np.testing.assert_allclose(out[0, :, 0], [1.0, 0.0, 0.12], rtol=1e-6)
     assert changed[0, :, 0].tolist() == [False, True, True]   # 4 * 0.25 = 1.0: not a change
 

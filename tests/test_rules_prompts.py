@@ -52,7 +52,8 @@ def test_check_label_set_sorts_and_refuses():
 def test_subset_positions_and_membership():
     assert subset_positions(0) == ((),)
     assert subset_positions(1) == ((0,), ())
-    assert subset_positions(3) == ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,), ())
+    assert subset_positions(3) == ((0, 1, 2), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), ())
+    assert subset_positions(2) == ((0, 1), (0,), (1,), ())
     m = membership(2)
     assert m.dtype == bool and m.tolist() == [[True, True], [True, False], [False, True], [False, False]]
     assert membership(0).shape == (1, 0)

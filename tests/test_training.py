@@ -297,3 +297,35 @@ def test_bf16_engine_output_departs_from_fp32_beyond_rounding(monkeypatch):
     fp32_noise = (again - out["fp32"]).abs().max().item()
     diff = (out["bf16"] - out["fp32"]).abs().max().item()
     assert fp32_noise < 1e-5 and 1e-4 < diff < 0.05, (fp32_noise, diff)
+
+
+@pytest.mark.slow
+def test_a_root_with_official_feature_names_denoises_trains_and_tests(llp_dir, tmp_path, capsys):
+    """The released LSLD features are named ``<filename[:11]>.npy``: ``python -m train.lsld --data
+    ROOT`` runs on such a root with the same labels and numbers as on full names."""
+    import shutil
+
+    from lsld_engine.synthetic import synth
+    from train.lsld import main
+
+    full = tmp_path / "full"
+    synth.make_world(full, n_train=64, n_val=24, n_test=24, seed=5, llp_dir=llp_dir, progress=False)
+    official = tmp_path / "official"
+    shutil.copytree(full, official)
+    renamed = 0
+    for sub in ("feats/clip_16", "feats/clap_audioset"):
+        for f in (official / sub).glob("*.npy"):
+            f.rename(f.with_name(f.name[:11] + ".npy"))
+            renamed += 1
+    assert renamed == 2 * (64 + 24 + 24)
+    runs = {}
+    for name, root in (("full", full), ("official", official)):
+        runs[name] = tmp_path / f"run_{name}"
+        assert main(["--data", str(root), "--run-dir", str(runs[name]), "--epochs", "1", "--num-layers", "1",
+                     "--no-progress"]) == 0
+    with np.load(runs["full"] / "labels.npz") as a, np.load(runs["official"] / "labels.npz") as b:
+        for k in ("audio", "visual_den", "visual"):
+            np.testing.assert_array_equal(a[k], b[k])
+    got = {n: json.loads((r / "metrics.json").read_text())["test"] for n, r in runs.items()}
+    assert got["official"] == pytest.approx(got["full"], abs=1e-6)
+    capsys.readouterr()

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clap-text-dir", help="local RoBERTa tokenizer folder for the CLAP text tower")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="ReW weight for 'with' segments (default 4)")
     p.add_argument("--beta", type=float, default=DEFAULT_BETA, help="ReW weight for 'without' segments (default 0.4)")
+    p.add_argument("--rew-clamp", action="store_true",
+                   help="ReW writes clip(alpha*s, 0, 1) / clip(beta*s, 0, 1) instead of the official rule "
+                        "(replace only values strictly inside (0, 1); docs/denoise.md)")
     p.add_argument("--max-labels", type=at_least(1), default=DEFAULT_MAX_LABELS,
                    help="refuse videos with more labels (2**k prompts each; default 8)")
     p.add_argument("--write-prompt-cache", action="store_true",
@@ -70,7 +73,7 @@ def run(args) -> int:
                          f"{Path(args.out) / 'labels.npz'})")
     denoise_root(args.data, args.out, clip_dir=args.clip_dir, clap_dir=args.clap_dir, prompts_dir=args.prompts_dir,
                  alpha=args.alpha, beta=args.beta, max_labels=args.max_labels, class_names=args.class_names,
-                 write_prompt_cache=args.write_prompt_cache, workers=args.workers,
+                 write_prompt_cache=args.write_prompt_cache, rew_clamp=args.rew_clamp, workers=args.workers,
                  text_tower=lambda kind: _text_tower(kind, args))
     return 0
 

@@ -13,6 +13,8 @@ from lsld_engine.commands.common import (EXTRACT_NEEDS_FILESYSTEM, add_encoder_a
                                          device_and_precision, engine_options, int8_summary_line, media_limits,
                                          setup_logging)
 
+from lsld_engine.parsing.extract import NAME_SCHEMES
+
 log = logging.getLogger("lsld_engine")
 PROG = "lsld-engine extract"
 
@@ -21,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_input_arguments(p)
     p.add_argument("--out", required=True, help="dataset root (writes ROOT/feats/...)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="feature file dtype")
+    p.add_argument("--names", choices=NAME_SCHEMES, default="full",
+                   help="feature file names: full (<id>.npy, default) or official (<id[:11]>.npy, the 11-character "
+                        "YouTube id the official LSLD loaders read; one 10-s window per video)")
     add_encoder_arguments(p)
     add_ray_arguments(p, shards=False)
 
@@ -60,7 +65,7 @@ def _run_locked(args, items, walk) -> int:
     # resolved once (one bf16 warning); an unset precision stays unset (torch on CPU picks it per tower)
     options = replace(options, device=device, precision=options.precision and precision)
     check_weights(options, EXTRACT_NETWORKS, options.backend_options(device, precision))
-    store = FeatureStore(args.out, args.dtype)
+    store = FeatureStore(args.out, args.dtype, args.names)
     left, _ = pending(items, store)  # validates the whole log before anything is written
     plan = RunPlan.make(items, {i.video_id for i in items} - {i.video_id for i in left}, limit=args.limit, walk=walk,
                         prog=PROG, what="extracted", kept="finished videos are kept", verbose=args.verbose)

@@ -181,7 +181,7 @@ def run_extract(args, prog: str) -> int:
     if is_uri(args.out):
         return _error(prog, f"--out {args.out}: {EXTRACT_NEEDS_FILESYSTEM}")
     items = _collect(args, prog)
-    store = FeatureStore(args.out, args.dtype)
+    store = FeatureStore(args.out, args.dtype, args.names)
     left, _ = pending(items, store)
     plan = RunPlan.make(items, {i.video_id for i in items} - {i.video_id for i in left}, limit=args.limit,
                         prog=prog, what="extracted", kept="finished videos are kept")
@@ -194,7 +194,7 @@ def run_extract(args, prog: str) -> int:
 
     def work() -> None:
         with open(store.log_path, "a", encoding="utf-8") as logf:
-            run(plan.todo, logf, backend_opts, opts, root=str(store.root.resolve()), dtype=args.dtype,
+            run(plan.todo, logf, backend_opts, opts, root=str(store.root.resolve()), dtype=args.dtype, names=args.names,
                 progress=not args.quiet, summary=plan.summary, decode_fn=_decode_fn(args), backend=args.backend)
 
     return plan.execute(work, cleanup=shutdown if started else None,

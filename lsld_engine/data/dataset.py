@@ -7,6 +7,12 @@ ROOT/feats/clap_audioset/<video_id>.npy  (10, 512)  LAION-CLAP embeddings, one p
 ROOT/prompts/clip.npz  ROOT/prompts/clap.npz   optional prompt-embedding caches
 ```
 
+Feature file names: ``<video_id>.npy`` (the CSV's full ``filename``, e.g. ``BjCEufrlXm4_20_30.npy``)
+first; when that file is absent, the official LSLD / HAN loaders' name, the 11-character YouTube id
+``<filename[:11]>.npy`` (``BjCEufrlXm4.npy``), which is how the released feature folders are named
+(:func:`feature_files`). Two rows whose official names are the same file are refused: they are
+different clips, and one file cannot hold both.
+
 :func:`load_features` reads every file once, with a thread pool (file reads release the GIL; the
 ``.npy`` header is parsed once per distinct header, not per file), into one preallocated contiguous
 array per modality; training then indexes memory only. No packed copy is written: the per-video
@@ -30,6 +36,8 @@ import numpy as np
 from lsld_engine.errors import LsldError
 from lsld_engine.data.llp import T, Split, load_split
 
+#: Length of a YouTube id: the official loaders read ``feats/<dir>/<filename[:11]>.npy``.
+OFFICIAL_ID_LENGTH = 11
 CLIP_SUBDIR = "feats/clip_16"
 CLAP_SUBDIR = "feats/clap_audioset"
 PROMPTS_SUBDIR = "prompts"
@@ -58,9 +66,46 @@ class DatasetPaths:
     def clap_cache(self) -> Path:
         return self.prompts_dir / "clap.npz"
 
+    def feature_dir(self, modality: str) -> Path:
+        """The CLAP folder for ``modality`` audio, the CLIP folder for visual."""
+        return self.clap_dir if modality == "audio" else self.clip_dir
+
     def feature_file(self, modality: str, video_id: str) -> Path:
-        """``<clap_dir|clip_dir>/<video_id>.npy`` for ``modality`` audio / visual."""
-        return (self.clap_dir if modality == "audio" else self.clip_dir) / f"{video_id}.npy"
+        """``<clap_dir|clip_dir>/<video_id>.npy`` for ``modality`` audio / visual (the name written)."""
+        return self.feature_dir(modality) / f"{video_id}.npy"
+
+
+def official_name(video_id: str) -> str:
+    """The official loaders' file stem of a row: the 11-character YouTube id (``filename[:11]``)."""
+    return video_id[:OFFICIAL_ID_LENGTH]
+
+
+def feature_files(paths: DatasetPaths, modality: str, video_ids: Sequence[str]) -> list[Path]:
+    """The feature file of each of ``video_ids``: ``<id>.npy`` when present, else the official
+    ``<id[:11]>.npy``; a file found under neither name is returned under the full name (the reader
+    then reports it missing, naming both). One folder listing, not a stat per file.
+
+    Raises :class:`FeatureError` when two ids would read the same official-name file.
+    """
+    folder = paths.feature_dir(modality)
+    try:
+        present = set(os.listdir(folder))
+    except OSError:
+        present = set()  # the reader reports the folder
+    out: list[Path] = []
+    short_owner: dict[str, str] = {}
+    for vid in video_ids:
+        name = f"{vid}.npy"
+        if name not in present:
+            short = f"{official_name(vid)}.npy"
+            if short != name and short in present:
+                other = short_owner.setdefault(short, vid)
+                if other != vid:
+                    raise FeatureError(f"videos {other} and {vid} would both read {folder / short} (official "
+                                       f"11-character names); give each its own {other}.npy / {vid}.npy")
+                name = short
+        out.append(folder / name)
+    return out
 
 
 def dataset_paths(root: str | os.PathLike, clip_dir: str | os.PathLike | None = None,
@@ -126,7 +171,9 @@ def _all_finite(arr: np.ndarray) -> bool:
 
 def _read_one(path: Path, video_id: str, shape: tuple[int, int]) -> np.ndarray:
     if not path.is_file():
-        raise FeatureError(f"video {video_id}: feature file not found: {path}")
+        also = official_name(video_id)
+        tried = f" (nor the official name {also}.npy)" if also != video_id else ""
+        raise FeatureError(f"video {video_id}: feature file not found: {path}{tried}")
     try:
         arr = _read_npy(path)
     except Exception as e:  # noqa: BLE001 - any decode failure is reported with the file name
@@ -143,7 +190,7 @@ def _read_one(path: Path, video_id: str, shape: tuple[int, int]) -> np.ndarray:
 def _load_modality(paths: DatasetPaths, modality: str, video_ids: Sequence[str], shape: tuple[int, int],
                    dtype: np.dtype | None, workers: int, progress: bool) -> np.ndarray:
     n = len(video_ids)
-    files = [paths.feature_file(modality, v) for v in video_ids]
+    files = feature_files(paths, modality, video_ids)
     if n == 0:
         return np.zeros((0, *shape), dtype or np.float32)
     folder = files[0].parent

@@ -53,7 +53,7 @@ def default_llp_dir() -> Path | None:
         if not (Path(env) / WEAK_FILES["test"]).is_file():
             raise FileNotFoundError(f"LSLD_LLP_DIR={env!r} does not hold {WEAK_FILES['test']}")
         return Path(env)
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # the checkout (lsld_engine/data/llp.py)
     candidates = [here.parent / "shared" / "llp", Path.cwd().parent / "shared" / "llp"]
     for c in candidates:
         if (c / WEAK_FILES["test"]).is_file():

@@ -32,7 +32,15 @@ def den_reference(seg: np.ndarray, weak: np.ndarray, table: PromptTable, modalit
     return out
 
 
-def rew_reference(den_visual: np.ndarray, sim: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+def _reweighted(old: float, value: np.float32, clamp: bool) -> float:
+    """The official rule keeps ``old`` unless ``value`` is strictly inside (0, 1); clamp clips it."""
+    if clamp:
+        return min(max(value, 0.0), 1.0)
+    return value if 0 < value < 1 else old
+
+
+def rew_reference(den_visual: np.ndarray, sim: np.ndarray, alpha: float, beta: float,
+                  clamp: bool = False) -> np.ndarray:
     """Per-class ReW over all segments, one segment at a time."""
     n, t, c_ = den_visual.shape
     out = den_visual.astype(np.float32, copy=True)
@@ -49,14 +57,15 @@ def rew_reference(den_visual: np.ndarray, sim: np.ndarray, alpha: float, beta: f
                 s = sim[i, j, c]
                 if den_visual[i, j, c] == 1:
                     if s < max_wo:
-                        out[i, j, c] = min(max(np.float32(alpha) * s, 0.0), 1.0)
+                        out[i, j, c] = _reweighted(out[i, j, c], np.float32(alpha) * s, clamp)
                 elif s > min_w:
-                    out[i, j, c] = min(max(np.float32(beta) * s, 0.0), 1.0)
+                    out[i, j, c] = _reweighted(out[i, j, c], np.float32(beta) * s, clamp)
     return out
 
 
 def denoise_reference(audio, frames, weak, clap: PromptTable, clip: PromptTable, class_names,
-                      alpha: float = 4.0, beta: float = 0.4, max_labels: int = DEFAULT_MAX_LABELS):
+                      alpha: float = 4.0, beta: float = 0.4, max_labels: int = DEFAULT_MAX_LABELS,
+                      rew_clamp: bool = False):
     """``(audio, visual_den, visual)`` labels, each ``(N, T, C)`` float32, one video at a time."""
     seg_v = np.stack([segment_features(frames[i:i + 1])[0] for i in range(len(frames))])
     a = den_reference(audio, weak, clap, "audio", max_labels)
@@ -66,4 +75,4 @@ def denoise_reference(audio, frames, weak, clap: PromptTable, clip: PromptTable,
     # bit, and a Min_w / Max_wo threshold sitting inside the dense part of the s distribution
     # then flips a segment or two at LLP scale. The rule logic below is what this checks.
     sim = class_similarity(seg_v, class_names)
-    return a, v, rew_reference(v, sim, alpha, beta)
+    return a, v, rew_reference(v, sim, alpha, beta, rew_clamp)

@@ -12,8 +12,10 @@ DeN: per video and modality, the cosine of every prompt with every segment, soft
 prompts; a segment's label is 1 for the classes of its best prompt (first maximum on ties).
 ReW (visual): per class ``c``, ``s`` = cosine of each segment with the class-name embedding;
 "with" = segments whose DeN label for ``c`` is 1, "without" = all others; if both are non-empty and
-``Max_wo > Min_w``, "with" segments with ``s < Max_wo`` get ``clip(alpha*s, 0, 1)`` and "without"
-segments with ``s > Min_w`` get ``clip(beta*s, 0, 1)``.
+``Max_wo > Min_w``, "with" segments with ``s < Max_wo`` get ``alpha*s`` and "without" segments with
+``s > Min_w`` get ``beta*s`` -- each only where that value lies strictly inside (0, 1), as the
+official ``getVisualCleanLabel`` does (elsewhere the DeN value stays: a "with" segment whose cosine
+is <= 0 keeps 1). ``clamp=True`` writes ``clip(alpha*s, 0, 1)`` / ``clip(beta*s, 0, 1)`` instead.
 
 Vectorization: videos are grouped by their label set (every video of a group has the same
 ``2**k`` prompts, so no padding); each group is one matmul + softmax + argmax over all its
@@ -132,11 +134,13 @@ def class_similarity(seg: np.ndarray, names: np.ndarray, *, normalized: bool = F
 
 
 def rew(den_visual: np.ndarray, sim: np.ndarray, alpha: float = DEFAULT_ALPHA,
-        beta: float = DEFAULT_BETA) -> tuple[np.ndarray, np.ndarray]:
+        beta: float = DEFAULT_BETA, *, clamp: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """ReW of DeN visual labels ``(N, T, C)`` given class similarities ``sim`` (N, T, C).
 
-    Returns ``(labels (N, T, C) float32, changed (N, T, C) bool)``; ``changed`` marks values that
-    differ from DeN.
+    Official rule (default): a selected segment takes ``alpha*s`` / ``beta*s`` only where that lies
+    strictly inside (0, 1), else keeps its DeN value; ``clamp=True`` writes the value clipped to
+    [0, 1] instead. Returns ``(labels (N, T, C) float32, changed (N, T, C) bool)``; ``changed`` marks
+    values that differ from DeN.
     """
     with_ = den_visual > 0.5
     s = sim.astype(np.float32)
@@ -149,8 +153,14 @@ def rew(den_visual: np.ndarray, sim: np.ndarray, alpha: float = DEFAULT_ALPHA,
     down = active & with_ & (s < max_wo)
     up = active & ~with_ & (s > min_w)
     out = den_visual.astype(np.float32, copy=True)
-    out[down] = np.clip(np.float32(alpha) * s[down], 0, 1)
-    out[up] = np.clip(np.float32(beta) * s[up], 0, 1)
+    for sel, weight in ((down, alpha), (up, beta)):
+        v = np.float32(weight) * s[sel]
+        if clamp:
+            out[sel] = np.clip(v, 0, 1)
+        else:  # official: replace only values strictly inside (0, 1)
+            inside = (v > 0) & (v < 1)
+            idx = tuple(i[inside] for i in np.nonzero(sel))
+            out[idx] = v[inside]
     # "Re-weighted" counts values that moved (a rule that yields 1 for a "with" segment is no change).
     return out, out != den_visual
 
@@ -211,16 +221,16 @@ def removed_counts(weak: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def denoise_labels(audio: np.ndarray, frames: np.ndarray, weak: np.ndarray, clap: PromptTable,
                    clip: PromptTable, class_names: np.ndarray, *, alpha: float = DEFAULT_ALPHA,
                    beta: float = DEFAULT_BETA, max_labels: int = DEFAULT_MAX_LABELS,
-                   visual_segments: np.ndarray | None = None) -> DenoiseResult:
+                   visual_segments: np.ndarray | None = None, rew_clamp: bool = False) -> DenoiseResult:
     """DeN (audio, visual) and ReW (visual) for the whole training set.
 
     ``audio`` (N, T, D_a), ``frames`` (N, 8*T, D_v) (or ``visual_segments`` (N, T, D_v) already
     averaged), ``weak`` (N, C), ``clap`` / ``clip`` prompt tables, ``class_names`` (C, D_v) CLIP
-    embeddings of the class names.
+    embeddings of the class names; ``rew_clamp``: ReW's clamped variant (see :func:`rew`).
     """
     seg_v = l2_normalize(segment_features(frames) if visual_segments is None else visual_segments)
     a = den(audio, weak, clap, "audio", max_labels)
     v = den(seg_v, weak, clip, "visual", max_labels, normalized=True)
-    vr, changed = rew(v, class_similarity(seg_v, class_names, normalized=True), alpha, beta)
+    vr, changed = rew(v, class_similarity(seg_v, class_names, normalized=True), alpha, beta, clamp=rew_clamp)
     return DenoiseResult(a, v, vr, removed_counts(weak, a), removed_counts(weak, v),
                          changed.sum((0, 1)).astype(np.int64))

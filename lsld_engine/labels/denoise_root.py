@@ -48,7 +48,7 @@ def _say(msg: str) -> None:
 def denoise_root(root: str | os.PathLike, out: str | os.PathLike = "labels.npz", *, clip_dir=None, clap_dir=None,
                  prompts_dir=None, alpha: float | None = None, beta: float | None = None,
                  max_labels: int = DEFAULT_MAX_LABELS, class_names: str = "raw", write_prompt_cache: bool = False,
-                 workers: int | None = None, text_tower: TowerFactory | None = None,
+                 rew_clamp: bool = False, workers: int | None = None, text_tower: TowerFactory | None = None,
                  say: Callable[[str], None] = _say):
     """Denoise the train split of dataset ``root`` and write ``out``; returns the
     :class:`~lsld_engine.labels.denoise.DenoiseResult`.
@@ -57,7 +57,8 @@ def denoise_root(root: str | os.PathLike, out: str | os.PathLike = "labels.npz",
     ``beta``: ReW's weights (default: :data:`~lsld_engine.labels.denoise.DEFAULT_ALPHA` / ``DEFAULT_BETA``);
     ``max_labels``: refuse videos with more labels; ``class_names``: ReW's class-name texts (``raw``,
     ``phrases`` or a file of 25 lines); ``write_prompt_cache``: merge the prompt embeddings used into
-    the caches; ``text_tower``: the text encoders for prompts the caches lack (default: none, see
+    the caches; ``rew_clamp``: ReW's clamped variant instead of the official rule
+    (:func:`~lsld_engine.labels.denoise.rew`); ``text_tower``: the text encoders for prompts the caches lack (default: none, see
     :func:`checkpoint_towers`); ``say``: progress lines (default: stderr). A bad cache, prompt or
     dataset raises an :class:`~lsld_engine.errors.LsldError`.
     """
@@ -83,7 +84,7 @@ def denoise_root(root: str | os.PathLike, out: str | os.PathLike = "labels.npz",
     say(f"[denoise] features loaded in {t2 - t1:.1f}s")
     res = denoise_labels(feats.audio, feats.frames, split.weak, clap, clip, clip.lookup(names),
                          alpha=DEFAULT_ALPHA if alpha is None else alpha, beta=DEFAULT_BETA if beta is None else beta,
-                         max_labels=max_labels)
+                         max_labels=max_labels, rew_clamp=rew_clamp)
     t3 = time.perf_counter()
     written = save_labels(out, split.video_ids, res)
     if write_prompt_cache:

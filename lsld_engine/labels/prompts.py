@@ -1,8 +1,12 @@
 """Text prompts for LSLD label denoising: class phrases, the prompt grammar and embedding caches.
 
 The grammar (paper Sec. 3.2): for a video with label set ``S`` (class indices ascending) there is
-one prompt per non-empty subset of ``S``, largest subsets first and, within a size, in
-``itertools.combinations`` order, then ``other``. A subset's text is its class phrases joined by
+one prompt per non-empty subset of ``S``, in the official code's order: the full set first, then
+the smaller subsets by size, ascending (singles, pairs, ...), each size in
+``itertools.combinations`` order, then ``other``. For ``|S| <= 3`` this is exactly the official
+list (``1 and 2 and 3``, ``1``, ``2``, ``3``, ``1 and 2``, ``1 and 3``, ``2 and 3``, ``other``);
+the official code stops at three labels, and larger sets follow the same pattern. The order only
+matters when two prompts tie exactly (the first maximum wins). A subset's text is its class phrases joined by
 ``" and "``; visual prompts are the bare text, audio prompts are prefixed with
 ``"This is a sound of "``.
 
@@ -64,10 +68,13 @@ def check_label_set(label_set: Sequence[int], max_labels: int = DEFAULT_MAX_LABE
 def subset_positions(k: int) -> tuple[tuple[int, ...], ...]:
     """Positions (into a size-``k`` label set) of each prompt's classes, in prompt order.
 
-    Length ``2**k``: all non-empty subsets, largest first, ``itertools.combinations`` order
-    within a size, then the empty tuple for ``other``.
+    Length ``2**k``: the full set, then the other non-empty subsets by size ascending
+    (``itertools.combinations`` order within a size), then the empty tuple for ``other`` -- the
+    official LSLD order (see the module docstring).
     """
-    out = [c for r in range(k, 0, -1) for c in itertools.combinations(range(k), r)]
+    if k == 0:
+        return ((),)
+    out = [tuple(range(k))] + [c for r in range(1, k) for c in itertools.combinations(range(k), r)]
     return tuple(out) + ((),)
 
 

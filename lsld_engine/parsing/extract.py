@@ -10,6 +10,12 @@
 Ids: a 10-s clip keeps its file stem (LLP's ``filename``); a longer video gives one entry per 10-s
 window, ``<stem>@0``, ``<stem>@10``, ... (:func:`lsld_engine.media.window_ids`).
 
+File names (``names``): ``full`` (default) writes ``<id>.npy``; ``official`` writes the official
+loaders' ``<id[:11]>.npy`` (the YouTube id of an LLP ``filename``), the layout of the released
+LSLD feature folders. Official names hold one window per video and one video per name: two inputs
+with the same 11-character name are refused before anything is decoded, and a video longer than
+one window gets an error line in the log (its files would share one name).
+
 Nothing half-written survives a kill: every ``.npy`` is written under a temporary name and renamed
 into place, and the video's log line is appended only after all its files are in place. A video
 is skipped (resume) when its last log line is ``ok`` and all its window files exist, or, without a
@@ -26,7 +32,7 @@ from typing import Iterable
 
 import numpy as np
 
-from lsld_engine.data.dataset import CLAP_SUBDIR, CLIP_SUBDIR
+from lsld_engine.data.dataset import CLAP_SUBDIR, CLIP_SUBDIR, official_name
 from lsld_engine.parsing.embed import EmbeddedVideo
 from lsld_engine.files import atomic_path
 from lsld_engine.media.pool import DecodeFailure
@@ -36,12 +42,17 @@ from lsld_engine.parsing.video_inputs import InputError, VideoInput
 from lsld_engine.records.writers import printable
 
 LOG_NAME = "feats/extract_log.jsonl"
+#: ``--names``: the file-name schemes of a feature root (module docstring).
+NAME_SCHEMES = ("full", "official")
 
 
 class FeatureStore:
     """Where a dataset root keeps features, and how they are written (atomically)."""
 
-    def __init__(self, root: str | os.PathLike, dtype: str = "float16"):
+    def __init__(self, root: str | os.PathLike, dtype: str = "float16", names: str = "full"):
+        if names not in NAME_SCHEMES:
+            raise ValueError(f"feature file names must be one of {', '.join(NAME_SCHEMES)}, not {names!r}")
+        self.names = names
         self.root = Path(root)
         self.clip_dir = self.root / CLIP_SUBDIR
         self.clap_dir = self.root / CLAP_SUBDIR
@@ -52,8 +63,21 @@ class FeatureStore:
         self.clip_dir.mkdir(parents=True, exist_ok=True)
         self.clap_dir.mkdir(parents=True, exist_ok=True)
 
+    def stem(self, entry_id: str) -> str:
+        """The file stem of an entry under this store's name scheme."""
+        return official_name(entry_id) if self.names == "official" else entry_id
+
     def files(self, entry_id: str) -> tuple[Path, Path]:
-        return self.clip_dir / f"{entry_id}.npy", self.clap_dir / f"{entry_id}.npy"
+        stem = self.stem(entry_id)
+        return self.clip_dir / f"{stem}.npy", self.clap_dir / f"{stem}.npy"
+
+    def window_problem(self, video: EmbeddedVideo) -> str | None:
+        """Why ``video`` cannot be written under this scheme (official names: one window), or None."""
+        if self.names == "official" and (len(video.window_ids) > 1 or not video.final
+                                         or video.window_ids[0] != video.video_id):
+            return (f"{video.video_id} is longer than one 10-s window: official 11-character names hold "
+                    "one window per video (extract it with --names full)")
+        return None
 
     def is_done(self, video: VideoInput, logged: dict | None) -> bool:
         if logged is not None:
@@ -95,10 +119,17 @@ def extract_decoded(backend, items: list, store: FeatureStore, max_batch: int | 
     records = []
     for it in items:
         if not isinstance(it, DecodeFailure):
-            it = next(done)
-            store.write(it)  # atomic per file
+            it = _checked(next(done), store)
+            if not isinstance(it, DecodeFailure):
+                store.write(it)  # atomic per file
         records.append(log_record(it))
     return records
+
+
+def _checked(video: EmbeddedVideo, store: FeatureStore) -> EmbeddedVideo | DecodeFailure:
+    """``video``, or its error entry when the store's name scheme cannot hold it."""
+    problem = store.window_problem(video)
+    return video if problem is None else DecodeFailure(video.path, video.video_id, problem)
 
 
 def pending(inputs: Iterable[VideoInput], store: FeatureStore) -> tuple[list[VideoInput], int]:
@@ -108,6 +139,13 @@ def pending(inputs: Iterable[VideoInput], store: FeatureStore) -> tuple[list[Vid
              for wid in rec.get("windows", []) if isinstance(wid, str) and wid != vid}
     todo, skipped = [], 0
     inputs = list(inputs)
+    if store.names == "official":
+        seen: dict[str, VideoInput] = {}
+        for vi in inputs:
+            first = seen.setdefault(store.stem(vi.video_id), vi)
+            if first is not vi:
+                raise InputError(f"{first.shown_path} and {vi.shown_path} share the official 11-character name "
+                                 f"{store.stem(vi.video_id)}.npy; extract them with --names full")
     for vi in inputs:
         if vi.video_id in owner:  # e.g. `long@10.mp4` extracted into a root that holds `long.mp4`
             raise InputError(f"{vi.shown_path}: its id {vi.video_id!r} is a window of video {owner[vi.video_id]!r} "
@@ -133,10 +171,17 @@ def extract_features(inputs: Iterable[VideoInput], backend, store: FeatureStore,
     groups = embedded_groups(inputs, backend, summary, workers=workers, progress=progress, max_frames=max_frames,
                              decode_timeout=decode_timeout, decode_fn=decode_fn, limits=limits)
     written: dict[str, list[str]] = {}  # window ids written so far of open (streamed) videos
+    refused: set[str] = set()  # videos the name scheme cannot hold: their later parts are dropped
     with open(store.log_path, "a", encoding="utf-8") as logf, contextlib.closing(groups):
         for group in groups:
             for item in group:
                 windows = None
+                if not isinstance(item, DecodeFailure):
+                    if item.video_id in refused:
+                        continue
+                    item = _checked(item, store)
+                    if isinstance(item, DecodeFailure):
+                        refused.add(item.video_id)
                 if isinstance(item, DecodeFailure):
                     written.pop(item.video_id, None)  # its files stay, unlogged: redone next run
                 else:

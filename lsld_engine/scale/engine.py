@@ -144,13 +144,14 @@ def run_parse(items: list[VideoInput], sink, backend: str, options: dict, opts: 
 
 
 def run_extract(items: list[VideoInput], log_file, options: dict, opts: RayOptions, *, root: str,
-                dtype: str = "float16", progress: bool = True, summary: Summary | None = None,
+                dtype: str = "float16", names: str = "full", progress: bool = True, summary: Summary | None = None,
                 decode_fn: Callable | None = None, backend: str = "torch") -> Summary:
     """Extract features of ``items`` into the dataset ``root`` (a folder every node sees); each
     video's log line is appended to ``log_file`` after its files are in place."""
     from lsld_engine.scale.stages import ExtractActor
 
-    kwargs = {"backend": backend, "options": backend_options_for(options, opts), "root": root, "dtype": dtype}
+    kwargs = {"backend": backend, "options": backend_options_for(options, opts), "root": root, "dtype": dtype,
+              "names": names}
 
     def build(todo: list[VideoInput]):
         return encoded_dataset(decoded_dataset(todo, opts, decode_fn), ExtractActor, kwargs, opts)

@@ -178,12 +178,12 @@ class ExtractActor(_EncoderActor):
     """Decoded videos -> feature files in a dataset root (a folder every node sees) and their log
     records: :meth:`lsld_engine.api.Engine.extract_decoded`."""
 
-    def __init__(self, backend: str, options: dict, *, root: str, dtype: str = "float16",
+    def __init__(self, backend: str, options: dict, *, root: str, dtype: str = "float16", names: str = "full",
                  max_batch: int | None = None, store: StoreSettings | None = None, trace_to: str | None = None):
         super().__init__(backend, options, max_batch, store, trace_to)
         from lsld_engine.parsing.extract import FeatureStore
 
-        self.store = FeatureStore(root, dtype)
+        self.store = FeatureStore(root, dtype, names)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         # each file is atomic; the driver logs a video after this returns
