@@ -5,27 +5,49 @@
 #                             media (PyAV), ONNX Runtime, Ray Data + pyarrow (scale out, Parquet),
 #                             matplotlib, pytest; as root on Debian/Ubuntu also the chromium
 #                             package (the report tests open pages in it)
-# Environment: PYTHON (default python3), LSLD_TORCH overrides the torch requirement, e.g.
+# Environment: PYTHON (default python3); LSLD_TORCH overrides the torch requirement, e.g.
 #   LSLD_TORCH="torch torchvision" scripts/setup.sh full     # a CUDA machine: newest CUDA build
+# LSLD_TORCH_INDEX adds a package index for torch, e.g. PyTorch's CPU wheel index on a machine
+# without a GPU (PyPI's Linux x86-64 torch wheels are CUDA builds, ~4 GB of NVIDIA libraries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-core}"
 py="${PYTHON:-python3}"
+# One torch for both modes, so core and full give the same training numbers; torchvision (open_clip
+# needs it) must match torch exactly.
+TORCH_VERSION=2.14.1
+TORCHVISION_VERSION=0.29.1
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 pip() {
   # The machine's local package mirror warns about every folder it lacks; keep real errors only.
   .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
 }
+install_torch() {
+  # $@: the torch packages to install (torch, or torch and torchvision), at the pinned versions.
+  local index=() want=() cpu=() pkg
+  [ -n "${LSLD_TORCH_INDEX:-}" ] && index=(--extra-index-url "$LSLD_TORCH_INDEX")
+  for pkg in "$@"; do
+    want+=("$pkg==$(version_of "$pkg")"); cpu+=("$pkg==$(version_of "$pkg")+cpu")
+  done
+  if ! command -v nvidia-smi >/dev/null 2>&1; then
+    # No GPU: a CPU build where an index offers one (about 0.7 GB instead of about 5.5 GB).
+    if pip "${index[@]}" "${cpu[@]}" 2>/dev/null; then
+      echo "installed the CPU build of ${cpu[*]}" >&2; return
+    fi
+    echo "note: no CPU build of ${want[*]} on the package indexes; installing the default (CUDA) build," \
+         "about 5.5 GB (set LSLD_TORCH_INDEX to PyTorch's CPU wheel index for a light install)" >&2
+  fi
+  pip "${index[@]}" "${want[@]}"
+}
+version_of() { case "$1" in torch) echo "$TORCH_VERSION" ;; torchvision) echo "$TORCHVISION_VERSION" ;; esac; }
 case "$mode" in
   core)
-    # 2.13.0 has a CPU wheel on this kind of machine; a bare 'torch' would pull a multi-GB CUDA build.
-    pip ${LSLD_TORCH:-torch==2.13.0}
+    if [ -n "${LSLD_TORCH:-}" ]; then pip $LSLD_TORCH; else install_torch torch; fi
     # [plot]: the main job draws curves.png in its run folder.
     pip -e ".[plot]"
     ;;
   full)
-    # open_clip needs torchvision, and torchvision must match torch exactly.
-    pip ${LSLD_TORCH:-torch==2.14.1 torchvision==0.29.1}
+    if [ -n "${LSLD_TORCH:-}" ]; then pip $LSLD_TORCH; else install_torch torch torchvision; fi
     pip -e ".[all]"
     # laion_clap pins numpy<2 but runs on numpy 2; its real needs come from the [clap] extra.
     pip --no-deps "laion_clap==1.1.7"
