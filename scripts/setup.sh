@@ -8,7 +8,8 @@
 # Environment: PYTHON (default python3); LSLD_TORCH overrides the torch requirement, e.g.
 #   LSLD_TORCH="torch torchvision" scripts/setup.sh full     # a CUDA machine: newest CUDA build
 # LSLD_TORCH_INDEX adds a package index for torch, e.g. PyTorch's CPU wheel index on a machine
-# without a GPU (PyPI's Linux x86-64 torch wheels are CUDA builds, ~4 GB of NVIDIA libraries).
+# without a GPU (PyPI's Linux x86-64 torch wheels are CUDA builds: 3.2 GB of NVIDIA libraries and
+# 0.9 GB of triton in the .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-core}"
@@ -30,12 +31,13 @@ install_torch() {
     want+=("$pkg==$(version_of "$pkg")"); cpu+=("$pkg==$(version_of "$pkg")+cpu")
   done
   if ! command -v nvidia-smi >/dev/null 2>&1; then
-    # No GPU: a CPU build where an index offers one (about 0.7 GB instead of about 5.5 GB).
+    # No GPU: a CPU build where an index offers one (no NVIDIA libraries, no triton: measured
+    # 4.1 GB of the CUDA build's 5.8 GB core .venv).
     if pip "${index[@]}" "${cpu[@]}" 2>/dev/null; then
       echo "installed the CPU build of ${cpu[*]}" >&2; return
     fi
     echo "note: no CPU build of ${want[*]} on the package indexes; installing the default (CUDA) build," \
-         "about 5.5 GB (set LSLD_TORCH_INDEX to PyTorch's CPU wheel index for a light install)" >&2
+         "about 4 GB more (set LSLD_TORCH_INDEX to PyTorch's CPU wheel index for a light install)" >&2
   fi
   pip "${index[@]}" "${want[@]}"
 }
