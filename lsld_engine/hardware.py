@@ -107,7 +107,7 @@ def resolve_precision(precision: str, device: str = "cpu") -> str:
 
 
 #: bf16 / fp32 throughput of each tower on a CPU with native bf16, eager torch, batch 16. CLAP
-#: HTSAT-tiny under bf16 autocast: 8.0 vs 6.0 segments/s (issue 21, 2-core AMD EPYC with AVX512-BF16).
+#: HTSAT-tiny under bf16 autocast: 8.0 vs 6.0 segments/s (bench/cpu_towers_bench.py, 2-core AMD EPYC with AVX512-BF16).
 #: CLIP ViT-B/16 with its weights cast to bf16 (``ClipImageEncoder.cast_weights``): 9.5 vs 4.7
 #: images/s (2-core AMD EPYC Zen 4, idle; autocast had run 0.49x). Only towers above 1.0 run bf16
 #: when the precision is left to the engine.

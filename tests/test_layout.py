@@ -216,7 +216,7 @@ def test_the_wheel_installs_no_top_level_bench_package():
     assert (ROOT / "bench" / "__init__.py").is_file()  # still a package of the checkout
 
 
-# --- The stage layout (issue 20): few rooms at the top, layers that only import downwards. ---
+# --- The stage layout: few rooms at the top, layers that only import downwards. ---
 
 #: rank of each top-level unit of lsld_engine; a module may import only units of its own rank or lower
 LAYERS: dict[str, int] = {
@@ -297,3 +297,30 @@ def test_old_import_paths_give_the_moved_modules(old, new, name):
 
     assert importlib.import_module(old) is importlib.import_module(new)
     assert getattr(importlib.import_module(old), name) is getattr(importlib.import_module(new), name)
+
+
+# Tracker words: code, messages and docs cite the doc or the benchmark, never an issue number.
+TRACKER = __import__("re").compile(r"\b[Ii]ssues? ?#?\d+|\b(?:ticket|bug) ?#\d+")
+TEXT_TREES = ("lsld_engine", "train", "export", "bench", "scripts", "docs", "tests")
+
+
+def _text_files():
+    for tree in TEXT_TREES:
+        for p in sorted((ROOT / tree).rglob("*")):
+            if p.suffix in (".py", ".md", ".json", ".sh", ".txt") and "__pycache__" not in p.parts:
+                yield p
+    yield from (ROOT / n for n in ("README.md", "BENCHMARKS.md", "pyproject.toml"))
+
+
+def test_no_tracker_words_in_code_messages_or_docs():
+    hits = [f"{p.relative_to(ROOT)}:{i}: {line.strip()[:80]}" for p in _text_files() if p.is_file()
+            for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+            if TRACKER.search(line) and p.name != "test_layout.py"]
+    assert not hits, "tracker words (cite the doc or the benchmark instead):\n" + "\n".join(hits)
+
+
+def test_the_tracker_pattern_catches_what_it_should():
+    for bad in ("see issue 21", "Issue #28", "(issues 21)", "bug #3"):
+        assert TRACKER.search(bad), bad
+    for ok in ("a tissue 21 cm", "issues", "the issue with 3 videos"):
+        assert not TRACKER.search(ok), ok

@@ -15,7 +15,7 @@ Rules (:func:`choose`), in order:
 4. CPU, ``--precision fp32`` (or no native bf16) or ``int8``: ``onnx`` — ONNX Runtime over the
    export cache (:mod:`lsld_engine.exporting.cache`): files made on first use, reused afterwards.
    ONNX Runtime fp32 ran CLIP ViT-B/16 1.2-2.3x and CLAP HTSAT 1.6-2.4x eager torch fp32, depending
-   on the CPU (issue 21; ``BENCHMARKS.md``); int8 is the int8 engine built from those files.
+   on the CPU (``BENCHMARKS.md``, ``bench/cpu_towers_bench.py``); int8 is the int8 engine built from those files.
 5. CPU, bf16 asked for (or onnxruntime missing): ``torch`` — ONNX Runtime's CPU provider has no
    fast bf16 path.
 
@@ -95,7 +95,7 @@ def choose(device: str = "cpu", precision: str | None = None, *, engine_dir: str
                                                  "'lsld-engine[export]')")
     if prec in ("fp32", "int8"):
         return AutoChoice("onnx", device, prec, "CPU: ONNX Runtime runs the towers ~2.3-2.5x faster than eager "
-                                               "torch (issue 21; bench/auto_bench.py)", cached=True)
+                                               "torch (bench/auto_bench.py, BENCHMARKS.md)", cached=True)
     return AutoChoice("torch", device, prec, f"CPU {prec}: ONNX Runtime has no fast {prec} path on CPU")
 
 
