@@ -28,6 +28,7 @@ import numpy as np
 
 from lsld_engine.errors import LsldError
 from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE
+from lsld_engine.records.events import DEFAULT_THRESHOLD, check_threshold
 
 log = logging.getLogger("lsld_engine")
 
@@ -67,8 +68,8 @@ class EngineOptions:
     threads: int | None = None
     force_int8: bool = False
     ordered: bool = False
-    seg_threshold: float = 0.5
-    video_threshold: float = 0.5
+    seg_threshold: float = DEFAULT_THRESHOLD
+    video_threshold: float = DEFAULT_THRESHOLD
     save_probs: bool = False
     frame_rule: str = DEFAULT_FRAME_RULE
     jpeg_roundtrip: bool = False
@@ -78,6 +79,11 @@ class EngineOptions:
     max_duration: float | None = None
     max_resolution: tuple[int, int] | None = None
     backend_extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # checked here, so load_engine, the CLI and the Ray actors refuse a bad threshold before any work
+        object.__setattr__(self, "seg_threshold", check_threshold("seg_threshold", self.seg_threshold))
+        object.__setattr__(self, "video_threshold", check_threshold("video_threshold", self.video_threshold))
 
     @classmethod
     def from_namespace(cls, ns, **overrides) -> "EngineOptions":
@@ -291,7 +297,9 @@ class Engine:
         ``frames``: ``(W, 80, 224, 224, 3)`` uint8 RGB CLIP crops (or ``(80, 224, 224, 3)``, one
         window): 8 frames per second of each 10-s window, as :func:`lsld_engine.media.decode_video`
         gives; ``audio``: ``(W, 10, 48000)`` float32 mono at 48 kHz in [-1, 1] (or ``(W * 480000,)``);
-        ``duration``: true length in seconds (default ``W * 10``).
+        ``duration``: true length in seconds (default ``W * 10``). A single window may leave out
+        ``W`` in both arrays. Wrong shapes or dtypes, and NaN / inf audio, raise
+        :class:`EngineOptionsError` naming the array (and the first bad window and segment).
         """
         from lsld_engine.contract import (FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLES_PER_SEGMENT,
                                           SEGMENTS_PER_WINDOW, WINDOW_SECONDS)
@@ -302,13 +310,20 @@ class Engine:
             frames = frames[None]
         shape = (FRAMES_PER_WINDOW, IMAGE_SIZE, IMAGE_SIZE, 3)
         if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[1:] != shape or not frames.shape[0]:
-            raise EngineOptionsError(f"frames: expected (W, {', '.join(map(str, shape))}) uint8, got "
-                                     f"{frames.shape} {frames.dtype}")
+            raise EngineOptionsError(f"frames: expected (W, {', '.join(map(str, shape))}) uint8 RGB "
+                                     f"(or one window without W), got {frames.shape} {frames.dtype}"
+                                     + _nonfinite_note(frames))
         w = frames.shape[0]
         want = (w, SEGMENTS_PER_WINDOW, SAMPLES_PER_SEGMENT)
         if audio.size != np.prod(want) or audio.dtype.kind != "f":
             raise EngineOptionsError(f"audio: expected {want} float32 (48 kHz mono, as many windows as frames), "
                                      f"got {audio.shape} {audio.dtype}")
+        bad = ~np.isfinite(audio.reshape(want)).all(axis=2)              # (W, 10) segments with NaN / inf
+        if bad.any():
+            win, seg = (int(i) for i in np.argwhere(bad)[0])
+            raise EngineOptionsError(f"audio: NaN or inf samples in {int(bad.sum())} segment(s), the first in "
+                                     f"window {win} segment {seg} ({win * WINDOW_SECONDS + seg}-"
+                                     f"{win * WINDOW_SECONDS + seg + 1} s); audio must be finite, in [-1, 1]")
         video = DecodedVideo(path, video_id, float(w * WINDOW_SECONDS if duration is None else duration), has_audio,
                              frames, audio.reshape(want).astype(np.float32, copy=False))
         return self.records([video])[0]
@@ -339,6 +354,14 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _nonfinite_note(frames: np.ndarray) -> str:
+    """``; it holds NaN / inf (first in window W)`` for float frames that do, else ``""``."""
+    if frames.dtype.kind != "f" or frames.ndim < 2:
+        return ""
+    bad = ~np.isfinite(frames.reshape(frames.shape[0], -1)).all(axis=1)
+    return f"; it also holds NaN / inf, first in window {int(np.argmax(bad))}" if bad.any() else ""
 
 
 def _reads_uris(decode_fn, items):

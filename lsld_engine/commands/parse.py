@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lsld_engine.commands.common import (add_encoder_arguments, add_input_arguments, add_ray_arguments, collect,
                                          engine_options, int8_summary_line, setup_logging)
+from lsld_engine.records.events import DEFAULT_THRESHOLD, ThresholdError, check_threshold
 from lsld_engine.records.writers import WRITERS
 
 log = logging.getLogger("lsld_engine")
@@ -22,9 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=list(WRITERS), default=None,
                    help="results format (default: from the --out suffix, else jsonl; docs/formats.md)")
     p.add_argument("--model", help="HAN checkpoint: from `python -m train.lsld` (.safetensors) or the official LSLD.pt")
-    p.add_argument("--seg-threshold", type=float, default=0.5, help="segment probability threshold (default 0.5)")
-    p.add_argument("--video-threshold", type=float, default=0.5,
-                   help="modality video-level probability threshold, per 10-s window (default 0.5)")
+    p.add_argument("--seg-threshold", type=probability("--seg-threshold"), default=DEFAULT_THRESHOLD,
+                   help=f"segment probability threshold in [0, 1] (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--video-threshold", type=probability("--video-threshold"), default=DEFAULT_THRESHOLD,
+                   help=f"modality video-level probability threshold in [0, 1], per 10-s window "
+                        f"(default {DEFAULT_THRESHOLD})")
     p.add_argument("--save-probs", action="store_true", help="add per-segment and per-window probabilities to each line")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="skip videos already in --out (default); --no-resume overwrites --out")
@@ -32,6 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write lines in path order (default: completion order, which is faster)")
     add_encoder_arguments(p)
     add_ray_arguments(p)
+
+
+def probability(flag: str):
+    """argparse type: a threshold in [0, 1] (:func:`lsld_engine.records.events.check_threshold`)."""
+    def parse(text: str) -> float:
+        try:
+            return check_threshold(flag, text)
+        except ThresholdError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{flag} ")) from None
+    parse.__name__ = "probability"
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from lsld_engine.data.llp import T
 from lsld_engine.media.pool import DecodeFailure
 from lsld_engine.parsing.pipeline import Summary, embedded_groups
 from lsld_engine.parsing.video_inputs import VideoInput
+from lsld_engine.records.events import DEFAULT_THRESHOLD, check_threshold
 from lsld_engine.records.writers import error_record, ok_record
 
 #: Decimals kept for ``--save-probs`` probabilities (keeps lines short; far below model noise).
@@ -42,10 +43,15 @@ PROB_DECIMALS = 4
 @dataclass
 class Thresholds:
     """The inference rule: a segment is positive when its probability ``>= segment`` and the
-    modality's (window-level) video probability ``>= video``."""
+    modality's (window-level) video probability ``>= video``; each a probability in [0, 1]
+    (:func:`lsld_engine.records.events.check_threshold`)."""
 
-    segment: float = 0.5
-    video: float = 0.5
+    segment: float = DEFAULT_THRESHOLD
+    video: float = DEFAULT_THRESHOLD
+
+    def __post_init__(self) -> None:
+        self.segment = check_threshold("seg_threshold", self.segment)
+        self.video = check_threshold("video_threshold", self.video)
 
 
 def run_han(backend, videos: list[EmbeddedVideo]) -> list[dict[str, np.ndarray]]:

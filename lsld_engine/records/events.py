@@ -12,15 +12,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import math
+
 import numpy as np
 from numba import njit
 
 from lsld_engine.data.llp import CLASS_INDEX, CLASSES, NUM_CLASSES, T
+from lsld_engine.errors import LsldError
 
 TRACKS: tuple[str, ...] = ("audio", "visual", "audio_visual")
+#: The paper's fixed threshold, for segment and video probabilities alike.
+DEFAULT_THRESHOLD = 0.5
 
 
-def predict_masks(seg_prob, a_prob, v_prob, seg_threshold: float = 0.5, video_threshold: float = 0.5):
+class ThresholdError(LsldError, ValueError):
+    """A probability threshold outside [0, 1] or NaN (one line naming it)."""
+
+
+def check_threshold(name: str, value) -> float:
+    """``value`` as a float when it is a probability in [0, 1]; else :class:`ThresholdError` naming
+    ``name`` (e.g. ``--seg-threshold``). Every entry point of a threshold (flags, the API, the Ray
+    actors, thresholds read from a checkpoint) goes through here: a typo such as 50 for 50 % would
+    otherwise empty every record of a run without a word. Thresholds a checkpoint will carry go
+    through here too."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ThresholdError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    if math.isnan(v) or not 0.0 <= v <= 1.0:
+        hint = f" (a percentage? use {v / 100:g})" if 1 < v <= 100 else ""
+        raise ThresholdError(f"{name} must be a probability in [0, 1], got {value!r}{hint}")
+    return v
+
+
+def predict_masks(seg_prob, a_prob, v_prob, seg_threshold: float = DEFAULT_THRESHOLD,
+                  video_threshold: float = DEFAULT_THRESHOLD):
     """The inference rule: segment ``t`` is positive for class ``c`` in a modality when its segment
     probability ``>= seg_threshold`` and that modality's video-level probability ``>= video_threshold``.
 
@@ -30,6 +56,8 @@ def predict_masks(seg_prob, a_prob, v_prob, seg_threshold: float = 0.5, video_th
     # torch tensors are accepted without importing torch here (``lsld-engine eval`` stays torch-free)
     as_np = lambda x: x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)  # noqa: E731
     seg, a, v = as_np(seg_prob), as_np(a_prob), as_np(v_prob)
+    seg_threshold = check_threshold("seg_threshold", seg_threshold)
+    video_threshold = check_threshold("video_threshold", video_threshold)
     if seg.ndim != 4 or seg.shape[2] != 2 or a.shape != (seg.shape[0], seg.shape[3]) or v.shape != a.shape:
         raise ValueError(f"expected seg_prob (N, T, 2, C) and a_prob, v_prob (N, C); got {seg.shape}, {a.shape}, {v.shape}")
     pred_a = (seg[:, :, 0] >= seg_threshold) & (a[:, None, :] >= video_threshold)

@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from lsld_engine.records.events import DEFAULT_THRESHOLD, check_threshold
 from lsld_engine.records.objectstore import StoreSettings, current as current_store
 
 from lsld_engine.data.llp import T
@@ -128,12 +129,16 @@ def backend_options_for(options: dict, opts: RayOptions) -> dict:
 
 
 def run_parse(items: list[VideoInput], sink, backend: str, options: dict, opts: RayOptions, *,
-              seg_threshold: float = 0.5, video_threshold: float = 0.5, save_probs: bool = False,
-              progress: bool = True, summary: Summary | None = None, decode_fn: Callable | None = None) -> Summary:
+              seg_threshold: float = DEFAULT_THRESHOLD, video_threshold: float = DEFAULT_THRESHOLD,
+              save_probs: bool = False, progress: bool = True, summary: Summary | None = None,
+              decode_fn: Callable | None = None) -> Summary:
     """Parse ``items`` on the connected cluster; every record goes to ``sink.write`` (a
     :class:`~lsld_engine.scale.sinks.ShardSink`). ``opts`` must be planned (:func:`plan`)."""
     from lsld_engine.scale.stages import ParseActor
 
+    # refused here, on the driver, before any actor starts (the actors check again)
+    seg_threshold = check_threshold("seg_threshold", seg_threshold)
+    video_threshold = check_threshold("video_threshold", video_threshold)
     kwargs = {"backend": backend, "options": backend_options_for(options, opts), "seg_threshold": seg_threshold,
               "video_threshold": video_threshold, "save_probs": save_probs}
 

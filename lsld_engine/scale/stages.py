@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lsld_engine.records.events import DEFAULT_THRESHOLD
 from lsld_engine.media.pool import DecodeFailure, decode_stream
 from lsld_engine.media import (FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLES_PER_SEGMENT, SEGMENTS_PER_WINDOW, DecodedVideo,
                                decode_video)
@@ -164,7 +165,8 @@ class ParseActor(_EncoderActor):
     """Decoded videos -> parse records (embed, HAN over all windows of the batch, events):
     :meth:`lsld_engine.api.Engine.records`."""
 
-    def __init__(self, backend: str, options: dict, *, seg_threshold: float = 0.5, video_threshold: float = 0.5,
+    def __init__(self, backend: str, options: dict, *, seg_threshold: float = DEFAULT_THRESHOLD,
+                 video_threshold: float = DEFAULT_THRESHOLD,
                  save_probs: bool = False, max_batch: int | None = None, store: StoreSettings | None = None,
                  trace_to: str | None = None):
         super().__init__(backend, options, max_batch, store, trace_to, seg_threshold=seg_threshold,
