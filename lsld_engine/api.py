@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from lsld_engine.errors import LsldError
+from lsld_engine.errors import EngineError, LsldError  # noqa: F401  (EngineError: part of this API)
 from lsld_engine.media.frame_rule import DEFAULT_FRAME_RULE
 from lsld_engine.records.events import DEFAULT_THRESHOLD, check_threshold
 
@@ -39,10 +39,6 @@ EXTRACT_NETWORKS = ("clip_image", "clap_audio")
 
 class EngineOptionsError(LsldError, ValueError):
     """Options or in-memory arrays the engine cannot use (one line naming the problem)."""
-
-
-class EngineError(LsldError, RuntimeError):
-    """The inference backend could not be built (runtime missing, files of ``engine_dir`` unusable, ...)."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ subclass also keeps its builtin base (``ValueError``, ``RuntimeError`` or ``File
 existing ``except ValueError`` code keeps working. The subclasses live next to the code that raises
 them (``llp.AnnotationError``, ``dataset.FeatureError``, ``writers.PredictionsError``,
 ``prompts.PromptError``, ``media.MediaError``, ``backends.torch_backend.MissingWeightsError``);
-:class:`CheckpointError` is here because both the HAN and the encoder loaders raise it.
+:class:`CheckpointError` is here because both the HAN and the encoder loaders raise it, and
+:class:`EngineError` because both the API (backend) and the decode pool (worker start-up) raise it.
 
 This module imports nothing heavy, so ``lsld-engine eval`` can catch these without loading torch.
 """
@@ -20,6 +21,12 @@ class LsldError(Exception):
 class CheckpointError(LsldError, ValueError):
     """A checkpoint file is unreadable or does not fit the network it is loaded into; the message
     names the file (and the key)."""
+
+
+class EngineError(LsldError, RuntimeError):
+    """A part the engine needs could not be started: the inference backend (runtime missing, files
+    of ``engine_dir`` unusable, ...) or the decode worker processes; the message names the cause.
+    Raised once for the run, never turned into a video's error record."""
 
 
 #: Missing / unreadable paths the user named: also reported as one line, not a traceback.

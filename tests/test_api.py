@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -137,12 +138,82 @@ def _readme_python_api_block() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-@pytest.mark.slow
-def test_the_readme_python_api_example_runs_as_written(tmp_path):
-    """The README's first Python API code block, run from the repository root as a user would."""
+def _readme_example(workers: int) -> str:
+    """The README's first Python API block, with ``workers`` decode processes (else as written)."""
     code = _readme_python_api_block()
-    assert "load_engine" in code
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600,
-                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path)})
+    call = "load_engine(random_weights=True, small=True"
+    assert code.count(call) == 1, "the README example no longer loads the engine the way this test expects"
+    return code.replace(call, f"{call}, workers={workers}")
+
+
+def _ran_ok(stdout: str, stderr: str) -> None:
+    assert "clip status ok" in stdout, (stdout, stderr[-3000:])
+    assert "failed" not in stdout and "decoder worker" not in stderr, (stdout, stderr[-3000:])
+
+
+@pytest.mark.parametrize("how", ["script", pytest.param("-c", marks=pytest.mark.slow),
+                                 pytest.param("stdin", marks=pytest.mark.slow)])
+def test_the_readme_python_api_example_runs_as_written(tmp_path, how):
+    """The README's first Python API code block, run from the repository root as a user would: saved
+    as a script (no ``if __name__ == "__main__":`` guard), with ``python -c`` or piped to ``python -``;
+    with 2 decode worker processes (multiprocessing's spawn re-ran the script in each, which died)."""
+    code = _readme_example(workers=2)
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    args = {"script": [str(script)], "-c": ["-c", code], "stdin": ["-"]}[how]
+    out = subprocess.run([sys.executable, *args], input=code if how == "stdin" else None, capture_output=True,
+                         text=True, cwd=ROOT, timeout=600,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path)})
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "status ok" in out.stdout
+    _ran_ok(out.stdout, out.stderr)
+
+
+@pytest.mark.parametrize("in_thread", [False, True], ids=["main-thread", "thread"])
+def test_the_readme_example_runs_where_main_has_no_file(tmp_path, monkeypatch, capsys, in_thread):
+    """A notebook stand-in: the example exec()'d in this running interpreter as the code of a
+    ``__main__`` without ``__file__`` or ``__spec__`` (a cell), with 2 decode workers; also from a thread."""
+    import tempfile
+    import threading
+    import types
+
+    main_module = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", main_module)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code = compile(_readme_example(workers=2), "<cell>", "exec")
+    errors = []
+
+    def run() -> None:
+        try:
+            exec(code, main_module.__dict__)
+        except BaseException as e:  # noqa: BLE001  (shown by the assert below)
+            errors.append(e)
+
+    if in_thread:
+        t = threading.Thread(target=run)
+        t.start()
+        t.join(600)
+        assert not t.is_alive()
+    else:
+        run()
+    assert not errors, errors
+    _ran_ok(capsys.readouterr().out, "")
+
+
+def test_decode_workers_that_cannot_start_are_one_engine_error_and_no_records(engine, videos, monkeypatch, caplog):
+    """Not a video's fault: one EngineError naming the cause, no error record (the garbage file is not
+    reached either), no "failed:" line for a video."""
+    from dataclasses import replace
+
+    from lsld_engine.api import Engine, EngineOptions
+    from lsld_engine.errors import EngineError
+    from lsld_engine.testing.faults import FailsToStart
+
+    monkeypatch.setattr(EngineOptions, "decode_fn", lambda self, whole=False: FailsToStart(exit_code=3))
+    two_workers = Engine(engine.backend, replace(engine.options, workers=2), engine.device)  # shares the backend
+    records = []
+    with pytest.raises(EngineError, match="decoder worker could not start: its process exited with code 3"):
+        for record in two_workers.parse(videos):
+            records.append(record)
+    assert records == []
+    assert issubclass(EngineError, LsldError) and lsld_engine.api.EngineError is EngineError
+    assert not [r for r in caplog.records if "failed:" in r.getMessage()]

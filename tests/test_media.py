@@ -1,7 +1,8 @@
 """Media decoding (lsld_engine.media) and the decode pool, on synthetic videos made with PyAV."""
 import glob
-import multiprocessing
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -10,7 +11,10 @@ import pytest
 av = pytest.importorskip("av")
 
 from lsld_engine.media import cpu_pixels, decode as media  # noqa: E402
+from lsld_engine.errors import EngineError  # noqa: E402
+from lsld_engine.media import worker_process  # noqa: E402
 from lsld_engine.media.pool import DecodeFailure, decode_stream  # noqa: E402
+from lsld_engine.testing.faults import FailsToStart  # noqa: E402
 from lsld_engine.data.llp import T  # noqa: E402
 from lsld_engine.media import (FPS, FRAMES_PER_WINDOW, IMAGE_SIZE, SAMPLE_RATE, SAMPLES_PER_SEGMENT,  # noqa: E402
                                SEGMENTS_PER_WINDOW, WINDOW_SECONDS, DecodedVideo, MediaError, decode_media, decode_video,
@@ -305,12 +309,61 @@ def test_decoding_stops_after_last_needed_frame(videos, monkeypatch, name, max_w
     assert len(counted) == n_decoded
 
 
-def test_pool_closed_early_stops_workers_and_cleans_up(videos):
+def test_pool_closed_early_stops_workers_and_cleans_up(videos, monkeypatch):
+    started = []  # (process, connection) of each worker
+    real_start = worker_process.start
+    monkeypatch.setattr(worker_process, "start", lambda *a: started.append(real_start(*a)) or started[-1])
     it = decode_stream([videos["h264_aac_25fps"]] * 6, workers=2)
     next(it)
     it.close()  # consumer gives up: busy workers are stopped, pending shared memory removed
     assert not glob.glob("/dev/shm/lsld-decode-*")
-    assert not [p for p in multiprocessing.active_children() if p.name == "lsld-decode"]
+    assert len(started) == 2 and all(p.exitcode is not None and _gone(p.pid) for p, _ in started)
+
+
+_SCRIPT = """\
+import sys
+from lsld_engine.media.pool import decode_stream
+print("main ran", flush=True)
+for r in decode_stream(sys.argv[1:], workers=2):
+    print(r.video_id, type(r).__name__, flush=True)
+"""
+
+
+def test_workers_do_not_run_the_callers_script(videos, tmp_path):
+    """A script without an ``if __name__ == "__main__":`` guard runs once: the workers run only the
+    engine's code (multiprocessing's spawn re-ran the script in each worker, which then died)."""
+    script = tmp_path / "decode_two.py"
+    script.write_text(_SCRIPT)
+    names = ["h264_noaudio", "h264_rotated"]
+    out = subprocess.run([sys.executable, str(script), *(str(videos[n]) for n in names)], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines.count("main ran") == 1
+    assert sorted(lines[1:]) == [f"{n} DecodedPart" for n in names]  # (short videos: one final part each)
+
+
+@pytest.mark.parametrize("exit_code, why", [(None, "start-up fault injected"), (3, "exited with code 3")])
+def test_a_worker_that_cannot_start_is_one_engine_error_not_a_failed_video(videos, exit_code, why):
+    got = []
+    with pytest.raises(EngineError, match=f"decoder worker could not start: .*{why}") as err:
+        for r in decode_stream([videos[n] for n in ("h264_noaudio", "h264_rotated")], workers=2,
+                               decode_fn=FailsToStart(exit_code)):
+            got.append(r)
+    assert got == []  # no video is blamed for it
+    assert "h264" not in str(err.value)
+
+
+def test_a_decode_function_of_the_main_script_is_refused_by_name(videos, monkeypatch):
+    import __main__
+
+    def user_decode(path, video_id, **kw):
+        return decode_video(path, video_id, **kw)
+
+    user_decode.__module__, user_decode.__qualname__ = "__main__", "user_decode"
+    monkeypatch.setattr(__main__, "user_decode", user_decode, raising=False)
+    with pytest.raises(EngineError, match="user_decode.*defined in an importable module"):
+        list(decode_stream([videos["h264_noaudio"]], workers=1, decode_fn=user_decode))
 
 
 def test_window_count_ignores_a_trailing_frame_or_two():

@@ -13,6 +13,8 @@ Modules, in the order data flows through them:
   the official linspace pick; ``hold``), from timestamps only;
 - :mod:`.jpeg_roundtrip` — the official scripts' JPEG files, coded and decoded in memory;
 - :mod:`.pool` — decoding in worker processes (``decode_stream``), results handed over in shared memory;
+- :mod:`.pool_worker` — the worker's side of the pool (tasks in, parts / results out);
+- :mod:`.worker_process` — starting a worker: a fresh Python that runs only the engine's code;
 - :mod:`.raw_planes` — workers hand over raw YUV planes; the pixel step then runs on the device;
 - :mod:`.colorspace` — which YUV matrix / range a stream uses (torch-free, for the workers);
 - :mod:`.pixels` — the device pixel step: YUV -> RGB, resize, crop, CLIP input (torch);

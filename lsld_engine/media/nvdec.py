@@ -6,7 +6,7 @@ has none). Only its fallback logic is tested (tests/test_pixels.py). ``bench/gpu
 exercises it on a lent GPU machine.
 
 How it works, per file, inside a decode worker (``decode_stream(..., decode_fn=decode_nvdec)``;
-workers start with *spawn*, so each has its own CUDA context):
+each worker is a fresh process (:mod:`lsld_engine.media.worker_process`), so it has its own CUDA context):
 
 - one ``HWAccel("cuda", is_hw_owned=True)`` per worker process, reused for every file. With
   ``is_hw_owned`` PyAV creates the FFmpeg CUDA device on the device's *primary* context

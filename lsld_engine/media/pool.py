@@ -3,8 +3,11 @@
 ``decode_stream(paths, workers=N)`` yields one result per input, a :class:`~lsld_engine.media.DecodedVideo`
 or a :class:`DecodeFailure`, in completion order (or input order with ``ordered=True``).
 
-- Workers are started with the *spawn* method (CUDA and fork do not mix; the consumer may hold a
-  GPU context) and import only numpy / PyAV / PIL.
+- Workers are fresh Python processes that run only the engine's code
+  (:mod:`lsld_engine.media.worker_process`: not *fork*, as the consumer may hold a GPU context, and
+  not *spawn*, which re-runs the caller's script in every worker) and import only numpy / PyAV / PIL.
+  A worker that cannot start (it dies or fails before it reports ready) raises
+  :class:`~lsld_engine.errors.EngineError`: the engine's fault, not a video's.
 - Backpressure: at most ``max_pending`` videos are dispatched and not yet consumed, so memory is
   bounded however slow the consumer is (each worker holds at most ``prefetch`` tasks, so it never
   waits on the parent between videos).
@@ -31,13 +34,8 @@ or a :class:`DecodeFailure`, in completion order (or input order with ``ordered=
 from __future__ import annotations
 
 import glob
-import inspect
-import logging
-import multiprocessing as mp
 import os
-import signal
 import time
-import traceback
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -45,17 +43,15 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Iterable, Iterator
 
 from lsld_engine import media
-from lsld_engine.media.shm_transport import SHM_DIR, discard, pack, unpack
+from lsld_engine.errors import EngineError
+from lsld_engine.media import worker_process
+# DecodeFailure is imported from here by the callers
+from lsld_engine.media.pool_worker import DecodeFailure, Stop, decode_one, takes, worker_main  # noqa: F401
+from lsld_engine.media.shm_transport import SHM_DIR, discard, unpack
 
-log = logging.getLogger(__name__)
-
-@dataclass
-class DecodeFailure:
-    """A video that could not be decoded; ``error`` says why (for the summary / error entry)."""
-
-    path: str
-    video_id: str
-    error: str
+#: Seconds a worker with work waiting may take to report ready (import PyAV, numpy, the decode
+#: function) before the pool gives up on it: generous, a loaded machine starts Python slowly.
+START_TIMEOUT_S = 300.0
 
 
 def _items(paths: Iterable) -> Iterator[tuple[str, str]]:
@@ -66,74 +62,6 @@ def _items(paths: Iterable) -> Iterator[tuple[str, str]]:
             yield str(p), media.video_id_of(p)
 
 
-def _decode_one(decode_fn: Callable, path: str, video_id: str, kwargs: dict) -> Any:
-    try:
-        return decode_fn(path, video_id, **kwargs)
-    except _Stop:
-        raise
-    except media.MediaError as e:
-        return DecodeFailure(path, video_id, str(e))
-    except Exception as e:  # a bug or an FFmpeg surprise: report it, keep the run going
-        log.debug("decode of %s failed:\n%s", path, traceback.format_exc())
-        return DecodeFailure(path, video_id, f"{path}: {type(e).__name__}: {e}")
-
-
-# --- worker ----------------------------------------------------------------------------------
-
-class _Stop(BaseException):
-    """The parent closed the pool while a streaming decode waited for it (not an error)."""
-
-
-def _worker_main(conn, decode_fn: Callable, kwargs: dict, shm_prefix: str | None, parts_ahead: int = 2) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    inbox: deque = deque()  # tasks received while waiting for acknowledgements
-    streaming = _takes(decode_fn, "emit")
-
-    def receive():
-        if inbox:
-            return inbox.popleft()
-        try:
-            return conn.recv()
-        except EOFError:
-            return None
-
-    while True:
-        task = receive()
-        if task is None or task[0] == "ack":
-            if task is None:
-                return
-            continue  # a late acknowledgement of a finished video
-        idx, path, video_id = task
-        sent = [0]  # parts sent for this video
-        acked = [0]
-
-        def emit(part, idx=idx, path=path, video_id=video_id, sent=sent, acked=acked) -> None:
-            msg = pack(part, f"{shm_prefix}-{idx}-{sent[0]}" if shm_prefix else None)
-            conn.send((idx, msg, False))
-            sent[0] += 1
-            while sent[0] - acked[0] > parts_ahead:  # backpressure: wait for the consumer
-                try:
-                    m = conn.recv()
-                except EOFError:
-                    raise _Stop() from None
-                if m is None:
-                    raise _Stop()
-                if m[0] == "ack":
-                    acked[0] += m[1] == idx
-                else:
-                    inbox.append(m)
-
-        try:
-            result = _decode_one(decode_fn, path, video_id, {**kwargs, "emit": emit} if streaming else kwargs)
-        except _Stop:
-            return
-        try:
-            msg = pack(result, f"{shm_prefix}-{idx}-{sent[0]}" if shm_prefix else None)
-        except Exception as e:
-            msg = ("obj", DecodeFailure(path, video_id, f"{path}: cannot hand over result: {e}"))
-        conn.send((idx, msg, True))
-
-
 @dataclass(eq=False)
 class _Worker:
     proc: Any
@@ -141,27 +69,29 @@ class _Worker:
     tasks: deque  # idx of tasks sent, oldest first (the oldest is the one being decoded)
     started: float = 0.0  # when the oldest task started (approximately), or last made progress
     unacked: int = 0  # parts of the current video received and not yet acknowledged
+    ready: bool = False  # it reported that it started (imported its decode function)
+    why: str | None = None  # why it could not start, as it reported
+    launched: float = 0.0  # when it was started
 
 
 class _Pool:
     def __init__(self, workers: int, decode_fn: Callable, kwargs: dict, transport: str, timeout: float | None,
                  parts_ahead: int = 2):
-        self.ctx = mp.get_context("spawn")
         self.decode_fn, self.kwargs, self.timeout = decode_fn, kwargs, timeout
         self.parts_ahead = parts_ahead
         use_shm = transport == "shm" and os.path.isdir(SHM_DIR)
         if transport not in ("shm", "pipe"):
             raise ValueError(f"transport must be 'shm' or 'pipe', not {transport!r}")
         self.shm_prefix = f"lsld-decode-{os.getpid()}-{uuid.uuid4().hex[:8]}" if use_shm else None
-        self.workers: list[_Worker] = [self._spawn() for _ in range(workers)]
+        self.workers: list[_Worker] = [self._start() for _ in range(workers)]
 
-    def _spawn(self) -> _Worker:
-        parent, child = self.ctx.Pipe(duplex=True)
-        p = self.ctx.Process(target=_worker_main, args=(child, self.decode_fn, self.kwargs, self.shm_prefix,
-                                                        self.parts_ahead), daemon=True, name="lsld-decode")
-        p.start()
-        child.close()
-        return _Worker(p, parent, deque())
+    def _start(self) -> _Worker:
+        try:
+            proc, conn = worker_process.start(worker_main, (self.decode_fn, self.kwargs, self.shm_prefix,
+                                                             self.parts_ahead))
+        except worker_process.StartError as e:
+            raise EngineError(f"cannot start a decoder worker: {e}") from None
+        return _Worker(proc, conn, deque(), launched=time.monotonic())
 
     def send(self, w: _Worker, idx: int, path: str, video_id: str) -> None:
         if not w.tasks:
@@ -170,7 +100,7 @@ class _Pool:
         try:
             w.conn.send((idx, path, video_id))
         except OSError:
-            pass  # the worker has died: its sentinel fires and its tasks are failed / resent
+            pass  # the worker has died: its end-of-file comes and its tasks are failed / resent
 
     def ack(self, idx: int) -> None:
         """Tell the worker decoding ``idx`` that the consumer took one of its parts."""
@@ -181,7 +111,7 @@ class _Pool:
                 try:
                     w.conn.send(("ack", idx))
                 except OSError:
-                    pass  # it died: its sentinel fires and the video fails
+                    pass  # it died: its end-of-file comes and the video fails
                 return
 
     def replace(self, w: _Worker) -> list[int]:
@@ -191,8 +121,17 @@ class _Pool:
         w.proc.join(5)
         w.conn.close()
         held = list(w.tasks)
-        self.workers[self.workers.index(w)] = self._spawn()
+        self.workers[self.workers.index(w)] = self._start()
         return held
+
+    def start_failure(self, w: _Worker) -> EngineError:
+        """The error for ``w``, which died or hung before it reported ready (no video is to blame)."""
+        w.proc.join(5)  # its exit status, once it has gone (end-of-file comes first)
+        code = w.proc.exitcode
+        cause = w.why or (f"its process exited with code {code}" if code is not None
+                          else f"it did not report ready within {START_TIMEOUT_S:g} s")
+        return EngineError(f"decoder worker could not start: {cause} (no video was decoded by it; "
+                           "set workers=0 to decode in this process)")
 
     def close(self) -> None:
         """Stop the workers: idle ones exit on a None task, busy ones (the consumer stopped early)
@@ -239,7 +178,7 @@ def decode_stream(paths: Iterable, *, workers: int = 2, ordered: bool = False, m
         for path, vid in items:
             yield from _decode_here(decode_fn, path, vid, decode_kwargs, parts_ahead)
         return
-    if decode_fn in (media.decode_video, media.decode_parts) or _takes(decode_fn, "threads"):
+    if decode_fn in (media.decode_video, media.decode_parts) or takes(decode_fn, "threads"):
         # the processes share the CPUs; FFmpeg threads only fill cores the processes leave idle
         decode_kwargs.setdefault("threads", max(1, (os.cpu_count() or 1) // workers))
     max_pending = max_pending or workers * prefetch + 2
@@ -309,8 +248,8 @@ def closes_video(result: Any) -> bool:
 def _decode_here(decode_fn: Callable, path: str, video_id: str, kwargs: dict, parts_ahead: int) -> Iterator[Any]:
     """``workers=0``: decode in this process; a streaming ``decode_fn`` runs in a thread that stays
     at most ``parts_ahead`` parts ahead of the consumer."""
-    if not _takes(decode_fn, "emit"):
-        yield _decode_one(decode_fn, path, video_id, kwargs)
+    if not takes(decode_fn, "emit"):
+        yield decode_one(decode_fn, path, video_id, kwargs)
         return
     import queue
     import threading
@@ -325,12 +264,12 @@ def _decode_here(decode_fn: Callable, path: str, video_id: str, kwargs: dict, pa
                 return
             except queue.Full:
                 continue
-        raise _Stop()
+        raise Stop()
 
     def run() -> None:
         try:
-            put(_decode_one(decode_fn, path, video_id, {**kwargs, "emit": put}))
-        except _Stop:
+            put(decode_one(decode_fn, path, video_id, {**kwargs, "emit": put}))
+        except Stop:
             pass
 
     t = threading.Thread(target=run, name="lsld-decode-parts", daemon=True)
@@ -346,14 +285,6 @@ def _decode_here(decode_fn: Callable, path: str, video_id: str, kwargs: dict, pa
         t.join(timeout=30)
 
 
-def _takes(fn: Callable, name: str) -> bool:
-    """Whether ``fn`` has a parameter ``name``."""
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # builtins and other callables without a signature
-        return False
-
-
 def _finish(idx: int, result: Any, info: dict, ready: dict, done_order: deque) -> None:
     ready.setdefault(idx, deque()).append(result)
     done_order.append(idx)
@@ -363,20 +294,25 @@ def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deq
     """Wait (briefly) for results, worker deaths and timeouts, and record them."""
     busy = [w for w in pool.workers if w.tasks]
     by_conn = {w.conn: w for w in busy}
-    by_sentinel = {w.proc.sentinel: w for w in busy}
     wait_s = 0.5
     if pool.timeout:
         now = time.monotonic()
         wait_s = max(0.01, min([wait_s] + [w.started + pool.timeout - now for w in busy]))
-    for obj in wait(list(by_conn) + list(by_sentinel), timeout=wait_s):
-        w = by_conn.get(obj) or by_sentinel.get(obj)
+    # a worker's death is end-of-file on its connection (worker_process: the child alone holds its end)
+    for obj in wait(list(by_conn), timeout=wait_s):
+        w = by_conn[obj]
         if w not in pool.workers:
             continue  # already replaced in this round
-        dead = obj in by_sentinel
+        dead = False
         # read everything the worker managed to send (also when it has died since)
         try:
             while w.conn.poll():
-                idx, msg, last = w.conn.recv()
+                m = w.conn.recv()
+                if worker_process.is_control(m):  # start-up: ready, or why it cannot start
+                    w.ready, w.why = m[0] == "ready", (m[1] if m[0] == "failed" else None)
+                    w.started = time.monotonic()  # the decode timeout counts from here
+                    continue
+                idx, msg, last = m
                 w.started = time.monotonic()  # progress: the timeout counts from here
                 w.unacked = 0 if last else w.unacked + 1
                 if last:
@@ -388,6 +324,9 @@ def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deq
         except (EOFError, OSError):
             dead = True
         if dead or not w.proc.is_alive():
+            if not w.ready:
+                raise pool.start_failure(w)
+            w.proc.join(5)  # end-of-file comes just before the exit status
             code = w.proc.exitcode
             held = pool.replace(w)
             if held:
@@ -399,12 +338,18 @@ def _collect(pool: _Pool, info: dict, ready: dict, done_order: deque, retry: deq
         now = time.monotonic()
         for w in list(pool.workers):
             # a worker more than parts_ahead parts ahead waits for the consumer, not for its decoder
-            if w.tasks and now - w.started > pool.timeout and w.unacked <= pool.parts_ahead:
+            if w.tasks and w.ready and now - w.started > pool.timeout and w.unacked <= pool.parts_ahead:
                 held = pool.replace(w)
                 path, vid = info[held[0]]
                 _finish(held[0], DecodeFailure(path, vid, f"{path}: decoding made no progress for {pool.timeout:g} s; "
                                                f"worker stopped"), info, ready, done_order)
                 retry.extend(held[1:])
+
+
+    now = time.monotonic()
+    for w in pool.workers:
+        if w.tasks and not w.ready and now - w.launched > START_TIMEOUT_S:
+            raise pool.start_failure(w)
 
 
 def _closed(idx: int, ready: dict) -> bool:

@@ -1,4 +1,5 @@
-"""Fault injection for tests of the scale-out engine: decoders that kill their own process."""
+"""Fault injection for tests of the decode workers and the scale-out engine: decoders that kill their
+own process, or that keep a decode worker from starting."""
 from __future__ import annotations
 
 import os
@@ -53,3 +54,25 @@ class Gate:
                     raise RuntimeError(f"{path}: the test's gate {self.release} was not opened in {self.timeout:g} s")
                 time.sleep(0.05)
         return decode_video(path, video_id, **kwargs)
+
+
+def _refuse_to_load(exit_code: int | None):
+    """Run where a :class:`FailsToStart` is unpickled, i.e. in a decode worker starting up."""
+    if exit_code is not None:
+        os._exit(exit_code)  # gone at once, before it can report anything
+    raise RuntimeError("start-up fault injected by lsld_engine.testing.faults.FailsToStart")
+
+
+class FailsToStart:
+    """A per-video decoder (``decode_fn``) that keeps every decode worker from starting: loading it in
+    the worker raises (or, with ``exit_code``, ends the worker's process with that status), so the
+    worker never reports ready. Called in this process (``workers=0``) it decodes normally."""
+
+    def __init__(self, exit_code: int | None = None):
+        self.exit_code = exit_code
+
+    def __call__(self, path: str, video_id: str | None = None, **kwargs):
+        return decode_video(path, video_id, **kwargs)
+
+    def __reduce__(self):
+        return _refuse_to_load, (self.exit_code,)
