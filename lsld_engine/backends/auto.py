@@ -158,15 +158,46 @@ class CachedOnnxBackend(OnnxBackend):
         self.int8_dir: Path | None = None
         #: network -> seconds its first-use export took in this process (0: reused)
         self.export_seconds: dict[str, float] = {}
+        self._paths: dict[str, Path] = {}
 
-    def path(self, network: str) -> Path:
+    def path(self, network: str, unloadable: str | None = None) -> Path:
+        """The cached file of ``network`` (made, checked against its sha256, or rebuilt: ``ensure``);
+        ``unloadable``: why the file found before failed to load (its entry is then rebuilt)."""
         from lsld_engine.exporting.cache import ensure, spec_for
 
         if self.precision == "int8" and network != "han":
             return self._int8_engine() / network_file(network)
-        res = ensure(spec_for(network, self._spec_options), self.cache_dir)
+        if unloadable is None and network in self._paths:
+            return self._paths[network]  # hashed once per process, not on every session lookup
+        res = ensure(spec_for(network, self._spec_options), self.cache_dir, unloadable=unloadable)
         self.export_seconds.setdefault(network, res.seconds)
+        self._paths[network] = res.path
         return res.path
+
+    def session(self, network: str):
+        """The session of ``network``; a cached fp32 file that fails to load (a damaged file whose
+        sha256 still matches, e.g. damaged before it was recorded) has its entry rebuilt once."""
+        from lsld_engine.errors import LsldError
+        from lsld_engine.exporting import integrity
+        from lsld_engine.exporting.cache import ExportCacheError
+
+        if network in self._sessions or (self.precision == "int8" and network != "han"):
+            return super().session(network)
+        path = self.path(network)  # its own errors (weights, cache folder, rebuilds) pass through
+        try:
+            return super().session(network)
+        except LsldError:
+            raise
+        except Exception as e:  # protobuf DecodeError, onnxruntime's load errors, wrong inputs
+            self.path(network, unloadable=integrity.short(e))
+        try:
+            return super().session(network)
+        except LsldError:
+            raise
+        except Exception as e:
+            raise ExportCacheError(f"export cache file {path} cannot be loaded even after rebuilding it "
+                                   f"({integrity.short(e)}): remove the entry with `rm -r {path.parent}` "
+                                   "and run again") from None
 
     def _int8_engine(self) -> Path:
         """The cached int8 engine of the towers (+ the HAN when its weights are known), gate checked."""

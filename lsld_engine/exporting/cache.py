@@ -5,7 +5,7 @@ Layout (``$LSLD_CACHE``, default ``~/.cache/lsld-engine/``)::
     onnx/<network>-fp32-<key>/              one finished fp32 entry (never changed once complete)
         <network>.onnx
         manifest.json                      names, shapes, source, parity (lsld_engine.exporting.folder)
-        COMPLETE                           the key's fields as JSON: written last, before the rename
+        COMPLETE                           the key's fields and each file's sha256: written last
     onnx/int8-<key>/                        one int8 engine: the towers of the fp32 entries it was
         clip_image.onnx, clap_audio.onnx   made from, quantized (int8 inside, fp32 names), han.onnx
         han.onnx (when the HAN is known)   copied, fidelity.json (its report and gate), manifest.json,
@@ -20,9 +20,11 @@ lsld-engine. A changed checkpoint gives another key, so another entry; old entri
 folder is cleared (``rm -r``, any time no run is using it).
 
 Crash safety: an entry is built in a temporary folder and renamed into place in one ``rename`` after
-its ``COMPLETE`` marker is written; a reader loads only folders that have the marker. A killed export
-leaves a temporary folder that the next exporter of that entry removes (it holds the entry's lock,
-so nobody else is writing it).
+its ``COMPLETE`` marker (with each file's sha256) is written; a reader loads only folders that have
+the marker, and an fp32 file only when its sha256 matches (:mod:`lsld_engine.exporting.integrity`;
+else the entry is rebuilt once). A killed export leaves a temporary folder that the next exporter of
+that entry removes (it holds the entry's lock). A full disk removes the temporary folder and raises
+one line naming the cache.
 
 Parity against PyTorch (:mod:`lsld_engine.exporting.parity`, batch sizes 1 and 3) is checked once,
 when the entry is made; an entry that fails it is not cached.
@@ -53,6 +55,9 @@ from typing import Callable, Iterator, Sequence
 
 from lsld_engine.errors import LsldError
 from lsld_engine.backends.random_weights import RANDOM_SEED
+from lsld_engine.exporting import integrity
+from lsld_engine.exporting.integrity import MARKER
+from lsld_engine.records.outputs import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +75,6 @@ INT8_SETTINGS: dict = {"method": "dynamic", "calibration": "generated"}
 #: Fault injection for the crash tests: ``LSLD_EXPORT_FAULT=kill`` makes the exporting process
 #: SIGKILL itself after the ONNX file is written, before the entry is complete.
 FAULT_ENV: str = "LSLD_EXPORT_FAULT"
-MARKER: str = "COMPLETE"
 
 _tmp_counter = itertools.count()
 
@@ -187,9 +191,14 @@ class EnsureResult:
 
 
 def ensure(spec: ExportSpec, root: str | os.PathLike | None = None, *,
-           note: Callable[[str], None] | None = None, parity: bool = True) -> EnsureResult:
+           note: Callable[[str], None] | None = None, parity: bool = True,
+           unloadable: str | None = None) -> EnsureResult:
     """The ONNX file of ``spec``, exported into the cache on first use (under the entry's lock).
 
+    A complete entry is used when its file has the sha256 its marker records
+    (:mod:`lsld_engine.exporting.integrity`); else (or when the caller says it is ``unloadable``: why
+    it failed to load) it is rebuilt once, with one warning; a failed rebuild raises
+    :class:`ExportCacheError` naming the file and the ``rm -r`` that clears the entry.
     ``note``: where the one-line first-use message goes (default: stderr)."""
     if spec.precision != "fp32":
         raise ValueError(f"ensure() makes fp32 entries; int8 engines come from ensure_int8 (got {spec.precision})")
@@ -203,7 +212,12 @@ def ensure(spec: ExportSpec, root: str | os.PathLike | None = None, *,
         _export_fp32(spec, tmp, parity)
         return spec.fields()
 
-    return _made_once(root, name, lambda: cached_file(spec, root), build, note)
+    def check(found: Path) -> integrity.Damage | None:
+        if unloadable:
+            return integrity.Damage(found, f"it cannot be loaded: {unloadable}")
+        return integrity.damage(found.parent, [found.name])
+
+    return _made_once(root, name, lambda: cached_file(spec, root), build, note, check)
 
 
 def int8_entry_name(specs: Sequence[ExportSpec]) -> str:
@@ -255,22 +269,34 @@ def ensure_int8(specs: Sequence[ExportSpec], root: str | os.PathLike | None = No
 
 
 def _made_once(root: Path, name: str, lookup: Callable[[], Path | None], build: Callable[[Path], dict],
-               note: Callable[[str], None] | None) -> EnsureResult:
-    """The cache entry ``name``: ``lookup()`` when it is complete, else made once under its lock by
-    ``build(tmp)`` (fills the temporary folder, returns the marker's fields) and renamed into place."""
+               note: Callable[[str], None] | None,
+               check: Callable[[Path], integrity.Damage | None] | None = None) -> EnsureResult:
+    """The cache entry ``name``: ``lookup()`` when it is complete (and ``check(found)`` finds no
+    damage), else made once under its lock by ``build(tmp)`` (fills the temporary folder, returns the
+    marker's fields) and renamed into place; a damaged entry is rebuilt once."""
     found = lookup()
-    if found is not None:
+    if found is not None and (check is None or check(found) is None):
         return EnsureResult(found, False)
     with _entry_lock(root, name, note):
-        found = lookup()  # another process made it while we waited
-        if found is not None:
+        found = lookup()  # another process made (or repaired) it while we waited
+        damaged = found and check and check(found)
+        if found is not None and not damaged:
             return EnsureResult(found, False)
+        if damaged:
+            log.warning("export cache file %s is damaged (%s): rebuilding its entry", damaged.file, damaged.reason)
         t0 = time.perf_counter()
-        with _building(root, name) as tmp:
-            marker = build(tmp)
-            _fault_point()
-            (tmp / MARKER).write_text(json.dumps({**marker, "pid": os.getpid(), "made_at": time.time()}, indent=2)
-                                      + "\n")
+        try:
+            with _building(root, name) as tmp:
+                marker = build(tmp)
+                _fault_point()
+                # the files' sha256, checked on every later load; written last, atomically
+                integrity.write_marker(tmp, {**marker, "pid": os.getpid(), "made_at": time.time()})
+        except Exception as e:  # _building has removed the half-made folder
+            if is_disk_full(e):
+                raise ExportCacheError(integrity.full_message(root)) from None
+            if damaged:
+                raise ExportCacheError(integrity.rebuild_failed_message(damaged, root / "onnx" / name, e)) from None
+            raise
         seconds = time.perf_counter() - t0
         log.info("%s: made in %.1f s", name, seconds)
         return EnsureResult(lookup(), True, seconds)
@@ -319,6 +345,8 @@ def _entry_lock(root: Path, name: str, note: Callable[[str], None] | None) -> It
         locks.mkdir(parents=True, exist_ok=True)
         fd = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
+        if is_disk_full(e):
+            raise ExportCacheError(integrity.full_message(root)) from None
         raise ExportCacheError(f"export cache {root}: {e.strerror} (set LSLD_CACHE to a writable folder)") from None
     try:
         try:
