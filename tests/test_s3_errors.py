@@ -24,11 +24,11 @@ from lsld_engine.testing.videos import VideoSpec, make_video  # noqa: E402
 ENCODERS = ["--random-weights", "--small", "--quiet", "--workers", "0"]
 
 
-def _cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "lsldtestkey", "AWS_SECRET_ACCESS_KEY": "lsldtestsecret",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    env.pop("AWS_ENDPOINT_URL", None)
-    env.pop("AWS_ENDPOINT_URL_S3", None)
+def _cli(args: list[str], cwd: Path, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The command line in a fresh process: dummy keys, no endpoint variables unless ``env`` sets them."""
+    base = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")}
+    env = {**base, "AWS_ACCESS_KEY_ID": "lsldtestkey", "AWS_SECRET_ACCESS_KEY": "lsldtestsecret",
+           "AWS_EC2_METADATA_DISABLED": "true", **(env or {})}
     return subprocess.run([sys.executable, "-m", "lsld_engine.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -59,6 +59,21 @@ def test_a_refused_endpoint_is_one_line_within_seconds(tmp_path):
     assert took < 30
     assert Path(video).read_bytes() == before and keep.read_text() == '{"video_id": "x"}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "earlier.jsonl"]  # no local "s3:" folder
+
+
+def test_eval_of_results_behind_a_refused_endpoint_is_one_line(tmp_path):
+    from lsld_engine.data.llp import CLASSES
+
+    (tmp_path / "AVVP_test_pd.csv").write_text(f"filename\tevent_labels\nclipA\t{CLASSES[0]}\n")
+    rows = f"filename\tonset\toffset\tevent_labels\nclipA\t0\t5\t{CLASSES[0]}\n"
+    (tmp_path / "AVVP_eval_audio.csv").write_text(rows)
+    (tmp_path / "AVVP_eval_visual.csv").write_text(rows)
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    res = _cli(["eval", "--pred", "s3://bucket/results/", "--annotations", str(tmp_path)], cwd=tmp_path,
+               env={"AWS_ENDPOINT_URL": endpoint})
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and endpoint in lines[0] and "s3://bucket/results/" in lines[0], res.stderr
 
 
 def test_object_store_inputs_without_ray_keep_the_uri(tmp_path, capsys):
