@@ -24,7 +24,7 @@ log = logging.getLogger("lsld_engine")
 def add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*",
                    help="video files and/or folders (walked recursively for common video extensions)")
-    p.add_argument("--list", dest="list_file", type=Path, default=None,
+    p.add_argument("--list", dest="list_file", default=None,  # a str: Path() would fold an s3:// URI's "//"
                    help="a text file with one video path per line (relative to the file's folder)")
     p.add_argument("--limit", type=at_least(0), default=None, help="process at most this many (not yet done) videos")
     p.add_argument("--max-duration", type=at_least(0, float, strict=True), default=None, metavar="SECONDS",

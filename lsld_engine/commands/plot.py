@@ -9,7 +9,8 @@ _SHOWN = 10  # ids suggested when --video is not in the file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", type=Path, help="predictions: JSONL, Parquet or a results folder (lsld-engine parse --out)")
+    # a str: a results folder may be an s3:// URI, which Path() would fold into "s3:/..."
+    parser.add_argument("results", help="predictions: JSONL, Parquet or a results folder (lsld-engine parse --out)")
     parser.add_argument("--video", required=True, help="video id to draw (the record's video_id)")
     parser.add_argument("--annotations", type=Path, default=None,
                         help="LLP annotation folder (AVVP_eval_*.csv): draw the ground truth beside the predictions")

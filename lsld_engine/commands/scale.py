@@ -17,6 +17,7 @@ from pathlib import Path
 from lsld_engine.commands.common import (EXTRACT_NEEDS_FILESYSTEM, actor_backend_options,  # noqa: F401
                                          add_ray_arguments, apply_store_arguments, decode_function,
                                          engine_options, ray_options)
+from lsld_engine.records.objectstore import check_store
 
 log = logging.getLogger("lsld_engine")
 
@@ -124,6 +125,7 @@ def run_parse(args, prog: str) -> int:
     from lsld_engine.records.uris import is_uri
 
     apply_store_arguments(args)
+    check_store(str(args.out))  # a dead endpoint or missing bucket: one line before weights, cluster or videos
     backend_opts = _actor_options(args, PARSE_NETWORKS)
     why = _unsupported(args, prog)
     if why:
@@ -215,6 +217,7 @@ def run_parse_to_folder(args, prog: str) -> int:
     if getattr(args, "ordered", False):
         return _error(prog, "--ordered: a results folder has no order (sort when reading)")
     out = str(args.out)
+    check_store(out)  # a dead endpoint or missing bucket: one line before any video is listed or decoded
     items = _collect(args, prog)
     done = done_ids(out)
     if not args.resume and done:

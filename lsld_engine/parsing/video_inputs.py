@@ -39,10 +39,15 @@ from lsld_engine.errors import LsldError
 # fs_text and read_records lived here (old import paths keep working)
 from lsld_engine.files import fs_text  # noqa: F401
 from lsld_engine.records.readers import read_records  # noqa: F401
+from lsld_engine.records.uris import is_uri
 
 #: Extensions taken when walking folders (lower case; files given explicitly are always taken).
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wmv",
                                      ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".vob")
+
+#: Object-store inputs are listed and read by the ``--ray`` run (and by ``parse`` into an
+#: object-store results folder, :func:`lsld_engine.commands.scale.run_parse_to_folder`), not here.
+NEEDS_RAY = "object-store inputs need --ray for now (or copy the videos to a local folder)"
 
 _WINDOW_ID = re.compile(r"^(?P<base>.+)@(?P<start>[0-9]+)$")
 
@@ -96,6 +101,9 @@ def list_lines(path: str | os.PathLike) -> list[str]:
     """The entries of a list file as written, one per line (stripped; blank lines and ``#`` comments
     skipped). Lines are file-system bytes (``os.fsdecode``): any name is allowed. Shared by
     :func:`read_list` and :func:`lsld_engine.scale.sources.read_uri_list`."""
+    if is_uri(path):  # (kept as written: Path() would fold "s3://b/x" into "s3:/b/x")
+        raise InputError(f"{path}: a --list file is read from this machine; copy it to a local file "
+                         "(its lines may name object-store URIs with --ray)")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"list file not found: {path}")
@@ -106,9 +114,12 @@ def list_lines(path: str | os.PathLike) -> list[str]:
 def read_list(path: str | os.PathLike) -> list[Path]:
     """Paths listed one per line in ``path`` (:func:`list_lines`; relative paths are relative to
     the list file's folder)."""
+    lines = list_lines(path)
     path = Path(path)
     out = []
-    for line in list_lines(path):
+    for line in lines:
+        if is_uri(line):
+            raise InputError(f"{line} (in {path}): {NEEDS_RAY}")
         p = Path(line).expanduser()
         out.append(p if p.is_absolute() else path.parent / p)
     return out
@@ -126,6 +137,8 @@ def find_videos(inputs: Iterable[str | os.PathLike], extensions: Iterable[str] =
     skipped = skipped if skipped is not None else Skipped()
     found: dict[str, Path] = {}
     for item in inputs:
+        if is_uri(item):  # refused as written (Path() would fold "s3://b/x" into "s3:/b/x", a local name)
+            raise InputError(f"{item}: {NEEDS_RAY}")
         p = Path(item).expanduser()
         if p.is_dir():
             for f in _walk(p, exts, recursive, skipped):

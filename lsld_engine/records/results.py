@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 # the URI helpers lived here (old import paths keep working)
+from lsld_engine.records.objectstore import check_store
 from lsld_engine.records.uris import exists, filesystem, is_uri, local_copy  # noqa: F401
 from lsld_engine.records.readers import PredictionsError, read_predictions
 from lsld_engine.records.writers import WRITERS, format_of
@@ -81,7 +82,9 @@ def read_results_file(path: str, where: dict[str, str] | None = None) -> dict[st
 
 def read_results(path: str | os.PathLike, where: dict[str, str] | None = None) -> dict[str, dict]:
     """``{video_id: record}`` of a results file or folder (see the module docstring); ``where``, when
-    given, is filled with each video's ``"FILE:LINE"`` (a shard's for a folder; Parquet: ``FILE``)."""
+    given, is filled with each video's ``"FILE:LINE"`` (a shard's for a folder; Parquet: ``FILE``).
+    An object store that cannot be used is one :class:`~lsld_engine.records.objectstore.StoreError` line."""
+    check_store(str(path))
     if not is_results_folder(path):
         if not exists(path):
             raise FileNotFoundError(f"predictions not found: {path}")

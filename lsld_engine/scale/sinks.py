@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lsld_engine.files import atomic_path
+from lsld_engine.records.objectstore import store_error
 from lsld_engine.records.results import MANIFEST, SHARD_PREFIX, done_statuses, filesystem, is_uri, shard_files
 from lsld_engine.records.writers import WRITERS, get_writer
 
@@ -47,7 +48,10 @@ class ShardSink:
         """Create the folder, drop the manifest of a previous run and its leftover temporary files."""
         if is_uri(self.out):
             fs, p = filesystem(self.out)
-            fs.create_dir(p, recursive=True)
+            try:
+                fs.create_dir(p, recursive=True)
+            except OSError as e:  # e.g. the bucket is missing (never created here) or the store refuses
+                raise store_error(e, self.out) from None
             try:
                 fs.delete_file(f"{p}/{MANIFEST}")
             except (FileNotFoundError, OSError):
@@ -64,8 +68,11 @@ class ShardSink:
     def _put(self, name: str, data: bytes) -> None:
         if is_uri(self.out):
             fs, p = filesystem(self.out)
-            with fs.open_output_stream(f"{p}/{name}") as f:
-                f.write(data)
+            try:
+                with fs.open_output_stream(f"{p}/{name}") as f:
+                    f.write(data)
+            except OSError as e:  # the store went away mid-run: one line; the shards already put stay
+                raise store_error(e, f"{self.out}/{name}") from None
             return
         with atomic_path(Path(self.out) / name) as tmp:
             tmp.write_bytes(data)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from lsld_engine.parsing.video_inputs import VIDEO_EXTENSIONS, VideoInput, collect_inputs, list_lines
+from lsld_engine.records.objectstore import store_error
 from lsld_engine.records.results import filesystem, is_uri
 
 _GLOB_CHARS = set("*?[")
@@ -38,7 +39,12 @@ def list_inputs(inputs: Iterable[str | os.PathLike], list_file: str | os.PathLik
     remote: list[str] = []
     for item in items:
         if is_uri(item):
-            remote += _list_uri(item, exts)
+            try:
+                remote += _list_uri(item, exts)
+            except FileNotFoundError:
+                raise
+            except OSError as e:  # unreachable store, refused access: one line naming the URI
+                raise store_error(e, item) from None
         elif is_glob(item):
             hits = sorted(glob.glob(os.path.expanduser(item), recursive=True))
             if not hits:
@@ -55,9 +61,10 @@ def list_inputs(inputs: Iterable[str | os.PathLike], list_file: str | os.PathLik
 def read_uri_list(path: str | os.PathLike) -> list[str]:
     """Entries of a list file (:func:`lsld_engine.parsing.video_inputs.list_lines`); relative local paths
     are relative to the list file's folder, URIs are kept as written."""
+    lines = list_lines(path)  # (a URI is refused as written, before Path() folds its "//")
     path = Path(path)
     out = []
-    for line in list_lines(path):
+    for line in lines:
         if is_uri(line) or os.path.isabs(os.path.expanduser(line)):
             out.append(os.path.expanduser(line) if not is_uri(line) else line)
         else:
