@@ -65,14 +65,18 @@ def test_list_file_with_non_utf8_names(clip, tmp_path, toy):
 def test_scale_list_files_share_the_local_list_parser(tmp_path):
     """``--ray --list`` reads a list file as ``--list`` does (same lines, same bytes), keeping URIs."""
     from lsld_engine.scale.sources import read_uri_list
-    from lsld_engine.parsing.video_inputs import read_list
+    from lsld_engine.parsing.video_inputs import InputError, read_list
 
     lst = tmp_path / "videos.txt"
     lst.write_bytes(b"# a comment\n\n  a.mp4  \nsub/b.mp4\n/abs/c.mp4\ns3://bucket/d.mp4\ncaf\xe9.mp4\n")
     latin1 = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.mp4")
     local = [str(tmp_path / "a.mp4"), str(tmp_path / "sub" / "b.mp4"), "/abs/c.mp4"]
     assert read_uri_list(lst) == [*local, "s3://bucket/d.mp4", latin1]
-    assert [str(p) for p in read_list(lst)] == [*local, str(tmp_path / "s3:/bucket/d.mp4"), latin1]
+    # the single-machine list refuses a URI as written (a Path() would have made it "s3:/bucket/d.mp4")
+    with pytest.raises(InputError, match=r"^s3://bucket/d\.mp4 \(in .*\): object-store inputs need --ray"):
+        read_list(lst)
+    lst.write_bytes(lst.read_bytes().replace(b"s3://bucket/d.mp4\n", b""))
+    assert [str(p) for p in read_list(lst)] == [*local, latin1]
 
 # --- 2. memory: long videos as a stream of parts, caps on duration and resolution ----------------
 
