@@ -31,11 +31,11 @@ INT8_FLAGS: tuple[str, ...] = ("avx512_vnni", "avx_vnni", "amx_int8", "i8mm", "a
 FAKE_FLAGS_ENV = "LSLD_FAKE_CPU_FLAGS"
 
 
-def _cpu_flags() -> set[str] | None:
+def _cpu_flags(real: bool = False) -> set[str] | None:
     """The CPU feature flags of /proc/cpuinfo (``flags`` on x86, ``Features`` on Arm), or None;
-    ``$LSLD_FAKE_CPU_FLAGS`` replaces them (tests)."""
+    ``$LSLD_FAKE_CPU_FLAGS`` replaces them (tests) unless ``real``."""
     fake = os.environ.get(FAKE_FLAGS_ENV)
-    if fake is not None:
+    if fake is not None and not real:
         return set(fake.split())
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
@@ -70,6 +70,14 @@ def _torch_capability() -> str:
         return str(torch.backends.cpu.get_cpu_capability())
     except Exception:  # noqa: BLE001 - only used in a message
         return "unknown"
+
+
+def kernels_have_int8_dot_products() -> bool:
+    """Whether the CPU the kernels really run on has int8 dot products (ignores the test hook):
+    without them ONNX Runtime's u8 x s8 kernels sum pairs in saturating int16, so the quantizer
+    keeps weights to 7 bits (``reduce_range``) there."""
+    flags = _cpu_flags(real=True)
+    return bool(flags and any(f in flags for f in INT8_FLAGS))
 
 
 def cpu_int8_support() -> tuple[bool, str]:
